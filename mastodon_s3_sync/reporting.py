@@ -1,0 +1,42 @@
+"""How sync results read in the Dagster UI: numeric metadata and markdown problem tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dagster import MetadataValue
+
+from mastodon_s3_sync.partitions import IdRange
+from mastodon_s3_sync.pipeline import ObjectProblem, PartitionReport
+
+LISTED_IN_UI = 50
+
+
+def problems_markdown(problems: Sequence[ObjectProblem], total: int, limit: int = LISTED_IN_UI) -> str:
+    if not problems:
+        return "None."
+    lines = ["| table | id | key | problem |", "|---|---|---|---|"]
+    lines += [f"| {p.table} | {p.row_id} | `{p.key}` | {p.reason} |" for p in problems[:limit]]
+    if total > limit:
+        lines.append(f"\n{limit} of {total} shown.")
+    return "\n".join(lines)
+
+
+def partition_metadata(report: PartitionReport, id_range: IdRange) -> dict[str, MetadataValue]:
+    return {
+        "id_lo": MetadataValue.int(id_range.lo),
+        "id_hi": MetadataValue.int(id_range.hi),
+        "rows": MetadataValue.int(report.rows),
+        "objects_planned": MetadataValue.int(report.planned),
+        "objects_copied": MetadataValue.int(report.copied),
+        "objects_skipped": MetadataValue.int(report.skipped),
+        "objects_missing": MetadataValue.int(report.missing),
+        "objects_failed": MetadataValue.int(report.failed),
+        "bytes_copied": MetadataValue.int(report.bytes_copied),
+        "invalid_rows": MetadataValue.int(report.invalid_rows),
+        "fallback_keys_used": MetadataValue.int(report.fallback_used),
+        "missing_at_source": MetadataValue.md(problems_markdown(report.missing_objects, report.missing)),
+        "other_problems": MetadataValue.md(
+            problems_markdown(report.problems, report.invalid_rows + report.fallback_used)
+        ),
+    }

@@ -1,0 +1,163 @@
+"""The Mastodon database: read-only transactions, server-side cursors, optional SSH tunnel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Optional
+
+import paramiko
+import psycopg2
+import psycopg2.extras
+from dagster import ConfigurableResource
+from pydantic import Field
+from sshtunnel import BaseSSHTunnelForwarderError, SSHTunnelForwarder
+
+from mastodon_s3_sync.config import ConfigError
+
+
+class DatabaseUnavailable(ConfigError):
+    """The database (or the SSH host in front of it) cannot be reached or refuses us."""
+
+
+class MastodonDatabase(ConfigurableResource):
+    """Mastodon's PostgreSQL, configured with Mastodon's own variable names.
+
+    Every transaction is read-only; rows are streamed through a named
+    (server-side) cursor, so a 50-million-row table never sits in memory.
+    """
+
+    database_url: Optional[str] = Field(default=None, description="DATABASE_URL; wins over the DB_* settings")
+    db_host: str = Field(default="localhost", description="DB_HOST")
+    db_port: int = Field(default=5432, description="DB_PORT")
+    db_name: str = Field(default="mastodon_production", description="DB_NAME")
+    db_user: str = Field(default="mastodon", description="DB_USER")
+    db_pass: Optional[str] = Field(default=None, description="DB_PASS")
+    ssh_host: Optional[str] = Field(default=None, description="DB_SSH_HOST; set to tunnel through SSH")
+    ssh_port: int = Field(default=22, description="DB_SSH_PORT")
+    ssh_user: Optional[str] = Field(default=None, description="DB_SSH_USER")
+    ssh_key_file: Optional[str] = Field(default=None, description="DB_SSH_KEY_FILE")
+    ssh_password: Optional[str] = Field(default=None, description="DB_SSH_PASSWORD")
+    ssh_known_hosts: Optional[str] = Field(default=None, description="DB_SSH_KNOWN_HOSTS (default ~/.ssh/known_hosts)")
+    connect_timeout: int = 15
+    fetch_rows: int = 5000
+
+    def _connection_parameters(self) -> dict[str, Any]:
+        if self.database_url:
+            try:
+                parameters: dict[str, Any] = psycopg2.extensions.parse_dsn(self.database_url)
+            except psycopg2.ProgrammingError:
+                raise ConfigError("DATABASE_URL is not a valid PostgreSQL connection URL") from None
+        else:
+            parameters = {
+                "host": self.db_host,
+                "port": self.db_port,
+                "dbname": self.db_name,
+                "user": self.db_user,
+            }
+            if self.db_pass:
+                parameters["password"] = self.db_pass
+        parameters["connect_timeout"] = self.connect_timeout
+        parameters["application_name"] = "mastodon-s3-sync"
+        # Belt and braces: the session refuses writes even outside set_session.
+        parameters["options"] = "-c default_transaction_read_only=on"
+        return parameters
+
+    def describe(self) -> str:
+        """Where we connect, without secrets."""
+        parameters = self._connection_parameters()
+        where = f"{parameters.get('host', 'localhost')}:{parameters.get('port', 5432)}/{parameters.get('dbname', '')}"
+        return where + (f" through SSH {self.ssh_host}:{self.ssh_port}" if self.ssh_host else "")
+
+    def _host_key(self) -> paramiko.PKey:
+        known_hosts = Path(self.ssh_known_hosts or Path.home() / ".ssh" / "known_hosts").expanduser()
+        if not known_hosts.is_file():
+            raise ConfigError(f"DB_SSH_KNOWN_HOSTS: {known_hosts} does not exist; the SSH host key cannot be checked")
+        host_keys = paramiko.HostKeys(str(known_hosts))
+        name = self.ssh_host if self.ssh_port == 22 else f"[{self.ssh_host}]:{self.ssh_port}"
+        entry = host_keys.lookup(name) or {}
+        if not entry:
+            raise DatabaseUnavailable(
+                f"DB_SSH_HOST: {name} is not in {known_hosts}; add its host key (ssh-keyscan) to DB_SSH_KNOWN_HOSTS"
+            )
+        return next(iter(entry.values()))
+
+    @contextmanager
+    def _tunnel(self) -> Iterator[tuple[str, int] | None]:
+        if not self.ssh_host:
+            yield None
+            return
+        parameters = self._connection_parameters()
+        host_key = self._host_key()
+        forwarder = SSHTunnelForwarder(
+            (self.ssh_host, self.ssh_port),
+            ssh_username=self.ssh_user,
+            ssh_pkey=self.ssh_key_file,
+            ssh_password=self.ssh_password,
+            ssh_host_key=host_key,
+            ssh_config_file=None,
+            allow_agent=False,
+            host_pkey_directories=[],
+            remote_bind_address=(parameters.get("host", "localhost"), int(parameters.get("port", 5432))),
+            local_bind_address=("127.0.0.1", 0),
+            set_keepalive=30.0,
+        )
+        try:
+            forwarder.start()
+        except (BaseSSHTunnelForwarderError, paramiko.SSHException, OSError, ValueError) as error:
+            raise DatabaseUnavailable(self._tunnel_failure(error)) from None
+        try:
+            yield ("127.0.0.1", forwarder.local_bind_port)
+        finally:
+            forwarder.stop()
+
+    def _tunnel_failure(self, error: Exception) -> str:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "host key" in reason.lower():
+            reason = "its host key does not match DB_SSH_KNOWN_HOSTS"
+        elif "could not establish session" in reason.lower():
+            reason = "authentication failed (check DB_SSH_USER, DB_SSH_KEY_FILE, DB_SSH_PASSWORD) or host key mismatch"
+        return f"cannot open the SSH tunnel to {self.ssh_user or ''}@{self.ssh_host}:{self.ssh_port}: {reason}"
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg2.extensions.connection]:
+        """A connection inside a read-only transaction, closed (and tunnel stopped) on exit."""
+        parameters = self._connection_parameters()
+        with self._tunnel() as forwarded:
+            if forwarded:
+                parameters["host"], parameters["port"] = forwarded
+            try:
+                connection = psycopg2.connect(**parameters)
+            except psycopg2.OperationalError as error:
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else "connection refused"
+                raise DatabaseUnavailable(
+                    f"cannot connect to the Mastodon database at {self.describe()}: {first_line}"
+                ) from None
+            try:
+                connection.set_session(readonly=True, autocommit=False)
+                yield connection
+            finally:
+                connection.rollback()
+                connection.close()
+
+    def stream(
+        self, sql: str, parameters: tuple | dict = (), connection: psycopg2.extensions.connection | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Rows as dicts through a server-side cursor, ``fetch_rows`` at a time."""
+        with (nullcontext(connection) if connection is not None else self.connection()) as open_connection:
+            with open_connection.cursor(
+                name="mastodon_s3_sync_rows", cursor_factory=psycopg2.extras.RealDictCursor
+            ) as cursor:
+                cursor.itersize = self.fetch_rows
+                cursor.execute(sql, parameters)
+                yield from cursor
+
+    def query(
+        self, sql: str, parameters: tuple | dict = (), connection: psycopg2.extensions.connection | None = None
+    ) -> list[tuple]:
+        """A small result (a few rows of figures), fetched at once."""
+        with (nullcontext(connection) if connection is not None else self.connection()) as open_connection:
+            with open_connection.cursor() as cursor:
+                cursor.execute(sql, parameters)
+                return cursor.fetchall()

