@@ -6,7 +6,7 @@ setup(
     description="Copy exactly the media a Mastodon database references between S3-compatible buckets, with Dagster.",
     packages=find_packages(exclude=["mastodon_s3_sync_tests*"]),
     package_data={"mastodon_s3_sync": ["demo/*.sql"]},
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     install_requires=[
         # Pinned together: unpinned, pip pairs dagster 1.13.28 with dagster-aws 0.11.
         "dagster==1.13.27",

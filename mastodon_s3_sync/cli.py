@@ -96,7 +96,9 @@ def command_verify(arguments: argparse.Namespace) -> int:
             + ("" if result.acl_checked else " (ACLs not reported by the destination)")
         )
         for finding in result.findings[:20]:
-            print(f"  {finding.problem.value}: {finding.table} {finding.row_id} {finding.key} {finding.detail}".rstrip())
+            print(
+                f"  {finding.problem.value}: {finding.table} {finding.row_id} {finding.key} {finding.detail}".rstrip()
+            )
     print("verified: complete" if complete else "verified: INCOMPLETE")
     return 0 if complete else EXIT_INCOMPLETE
 

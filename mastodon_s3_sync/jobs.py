@@ -5,7 +5,6 @@ from __future__ import annotations
 from dagster import define_asset_job, in_process_executor
 
 from mastodon_s3_sync.mastodon.tables import TABLES
-from mastodon_s3_sync.partitions import ID_RANGE_PARTITIONS
 
 SYNC_RUN_TAG = "mastodon_s3_sync/copies"
 """Every sync run carries it; dagster.yaml's run coordinator limits runs by it."""
@@ -21,7 +20,6 @@ SYNC_JOBS = {
     table: define_asset_job(
         sync_job_name(table),
         selection=[table],
-        partitions_def=ID_RANGE_PARTITIONS[table],
         executor_def=in_process_executor,
         tags={SYNC_RUN_TAG: "true"},
     )

@@ -12,10 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from mastodon_s3_sync.config import ConfigError
 from mastodon_s3_sync.mastodon.tables import InvalidRow, MediaObject, MediaTable
 from mastodon_s3_sync.partitions import IdRange
 from mastodon_s3_sync.resources import DestinationBucket, MastodonDatabase, SourceBucket
-from mastodon_s3_sync.config import ConfigError
 from mastodon_s3_sync.transfer.engine import (
     BatchProgress,
     BucketUnavailable,
@@ -142,7 +142,9 @@ def copy_objects(
             report.failed.append(problem)
         if item.used_fallback:
             report.fallback_used.append(
-                ObjectProblem(media_object.table, media_object.row_id, item.source_key, "found under the other cache/ variant")
+                ObjectProblem(
+                    media_object.table, media_object.row_id, item.source_key, "found under the other cache/ variant"
+                )
             )
     report.seconds = time.monotonic() - started
     return report

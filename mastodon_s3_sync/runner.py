@@ -46,9 +46,7 @@ def sync_tables(
     results = []
     for table in tables:
         result = TableSyncResult(table)
-        result.new_partitions = add_new_partitions(
-            instance, database, table, tuning.partition_rows, include_tail=True
-        )
+        result.new_partitions = add_new_partitions(instance, database, table, tuning.partition_rows, include_tail=True)
         pending = unsynced_partitions(instance, table)
         job = definitions.resolve_job_def(f"sync_{table}")
         for position, key in enumerate(pending, start=1):
@@ -57,10 +55,11 @@ def sync_tables(
             run = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
             if run.success:
                 result.succeeded.append(key)
-                summary = run.output_for_node(f"{table}_report")
-                result.copied += summary["copied"]
-                result.skipped += summary["skipped"]
-                result.missing += summary["missing"]
+                for event in run.get_asset_materialization_events():
+                    metadata = event.materialization.metadata
+                    result.copied += metadata["objects_copied"].value
+                    result.skipped += metadata["objects_skipped"].value
+                    result.missing += metadata["objects_missing"].value
             else:
                 result.failed[key] = _failure_message(run)
         results.append(result)

@@ -19,7 +19,7 @@ CHECKED_HEADERS = ("Content-Type", "Cache-Control")
 VERIFY_BATCH = 2000
 
 
-class Problem(str, enum.Enum):
+class Problem(enum.StrEnum):
     MISSING_AT_SOURCE = "missing_at_source"
     MISSING_AT_DESTINATION = "missing_at_destination"
     WRONG_SIZE = "wrong_size"
@@ -69,7 +69,14 @@ def acl_problem(expected_acl: str | None, grants: list[tuple[str, str]]) -> str 
 
 
 class _Verifier:
-    def __init__(self, source: S3Client, destination: S3Client, source_bucket: SourceBucket, destination_bucket: DestinationBucket, check_acl: bool):
+    def __init__(
+        self,
+        source: S3Client,
+        destination: S3Client,
+        source_bucket: SourceBucket,
+        destination_bucket: DestinationBucket,
+        check_acl: bool,
+    ):
         self.source = source
         self.destination = destination
         self.source_bucket = source_bucket

@@ -157,7 +157,10 @@ def test_cache_key_under_a_prefix() -> None:
 @pytest.mark.parametrize(
     ("key", "other"),
     [
-        ("media_attachments/files/000/000/001/original/a.jpeg", "cache/media_attachments/files/000/000/001/original/a.jpeg"),
+        (
+            "media_attachments/files/000/000/001/original/a.jpeg",
+            "cache/media_attachments/files/000/000/001/original/a.jpeg",
+        ),
         ("cache/accounts/avatars/000/000/001/static/a.png", "accounts/avatars/000/000/001/static/a.png"),
     ],
     ids=["add-cache", "remove-cache"],
@@ -169,20 +172,23 @@ def test_toggle_cache_prefix(key: str, other: str) -> None:
 # ----------------------------------------------------------------------------- cache/ prefix
 
 # (id, table, extra row values, cached?) -- NULL/0/1 x local/remote per model.
+REMOTE = "https://r.example/a"
 CACHE_CASES = [
     ("media-null-local", "media_attachments", {"file_storage_schema_version": None, "remote_url": ""}, False),
     ("media-0-local", "media_attachments", {"file_storage_schema_version": 0, "remote_url": ""}, False),
     ("media-1-local", "media_attachments", {"file_storage_schema_version": 1, "remote_url": ""}, False),
-    ("media-null-remote", "media_attachments", {"file_storage_schema_version": None, "remote_url": "https://r.example/a"}, False),
-    ("media-0-remote", "media_attachments", {"file_storage_schema_version": 0, "remote_url": "https://r.example/a"}, False),
-    ("media-1-remote", "media_attachments", {"file_storage_schema_version": 1, "remote_url": "https://r.example/a"}, True),
-    ("media-2-remote", "media_attachments", {"file_storage_schema_version": 2, "remote_url": "https://r.example/a"}, True),
+    ("media-null-remote", "media_attachments", {"file_storage_schema_version": None, "remote_url": REMOTE}, False),
+    ("media-0-remote", "media_attachments", {"file_storage_schema_version": 0, "remote_url": REMOTE}, False),
+    ("media-1-remote", "media_attachments", {"file_storage_schema_version": 1, "remote_url": REMOTE}, True),
+    ("media-2-remote", "media_attachments", {"file_storage_schema_version": 2, "remote_url": REMOTE}, True),
     ("accounts-null-local", "accounts", {"avatar_storage_schema_version": None, "domain": None}, False),
     ("accounts-0-local", "accounts", {"avatar_storage_schema_version": 0, "domain": None}, False),
     ("accounts-1-local", "accounts", {"avatar_storage_schema_version": 1, "domain": None}, False),
     ("accounts-null-remote", "accounts", {"avatar_storage_schema_version": None, "domain": "r.example"}, False),
     ("accounts-0-remote", "accounts", {"avatar_storage_schema_version": 0, "domain": "r.example"}, False),
     ("accounts-1-remote", "accounts", {"avatar_storage_schema_version": 1, "domain": "r.example"}, True),
+    # "remote" is `domain IS NOT NULL`, not "non-empty".
+    ("accounts-1-empty-domain-is-remote", "accounts", {"avatar_storage_schema_version": 1, "domain": ""}, True),
     ("emoji-null-local", "custom_emojis", {"image_storage_schema_version": None, "domain": None}, False),
     ("emoji-0-local", "custom_emojis", {"image_storage_schema_version": 0, "domain": None}, False),
     ("emoji-1-local", "custom_emojis", {"image_storage_schema_version": 1, "domain": None}, False),
@@ -315,8 +321,12 @@ MEDIA_STYLE_CASES = [
         "audio-with-thumbnail-original-only",
         {
             "type": 4,
-            "file_file_name": "ab.mp3", "file_content_type": "audio/mpeg", "file_file_size": 1008,
-            "thumbnail_file_name": "cd.png", "thumbnail_content_type": "image/png", "thumbnail_file_size": 77,
+            "file_file_name": "ab.mp3",
+            "file_content_type": "audio/mpeg",
+            "file_file_size": 1008,
+            "thumbnail_file_name": "cd.png",
+            "thumbnail_content_type": "image/png",
+            "thumbnail_file_size": 77,
         },
         [
             ("file", "original", f"{M}/original/ab.mp3", f"cache/{M}/original/ab.mp3", PUBLIC, 1008),
@@ -327,8 +337,12 @@ MEDIA_STYLE_CASES = [
         "video-with-thumbnail",
         {
             "type": 2,
-            "file_file_name": "ab.mp4", "file_content_type": "video/mp4", "file_file_size": 1009,
-            "thumbnail_file_name": "cd.jpeg", "thumbnail_content_type": "image/jpeg", "thumbnail_file_size": 78,
+            "file_file_name": "ab.mp4",
+            "file_content_type": "video/mp4",
+            "file_file_size": 1009,
+            "thumbnail_file_name": "cd.jpeg",
+            "thumbnail_content_type": "image/jpeg",
+            "thumbnail_file_size": 78,
         },
         [
             ("file", "original", f"{M}/original/ab.mp4", f"cache/{M}/original/ab.mp4", PUBLIC, 1009),
@@ -346,9 +360,13 @@ MEDIA_STYLE_CASES = [
         "remote-v1-cache-both-attachments",
         {
             "remote_url": "https://r.example/ab.mp4",
-            "file_file_name": "ab.mp4", "file_content_type": "video/mp4", "file_file_size": 1010,
+            "file_file_name": "ab.mp4",
+            "file_content_type": "video/mp4",
+            "file_file_size": 1010,
             "file_storage_schema_version": 1,
-            "thumbnail_file_name": "cd.jpeg", "thumbnail_content_type": "image/jpeg", "thumbnail_file_size": 80,
+            "thumbnail_file_name": "cd.jpeg",
+            "thumbnail_content_type": "image/jpeg",
+            "thumbnail_file_size": 80,
             "thumbnail_storage_schema_version": 1,
         },
         [
@@ -361,8 +379,12 @@ MEDIA_STYLE_CASES = [
         "suspended-account-private-every-style",
         {
             "account_suspended_at": "2024-02-20 09:30:00",
-            "file_file_name": "ab.gif", "file_content_type": "image/gif", "file_file_size": 1011,
-            "thumbnail_file_name": "cd.png", "thumbnail_content_type": "image/png", "thumbnail_file_size": 81,
+            "file_file_name": "ab.gif",
+            "file_content_type": "image/gif",
+            "file_file_size": 1011,
+            "thumbnail_file_name": "cd.png",
+            "thumbnail_content_type": "image/png",
+            "thumbnail_file_size": 81,
         },
         [
             ("file", "original", f"{M}/original/ab.gif", f"cache/{M}/original/ab.gif", PRIVATE, 1011),
@@ -373,7 +395,9 @@ MEDIA_STYLE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("values", "expected"), [c[1:] for c in MEDIA_STYLE_CASES], ids=[c[0] for c in MEDIA_STYLE_CASES])
+@pytest.mark.parametrize(
+    ("values", "expected"), [c[1:] for c in MEDIA_STYLE_CASES], ids=[c[0] for c in MEDIA_STYLE_CASES]
+)
 def test_media_attachments_objects(values: dict, expected: list[tuple]) -> None:
     assert described("media_attachments", make_row("media_attachments", id=42, **values)) == sorted(expected)
 
@@ -402,8 +426,12 @@ ACCOUNT_CASES = [
     (
         "gif-header-static-png-and-webp-avatar",
         {
-            "avatar_file_name": "ab.webp", "avatar_content_type": "image/webp", "avatar_file_size": 503,
-            "header_file_name": "cd.gif", "header_content_type": "image/gif", "header_file_size": 504,
+            "avatar_file_name": "ab.webp",
+            "avatar_content_type": "image/webp",
+            "avatar_file_size": 503,
+            "header_file_name": "cd.gif",
+            "header_content_type": "image/gif",
+            "header_file_size": 504,
         },
         [
             ("avatar", "original", f"{A}/original/ab.webp", f"cache/{A}/original/ab.webp", PUBLIC, 503),
@@ -415,7 +443,9 @@ ACCOUNT_CASES = [
         "remote-v1-cache",
         {
             "domain": "r.example",
-            "avatar_file_name": "ab.gif", "avatar_content_type": "image/gif", "avatar_file_size": 505,
+            "avatar_file_name": "ab.gif",
+            "avatar_content_type": "image/gif",
+            "avatar_file_size": 505,
             "avatar_storage_schema_version": 1,
         },
         [
@@ -427,7 +457,9 @@ ACCOUNT_CASES = [
         "suspended-account-own-media-not-private",
         {
             "suspended_at": "2024-02-20 09:30:00",
-            "avatar_file_name": "ab.png", "avatar_content_type": "image/png", "avatar_file_size": 506,
+            "avatar_file_name": "ab.png",
+            "avatar_content_type": "image/png",
+            "avatar_file_size": 506,
         },
         [("avatar", "original", f"{A}/original/ab.png", f"cache/{A}/original/ab.png", PUBLIC, 506)],
     ),
@@ -456,8 +488,26 @@ P = "preview_cards/images/000/000/003"
 S = "site_uploads/files/000/000/003"
 I = "preview_card_providers/icons/000/000/003"
 B = "backups/dumps/000/000/003"
-APP_ICON_SIZES = ["57", "60", "72", "76", "114", "120", "144", "152", "167", "180", "1024",
-                  "36", "48", "96", "192", "256", "384", "512"]
+APP_ICON_SIZES = [
+    "57",
+    "60",
+    "72",
+    "76",
+    "114",
+    "120",
+    "144",
+    "152",
+    "167",
+    "180",
+    "1024",
+    "36",
+    "48",
+    "96",
+    "192",
+    "256",
+    "384",
+    "512",
+]
 OTHER_TABLE_CASES = [
     (
         "emoji-png-static-png",
@@ -480,8 +530,13 @@ OTHER_TABLE_CASES = [
     (
         "emoji-remote-v1-cache",
         "custom_emojis",
-        {"domain": "r.example", "image_storage_schema_version": 1,
-         "image_file_name": "ab.png", "image_content_type": "image/png", "image_file_size": 302},
+        {
+            "domain": "r.example",
+            "image_storage_schema_version": 1,
+            "image_file_name": "ab.png",
+            "image_content_type": "image/png",
+            "image_file_size": 302,
+        },
         [
             ("image", "original", f"cache/{E}/original/ab.png", f"{E}/original/ab.png", PUBLIC, 302),
             ("image", "static", f"cache/{E}/static/ab.png", f"{E}/static/ab.png", PUBLIC, None),
@@ -496,8 +551,12 @@ OTHER_TABLE_CASES = [
     (
         "card-v1-cache",
         "preview_cards",
-        {"image_storage_schema_version": 1,
-         "image_file_name": "ab.gif", "image_content_type": "image/gif", "image_file_size": 304},
+        {
+            "image_storage_schema_version": 1,
+            "image_file_name": "ab.gif",
+            "image_content_type": "image/gif",
+            "image_file_size": 304,
+        },
         [("image", "original", f"cache/{P}/original/ab.gif", f"{P}/original/ab.gif", PUBLIC, 304)],
     ),
     ("card-without-image", "preview_cards", {"image_storage_schema_version": 1}, []),
@@ -555,11 +614,20 @@ OTHER_TABLE_CASES = [
     (
         "backup-private",
         "backups",
-        {"dump_file_name": "archive-20240301120000-0123456789abcdef0123456789abcdef.zip",
-         "dump_content_type": "application/zip", "dump_file_size": 5_000_000_000},
+        {
+            "dump_file_name": "archive-20240301120000-0123456789abcdef0123456789abcdef.zip",
+            "dump_content_type": "application/zip",
+            "dump_file_size": 5_000_000_000,
+        },
         [
-            ("dump", "original", f"{B}/original/archive-20240301120000-0123456789abcdef0123456789abcdef.zip",
-             None, PRIVATE, 5_000_000_000),
+            (
+                "dump",
+                "original",
+                f"{B}/original/archive-20240301120000-0123456789abcdef0123456789abcdef.zip",
+                None,
+                PRIVATE,
+                5_000_000_000,
+            ),
         ],
     ),
     ("backup-not-processed", "backups", {}, []),
@@ -581,31 +649,85 @@ ACL_CASES = [
     ("media-custom-permission", "media_attachments", _MEDIA_FILE, "authenticated-read", "authenticated-read"),
     ("media-empty-permission-no-acl", "media_attachments", _MEDIA_FILE, "", None),
     ("media-none-permission-no-acl", "media_attachments", _MEDIA_FILE, None, None),
-    ("suspended-media-private", "media_attachments",
-     {**_MEDIA_FILE, "account_suspended_at": "2024-02-20"}, "public-read", PRIVATE),
-    ("suspended-media-custom-permission-private", "media_attachments",
-     {**_MEDIA_FILE, "account_suspended_at": "2024-02-20"}, "authenticated-read", PRIVATE),
+    (
+        "suspended-media-private",
+        "media_attachments",
+        {**_MEDIA_FILE, "account_suspended_at": "2024-02-20"},
+        "public-read",
+        PRIVATE,
+    ),
+    (
+        "suspended-media-custom-permission-private",
+        "media_attachments",
+        {**_MEDIA_FILE, "account_suspended_at": "2024-02-20"},
+        "authenticated-read",
+        PRIVATE,
+    ),
     # "empty means send no ACL" (what R2 and ACL-less buckets need) wins over private.
-    ("suspended-media-empty-permission-no-acl", "media_attachments",
-     {**_MEDIA_FILE, "account_suspended_at": "2024-02-20"}, "", None),
-    ("backup-private", "backups", {"dump_file_name": "a.zip", "dump_content_type": "application/zip"},
-     "public-read", PRIVATE),
-    ("backup-private-custom-permission", "backups",
-     {"dump_file_name": "a.zip", "dump_content_type": "application/zip"}, "authenticated-read", PRIVATE),
-    ("backup-empty-permission-no-acl", "backups",
-     {"dump_file_name": "a.zip", "dump_content_type": "application/zip"}, "", None),
-    ("account-custom-permission", "accounts", {"avatar_file_name": "a.gif", "avatar_content_type": "image/gif"},
-     "authenticated-read", "authenticated-read"),
-    ("suspended-account-own-avatar-permission", "accounts",
-     {"avatar_file_name": "a.gif", "avatar_content_type": "image/gif", "suspended_at": "2024-02-20"},
-     "public-read", "public-read"),
-    ("emoji-public-read", "custom_emojis", {"image_file_name": "a.png", "image_content_type": "image/png"},
-     "public-read", "public-read"),
+    (
+        "suspended-media-empty-permission-no-acl",
+        "media_attachments",
+        {**_MEDIA_FILE, "account_suspended_at": "2024-02-20"},
+        "",
+        None,
+    ),
+    (
+        "backup-private",
+        "backups",
+        {"dump_file_name": "a.zip", "dump_content_type": "application/zip"},
+        "public-read",
+        PRIVATE,
+    ),
+    (
+        "backup-private-custom-permission",
+        "backups",
+        {"dump_file_name": "a.zip", "dump_content_type": "application/zip"},
+        "authenticated-read",
+        PRIVATE,
+    ),
+    (
+        "backup-empty-permission-no-acl",
+        "backups",
+        {"dump_file_name": "a.zip", "dump_content_type": "application/zip"},
+        "",
+        None,
+    ),
+    (
+        "account-custom-permission",
+        "accounts",
+        {"avatar_file_name": "a.gif", "avatar_content_type": "image/gif"},
+        "authenticated-read",
+        "authenticated-read",
+    ),
+    (
+        "suspended-account-own-avatar-permission",
+        "accounts",
+        {"avatar_file_name": "a.gif", "avatar_content_type": "image/gif", "suspended_at": "2024-02-20"},
+        "public-read",
+        "public-read",
+    ),
+    (
+        "emoji-public-read",
+        "custom_emojis",
+        {"image_file_name": "a.png", "image_content_type": "image/png"},
+        "public-read",
+        "public-read",
+    ),
     ("card-empty-no-acl", "preview_cards", {"image_file_name": "a.png", "image_content_type": "image/png"}, "", None),
-    ("site-upload-public-read", "site_uploads",
-     {"var": "favicon", "file_file_name": "a.png", "file_content_type": "image/png"}, "public-read", "public-read"),
-    ("provider-custom", "preview_card_providers",
-     {"icon_file_name": "a.png", "icon_content_type": "image/png"}, "authenticated-read", "authenticated-read"),
+    (
+        "site-upload-public-read",
+        "site_uploads",
+        {"var": "favicon", "file_file_name": "a.png", "file_content_type": "image/png"},
+        "public-read",
+        "public-read",
+    ),
+    (
+        "provider-custom",
+        "preview_card_providers",
+        {"icon_file_name": "a.png", "icon_content_type": "image/png"},
+        "authenticated-read",
+        "authenticated-read",
+    ),
 ]
 
 
@@ -620,8 +742,11 @@ def test_acl(table: str, values: dict, permission: str | None, acl: str | None) 
 
 # ----------------------------------------------------------------------------- invalid rows
 
+
 @pytest.mark.parametrize(
-    "file_name", ["a/b.png", "../ab.png", "..", ".", "ab\n.png"], ids=["slash", "dotdot-slash", "dotdot", "dot", "newline"]
+    "file_name",
+    ["a/b.png", "../ab.png", "..", ".", "ab\n.png"],
+    ids=["slash", "dotdot-slash", "dotdot", "dot", "newline"],
 )
 def test_invalid_file_name(file_name: str) -> None:
     row = make_row("media_attachments", id=5, file_file_name=file_name, file_content_type="image/png")
@@ -634,6 +759,7 @@ def test_invalid_row_is_a_value_error() -> None:
 
 
 # ----------------------------------------------------------------------------- select_sql
+
 
 def _selected_columns(select: str) -> list[str]:
     """Result names of a ``SELECT a, t.b, x AS c FROM ...``."""

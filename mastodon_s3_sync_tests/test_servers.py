@@ -36,14 +36,6 @@ def test_rclone_keeps_object_and_headers(tmp_path: Path) -> None:
         assert (tmp_path / "s3" / "media" / "a" / "b" / "file").read_bytes() == b"png bytes"
 
 
-def test_rclone_sees_files_put_on_disk(tmp_path: Path) -> None:
-    (tmp_path / "media" / "x").mkdir(parents=True)
-    with rclone_s3_server(tmp_path) as s3:
-        (tmp_path / "media" / "x" / "late.txt").write_bytes(b"late")
-        listed = s3.client().list_objects_v2(Bucket="media")["Contents"]
-        assert [o["Key"] for o in listed] == ["x/late.txt"]
-
-
 def test_moto_keeps_public_read_acl() -> None:
     with moto_s3_server() as s3:
         s3.create_bucket("media")
@@ -98,5 +90,10 @@ def test_sshd_rejects_unauthorized_key(tmp_path: Path) -> None:
         with closing(paramiko.SSHClient()) as client, pytest.raises(paramiko.AuthenticationException):
             client.load_host_keys(str(ssh.known_hosts_file))
             client.connect(
-                ssh.host, ssh.port, username=ssh.user, key_filename=str(wrong_key), look_for_keys=False, allow_agent=False
+                ssh.host,
+                ssh.port,
+                username=ssh.user,
+                key_filename=str(wrong_key),
+                look_for_keys=False,
+                allow_agent=False,
             )

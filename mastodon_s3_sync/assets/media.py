@@ -5,7 +5,6 @@ materialization metadata). Each copy step carries thousands of objects with
 many requests in flight inside it, so step start-up cost stays negligible.
 """
 
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 

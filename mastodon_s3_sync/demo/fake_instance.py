@@ -203,16 +203,24 @@ SUSPENDED_AT = datetime(2024, 2, 20, 9, 30, 0)
 _CASES: list[_Case] = [
     # ---------------------------------------------------------------- accounts
     # The instance actor: negative id, no media.
-    _Case("accounts", {"id": -99, "username": "mastodon.example", "domain": None, "actor_type": "Application",
-                       "locked": True}),
+    _Case(
+        "accounts",
+        {"id": -99, "username": "mastodon.example", "domain": None, "actor_type": "Application", "locked": True},
+    ),
     # Local, schema version 1 (local: no cache/); jpeg and png: original only.
     _Case(
         "accounts",
-        {"id": 1, "username": "admin", "domain": None,
-         "avatar_file_name": "693bf9e034abc794.jpeg", "avatar_content_type": "image/jpeg",
-         "avatar_storage_schema_version": 1,
-         "header_file_name": "5cf47c609d1f16d2.png", "header_content_type": "image/png",
-         "header_storage_schema_version": 1},
+        {
+            "id": 1,
+            "username": "admin",
+            "domain": None,
+            "avatar_file_name": "693bf9e034abc794.jpeg",
+            "avatar_content_type": "image/jpeg",
+            "avatar_storage_schema_version": 1,
+            "header_file_name": "5cf47c609d1f16d2.png",
+            "header_content_type": "image/png",
+            "header_storage_schema_version": 1,
+        },
         expect=[
             "accounts/avatars/000/000/001/original/693bf9e034abc794.jpeg",
             "accounts/headers/000/000/001/original/5cf47c609d1f16d2.png",
@@ -221,9 +229,14 @@ _CASES: list[_Case] = [
     # Local, version NULL, gif avatar (+ static .png); the avatar was replaced: the old one is an orphan.
     _Case(
         "accounts",
-        {"id": 2, "username": "alice", "domain": None,
-         "avatar_file_name": "8c5f8febb660420c.gif", "avatar_content_type": "image/gif",
-         "avatar_storage_schema_version": None},
+        {
+            "id": 2,
+            "username": "alice",
+            "domain": None,
+            "avatar_file_name": "8c5f8febb660420c.gif",
+            "avatar_content_type": "image/gif",
+            "avatar_storage_schema_version": None,
+        },
         expect=[
             "accounts/avatars/000/000/002/original/8c5f8febb660420c.gif",
             "accounts/avatars/000/000/002/static/8c5f8febb660420c.png",
@@ -236,11 +249,19 @@ _CASES: list[_Case] = [
     # Local, suspended: its own avatar/header keep the configured permission (only its media is private).
     _Case(
         "accounts",
-        {"id": 3, "username": "spammer", "domain": None, "suspended_at": SUSPENDED_AT, "suspension_origin": 0,
-         "avatar_file_name": "a75b6917d6060788.png", "avatar_content_type": "image/png",
-         "avatar_storage_schema_version": 1,
-         "header_file_name": "38600c13bd03f4b5.gif", "header_content_type": "image/gif",
-         "header_storage_schema_version": 1},
+        {
+            "id": 3,
+            "username": "spammer",
+            "domain": None,
+            "suspended_at": SUSPENDED_AT,
+            "suspension_origin": 0,
+            "avatar_file_name": "a75b6917d6060788.png",
+            "avatar_content_type": "image/png",
+            "avatar_storage_schema_version": 1,
+            "header_file_name": "38600c13bd03f4b5.gif",
+            "header_content_type": "image/gif",
+            "header_storage_schema_version": 1,
+        },
         expect=[
             "accounts/avatars/000/000/003/original/a75b6917d6060788.png",
             "accounts/headers/000/000/003/original/38600c13bd03f4b5.gif",
@@ -250,13 +271,19 @@ _CASES: list[_Case] = [
     # Remote, version NULL (never upgraded): no cache/.
     _Case(
         "accounts",
-        {"id": 1234, "username": "carol", "domain": "remote.example",
-         "avatar_file_name": "1295d8dd044c2273.jpeg", "avatar_content_type": "image/jpeg",
-         "avatar_remote_url": "https://remote.example/system/avatars/carol.jpg",
-         "avatar_storage_schema_version": None,
-         "header_file_name": "4b107e8de70adf86.gif", "header_content_type": "image/gif",
-         "header_remote_url": "https://remote.example/system/headers/carol.gif",
-         "header_storage_schema_version": None},
+        {
+            "id": 1234,
+            "username": "carol",
+            "domain": "remote.example",
+            "avatar_file_name": "1295d8dd044c2273.jpeg",
+            "avatar_content_type": "image/jpeg",
+            "avatar_remote_url": "https://remote.example/system/avatars/carol.jpg",
+            "avatar_storage_schema_version": None,
+            "header_file_name": "4b107e8de70adf86.gif",
+            "header_content_type": "image/gif",
+            "header_remote_url": "https://remote.example/system/headers/carol.gif",
+            "header_storage_schema_version": None,
+        },
         expect=[
             "accounts/avatars/000/001/234/original/1295d8dd044c2273.jpeg",
             "accounts/headers/000/001/234/original/4b107e8de70adf86.gif",
@@ -266,10 +293,15 @@ _CASES: list[_Case] = [
     # Drift: remote, version NULL computes no cache/, but the object is under cache/.
     _Case(
         "accounts",
-        {"id": 4321, "username": "dave", "domain": "old.example",
-         "avatar_file_name": "c622185b6ddfad2c.png", "avatar_content_type": "image/png",
-         "avatar_remote_url": "https://old.example/avatars/dave.png",
-         "avatar_storage_schema_version": None},
+        {
+            "id": 4321,
+            "username": "dave",
+            "domain": "old.example",
+            "avatar_file_name": "c622185b6ddfad2c.png",
+            "avatar_content_type": "image/png",
+            "avatar_remote_url": "https://old.example/avatars/dave.png",
+            "avatar_storage_schema_version": None,
+        },
         expect=[
             _Drift(
                 actual="cache/accounts/avatars/000/004/321/original/c622185b6ddfad2c.png",
@@ -280,19 +312,33 @@ _CASES: list[_Case] = [
     # Remote, version 0: no cache/; webp avatar: original only.
     _Case(
         "accounts",
-        {"id": 56789, "username": "erin", "domain": "social.example",
-         "avatar_file_name": "ed28779d70bbaaed.webp", "avatar_content_type": "image/webp",
-         "avatar_remote_url": "https://social.example/erin.webp", "avatar_storage_schema_version": 0},
+        {
+            "id": 56789,
+            "username": "erin",
+            "domain": "social.example",
+            "avatar_file_name": "ed28779d70bbaaed.webp",
+            "avatar_content_type": "image/webp",
+            "avatar_remote_url": "https://social.example/erin.webp",
+            "avatar_storage_schema_version": 0,
+        },
         expect=["accounts/avatars/000/056/789/original/ed28779d70bbaaed.webp"],
     ),
     # Remote snowflake; avatar version 1 (cache/), header version NULL (no cache/): per-attachment columns.
     _Case(
         "accounts",
-        {"id": 105585102028813107, "username": "frank", "domain": "fedi.example",
-         "avatar_file_name": "ab4225374c85341d.gif", "avatar_content_type": "image/gif",
-         "avatar_remote_url": "https://fedi.example/frank.gif", "avatar_storage_schema_version": 1,
-         "header_file_name": "da615f34368457b8.jpeg", "header_content_type": "image/jpeg",
-         "header_remote_url": "https://fedi.example/frank-header.jpg", "header_storage_schema_version": None},
+        {
+            "id": 105585102028813107,
+            "username": "frank",
+            "domain": "fedi.example",
+            "avatar_file_name": "ab4225374c85341d.gif",
+            "avatar_content_type": "image/gif",
+            "avatar_remote_url": "https://fedi.example/frank.gif",
+            "avatar_storage_schema_version": 1,
+            "header_file_name": "da615f34368457b8.jpeg",
+            "header_content_type": "image/jpeg",
+            "header_remote_url": "https://fedi.example/frank-header.jpg",
+            "header_storage_schema_version": None,
+        },
         expect=[
             "cache/accounts/avatars/105/585/102/028/813/107/original/ab4225374c85341d.gif",
             "cache/accounts/avatars/105/585/102/028/813/107/static/ab4225374c85341d.png",
@@ -302,34 +348,59 @@ _CASES: list[_Case] = [
     # Local snowflake, version 1: no cache/.
     _Case(
         "accounts",
-        {"id": 107625362227221845, "username": "grace", "domain": None,
-         "avatar_file_name": "c8444a0513a356de.png", "avatar_content_type": "image/png",
-         "avatar_storage_schema_version": 1},
+        {
+            "id": 107625362227221845,
+            "username": "grace",
+            "domain": None,
+            "avatar_file_name": "c8444a0513a356de.png",
+            "avatar_content_type": "image/png",
+            "avatar_storage_schema_version": 1,
+        },
         expect=["accounts/avatars/107/625/362/227/221/845/original/c8444a0513a356de.png"],
     ),
     # Remote, suspended, no avatar/header (its media_attachments are private).
     _Case(
         "accounts",
-        {"id": 109957125439527321, "username": "spambot", "domain": "spam.example", "suspended_at": SUSPENDED_AT,
-         "suspension_origin": 0, "avatar_storage_schema_version": 1, "header_storage_schema_version": 1},
+        {
+            "id": 109957125439527321,
+            "username": "spambot",
+            "domain": "spam.example",
+            "suspended_at": SUSPENDED_AT,
+            "suspension_origin": 0,
+            "avatar_storage_schema_version": 1,
+            "header_storage_schema_version": 1,
+        },
     ),
     # Remote, media evicted (file names NULL): nothing to copy; the deletion left the old avatar behind.
     _Case(
         "accounts",
-        {"id": 112925375725602952, "username": "henry", "domain": "gone.example",
-         "avatar_remote_url": "https://gone.example/henry.jpg",
-         "avatar_storage_schema_version": 1, "header_storage_schema_version": 1},
+        {
+            "id": 112925375725602952,
+            "username": "henry",
+            "domain": "gone.example",
+            "avatar_remote_url": "https://gone.example/henry.jpg",
+            "avatar_storage_schema_version": 1,
+            "header_storage_schema_version": 1,
+        },
         orphans=["cache/accounts/avatars/112/925/375/725/602/952/original/7add29ef08beb4b3.jpeg"],
     ),
     # Remote snowflake, version 1: avatar present, header missing from the source.
     _Case(
         "accounts",
-        {"id": 113775634022404369, "username": "ivy", "domain": "flaky.example",
-         "avatar_file_name": "4915b150ab092914.png", "avatar_content_type": "image/png",
-         "avatar_remote_url": "https://flaky.example/ivy.png", "avatar_storage_schema_version": 1,
-         "header_file_name": "932cacc35072e5d6.jpeg", "header_content_type": "image/jpeg",
-         "header_file_size": 183_211,
-         "header_remote_url": "https://flaky.example/ivy-header.jpg", "header_storage_schema_version": 1},
+        {
+            "id": 113775634022404369,
+            "username": "ivy",
+            "domain": "flaky.example",
+            "avatar_file_name": "4915b150ab092914.png",
+            "avatar_content_type": "image/png",
+            "avatar_remote_url": "https://flaky.example/ivy.png",
+            "avatar_storage_schema_version": 1,
+            "header_file_name": "932cacc35072e5d6.jpeg",
+            "header_content_type": "image/jpeg",
+            "header_file_size": 183_211,
+            "header_remote_url": "https://flaky.example/ivy-header.jpg",
+            "header_storage_schema_version": 1,
+        },
         expect=["cache/accounts/avatars/113/775/634/022/404/369/original/4915b150ab092914.png"],
         missing=["cache/accounts/headers/113/775/634/022/404/369/original/932cacc35072e5d6.jpeg"],
     ),
@@ -337,9 +408,16 @@ _CASES: list[_Case] = [
     # Old serial ids, local.
     _Case(
         "media_attachments",
-        {"id": 1, "account_id": 1, "status_id": 1, "type": 0, "remote_url": "",
-         "file_file_name": "123b59594b8159b8.jpeg", "file_content_type": "image/jpeg",
-         "file_storage_schema_version": None},
+        {
+            "id": 1,
+            "account_id": 1,
+            "status_id": 1,
+            "type": 0,
+            "remote_url": "",
+            "file_file_name": "123b59594b8159b8.jpeg",
+            "file_content_type": "image/jpeg",
+            "file_storage_schema_version": None,
+        },
         expect=[
             "media_attachments/files/000/000/001/original/123b59594b8159b8.jpeg",
             "media_attachments/files/000/000/001/small/123b59594b8159b8.jpeg",
@@ -347,9 +425,16 @@ _CASES: list[_Case] = [
     ),
     _Case(
         "media_attachments",
-        {"id": 42, "account_id": 2, "status_id": 2, "type": 0, "remote_url": "",
-         "file_file_name": "23651ebabf4165e8.png", "file_content_type": "image/png",
-         "file_storage_schema_version": 1},
+        {
+            "id": 42,
+            "account_id": 2,
+            "status_id": 2,
+            "type": 0,
+            "remote_url": "",
+            "file_file_name": "23651ebabf4165e8.png",
+            "file_content_type": "image/png",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             "media_attachments/files/000/000/042/original/23651ebabf4165e8.png",
             "media_attachments/files/000/000/042/small/23651ebabf4165e8.png",
@@ -357,9 +442,16 @@ _CASES: list[_Case] = [
     ),
     _Case(
         "media_attachments",
-        {"id": 999_999_999, "account_id": 1, "status_id": 3, "type": 0, "remote_url": "",
-         "file_file_name": "0bcda123e786eaee.webp", "file_content_type": "image/webp",
-         "file_storage_schema_version": 1},
+        {
+            "id": 999_999_999,
+            "account_id": 1,
+            "status_id": 3,
+            "type": 0,
+            "remote_url": "",
+            "file_file_name": "0bcda123e786eaee.webp",
+            "file_content_type": "image/webp",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             "media_attachments/files/999/999/999/original/0bcda123e786eaee.webp",
             "media_attachments/files/999/999/999/small/0bcda123e786eaee.webp",
@@ -368,9 +460,16 @@ _CASES: list[_Case] = [
     # 10 digits (the 12-digit padding starts at 10^9); gif: small as .png.
     _Case(
         "media_attachments",
-        {"id": 1_000_000_000, "account_id": 2, "status_id": 4, "type": 0, "remote_url": "",
-         "file_file_name": "9aa67d0e7338c11f.gif", "file_content_type": "image/gif",
-         "file_storage_schema_version": 1},
+        {
+            "id": 1_000_000_000,
+            "account_id": 2,
+            "status_id": 4,
+            "type": 0,
+            "remote_url": "",
+            "file_file_name": "9aa67d0e7338c11f.gif",
+            "file_content_type": "image/gif",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             "media_attachments/files/001/000/000/000/original/9aa67d0e7338c11f.gif",
             "media_attachments/files/001/000/000/000/small/9aa67d0e7338c11f.png",
@@ -379,9 +478,17 @@ _CASES: list[_Case] = [
     # 10 digits; an uploaded HEIC, stored as jpeg.
     _Case(
         "media_attachments",
-        {"id": 3_162_277_660, "account_id": 1, "status_id": 5, "type": 0, "remote_url": "",
-         "file_file_name": "40f279746495ecd8.jpeg", "file_content_type": "image/jpeg",
-         "file_storage_schema_version": 1, "description": "uploaded as HEIC"},
+        {
+            "id": 3_162_277_660,
+            "account_id": 1,
+            "status_id": 5,
+            "type": 0,
+            "remote_url": "",
+            "file_file_name": "40f279746495ecd8.jpeg",
+            "file_content_type": "image/jpeg",
+            "file_storage_schema_version": 1,
+            "description": "uploaded as HEIC",
+        },
         expect=[
             "media_attachments/files/003/162/277/660/original/40f279746495ecd8.jpeg",
             "media_attachments/files/003/162/277/660/small/40f279746495ecd8.jpeg",
@@ -390,11 +497,19 @@ _CASES: list[_Case] = [
     # 11 digits; video (small .png) with a custom thumbnail (original only).
     _Case(
         "media_attachments",
-        {"id": 26_457_513_110, "account_id": 1, "status_id": 6, "type": 2, "remote_url": "",
-         "file_file_name": "662afbbee624ddc0.mp4", "file_content_type": "video/mp4",
-         "file_storage_schema_version": 1,
-         "thumbnail_file_name": "49f362c9ca0e98df.jpeg", "thumbnail_content_type": "image/jpeg",
-         "thumbnail_storage_schema_version": 1},
+        {
+            "id": 26_457_513_110,
+            "account_id": 1,
+            "status_id": 6,
+            "type": 2,
+            "remote_url": "",
+            "file_file_name": "662afbbee624ddc0.mp4",
+            "file_content_type": "video/mp4",
+            "file_storage_schema_version": 1,
+            "thumbnail_file_name": "49f362c9ca0e98df.jpeg",
+            "thumbnail_content_type": "image/jpeg",
+            "thumbnail_storage_schema_version": 1,
+        },
         expect=[
             "media_attachments/files/026/457/513/110/original/662afbbee624ddc0.mp4",
             "media_attachments/files/026/457/513/110/small/662afbbee624ddc0.png",
@@ -404,9 +519,16 @@ _CASES: list[_Case] = [
     # 12 digits; gifv (stored as mp4, small .png).
     _Case(
         "media_attachments",
-        {"id": 223_606_797_749, "account_id": 2, "status_id": 7, "type": 1, "remote_url": "",
-         "file_file_name": "f7695b1f5dea9676.mp4", "file_content_type": "video/mp4",
-         "file_storage_schema_version": 1},
+        {
+            "id": 223_606_797_749,
+            "account_id": 2,
+            "status_id": 7,
+            "type": 1,
+            "remote_url": "",
+            "file_file_name": "f7695b1f5dea9676.mp4",
+            "file_content_type": "video/mp4",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             "media_attachments/files/223/606/797/749/original/f7695b1f5dea9676.mp4",
             "media_attachments/files/223/606/797/749/small/f7695b1f5dea9676.png",
@@ -415,11 +537,19 @@ _CASES: list[_Case] = [
     # 13 digits: the 13th digit is dropped (141/421/356/237, not .../3); audio: original only, plus cover art.
     _Case(
         "media_attachments",
-        {"id": 1_414_213_562_373, "account_id": 1, "status_id": 8, "type": 4, "remote_url": "",
-         "file_file_name": "aada4ef0290409d2.mp3", "file_content_type": "audio/mpeg",
-         "file_storage_schema_version": 1,
-         "thumbnail_file_name": "a51cd7decc5d43e0.png", "thumbnail_content_type": "image/png",
-         "thumbnail_storage_schema_version": 1},
+        {
+            "id": 1_414_213_562_373,
+            "account_id": 1,
+            "status_id": 8,
+            "type": 4,
+            "remote_url": "",
+            "file_file_name": "aada4ef0290409d2.mp3",
+            "file_content_type": "audio/mpeg",
+            "file_storage_schema_version": 1,
+            "thumbnail_file_name": "a51cd7decc5d43e0.png",
+            "thumbnail_content_type": "image/png",
+            "thumbnail_storage_schema_version": 1,
+        },
         expect=[
             "media_attachments/files/141/421/356/237/original/aada4ef0290409d2.mp3",
             "media_attachments/thumbnails/141/421/356/237/original/a51cd7decc5d43e0.png",
@@ -428,19 +558,31 @@ _CASES: list[_Case] = [
     # 14 digits: the last two digits are dropped; remote, version 0 (no cache/); unknown type: original only.
     _Case(
         "media_attachments",
-        {"id": 17_320_508_075_688, "account_id": 1234, "status_id": 9, "type": 3,
-         "remote_url": "https://remote.example/media/blob.bin",
-         "file_file_name": "0244bd1fde404a4d.bin", "file_content_type": "application/octet-stream",
-         "file_storage_schema_version": 0},
+        {
+            "id": 17_320_508_075_688,
+            "account_id": 1234,
+            "status_id": 9,
+            "type": 3,
+            "remote_url": "https://remote.example/media/blob.bin",
+            "file_file_name": "0244bd1fde404a4d.bin",
+            "file_content_type": "application/octet-stream",
+            "file_storage_schema_version": 0,
+        },
         expect=["media_attachments/files/173/205/080/756/original/0244bd1fde404a4d.bin"],
     ),
     # 15 digits; remote, version 1: cache/.
     _Case(
         "media_attachments",
-        {"id": 314_159_265_358_979, "account_id": 1234, "status_id": 10, "type": 0,
-         "remote_url": "https://remote.example/media/pi.jpg",
-         "file_file_name": "855008f429a9d181.jpeg", "file_content_type": "image/jpeg",
-         "file_storage_schema_version": 1},
+        {
+            "id": 314_159_265_358_979,
+            "account_id": 1234,
+            "status_id": 10,
+            "type": 0,
+            "remote_url": "https://remote.example/media/pi.jpg",
+            "file_file_name": "855008f429a9d181.jpeg",
+            "file_content_type": "image/jpeg",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             "cache/media_attachments/files/314/159/265/358/979/original/855008f429a9d181.jpeg",
             "cache/media_attachments/files/314/159/265/358/979/small/855008f429a9d181.jpeg",
@@ -449,10 +591,16 @@ _CASES: list[_Case] = [
     # 16 digits (last digit dropped); remote, version 0: no cache/.
     _Case(
         "media_attachments",
-        {"id": 2_718_281_828_459_045, "account_id": 56789, "status_id": 11, "type": 0,
-         "remote_url": "https://social.example/media/e.png",
-         "file_file_name": "d007d029f98d39b6.png", "file_content_type": "image/png",
-         "file_storage_schema_version": 0},
+        {
+            "id": 2_718_281_828_459_045,
+            "account_id": 56789,
+            "status_id": 11,
+            "type": 0,
+            "remote_url": "https://social.example/media/e.png",
+            "file_file_name": "d007d029f98d39b6.png",
+            "file_content_type": "image/png",
+            "file_storage_schema_version": 0,
+        },
         expect=[
             "media_attachments/files/271/828/182/845/904/original/d007d029f98d39b6.png",
             "media_attachments/files/271/828/182/845/904/small/d007d029f98d39b6.png",
@@ -461,10 +609,16 @@ _CASES: list[_Case] = [
     # 17 digits (last two dropped); remote, version NULL: no cache/; video.
     _Case(
         "media_attachments",
-        {"id": 16_180_339_887_498_948, "account_id": 56789, "status_id": 12, "type": 2,
-         "remote_url": "https://social.example/media/phi.mp4",
-         "file_file_name": "e6f42864b1eaf1b5.mp4", "file_content_type": "video/mp4",
-         "file_storage_schema_version": None},
+        {
+            "id": 16_180_339_887_498_948,
+            "account_id": 56789,
+            "status_id": 12,
+            "type": 2,
+            "remote_url": "https://social.example/media/phi.mp4",
+            "file_file_name": "e6f42864b1eaf1b5.mp4",
+            "file_content_type": "video/mp4",
+            "file_storage_schema_version": None,
+        },
         expect=[
             "media_attachments/files/161/803/398/874/989/original/e6f42864b1eaf1b5.mp4",
             "media_attachments/files/161/803/398/874/989/small/e6f42864b1eaf1b5.png",
@@ -473,9 +627,16 @@ _CASES: list[_Case] = [
     # 18-digit snowflakes from here on.
     _Case(
         "media_attachments",
-        {"id": 105157125734406699, "account_id": 1, "status_id": 105157125734406000, "type": 0, "remote_url": "",
-         "file_file_name": "a9cb17cf2112a897.jpeg", "file_content_type": "image/jpeg",
-         "file_storage_schema_version": 1},
+        {
+            "id": 105157125734406699,
+            "account_id": 1,
+            "status_id": 105157125734406000,
+            "type": 0,
+            "remote_url": "",
+            "file_file_name": "a9cb17cf2112a897.jpeg",
+            "file_content_type": "image/jpeg",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             "media_attachments/files/105/157/125/734/406/699/original/a9cb17cf2112a897.jpeg",
             "media_attachments/files/105/157/125/734/406/699/small/a9cb17cf2112a897.jpeg",
@@ -484,18 +645,31 @@ _CASES: list[_Case] = [
     # Local audio, no cover art.
     _Case(
         "media_attachments",
-        {"id": 105888780517376001, "account_id": 2, "status_id": 105888780517376000, "type": 4, "remote_url": "",
-         "file_file_name": "9d533bcf92b142b0.mp3", "file_content_type": "audio/mpeg",
-         "file_storage_schema_version": 1},
+        {
+            "id": 105888780517376001,
+            "account_id": 2,
+            "status_id": 105888780517376000,
+            "type": 4,
+            "remote_url": "",
+            "file_file_name": "9d533bcf92b142b0.mp3",
+            "file_content_type": "audio/mpeg",
+            "file_storage_schema_version": 1,
+        },
         expect=["media_attachments/files/105/888/780/517/376/001/original/9d533bcf92b142b0.mp3"],
     ),
     # Remote gif, version 1: cache/, small .png.
     _Case(
         "media_attachments",
-        {"id": 108202976870448879, "account_id": 1234, "status_id": 108202976870448000, "type": 0,
-         "remote_url": "https://remote.example/media/anim.gif",
-         "file_file_name": "518b892028c552a7.gif", "file_content_type": "image/gif",
-         "file_storage_schema_version": 1},
+        {
+            "id": 108202976870448879,
+            "account_id": 1234,
+            "status_id": 108202976870448000,
+            "type": 0,
+            "remote_url": "https://remote.example/media/anim.gif",
+            "file_file_name": "518b892028c552a7.gif",
+            "file_content_type": "image/gif",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             "cache/media_attachments/files/108/202/976/870/448/879/original/518b892028c552a7.gif",
             "cache/media_attachments/files/108/202/976/870/448/879/small/518b892028c552a7.png",
@@ -504,13 +678,20 @@ _CASES: list[_Case] = [
     # Remote video with thumbnail, both version 1: both under cache/.
     _Case(
         "media_attachments",
-        {"id": 109378260172819517, "account_id": 105585102028813107, "status_id": 109378260172819000, "type": 2,
-         "remote_url": "https://fedi.example/media/clip.mp4",
-         "file_file_name": "9062c6468c9164d4.mp4", "file_content_type": "video/mp4",
-         "file_storage_schema_version": 1,
-         "thumbnail_file_name": "6264eea565f021ff.jpeg", "thumbnail_content_type": "image/jpeg",
-         "thumbnail_remote_url": "https://fedi.example/media/clip-thumb.jpg",
-         "thumbnail_storage_schema_version": 1},
+        {
+            "id": 109378260172819517,
+            "account_id": 105585102028813107,
+            "status_id": 109378260172819000,
+            "type": 2,
+            "remote_url": "https://fedi.example/media/clip.mp4",
+            "file_file_name": "9062c6468c9164d4.mp4",
+            "file_content_type": "video/mp4",
+            "file_storage_schema_version": 1,
+            "thumbnail_file_name": "6264eea565f021ff.jpeg",
+            "thumbnail_content_type": "image/jpeg",
+            "thumbnail_remote_url": "https://fedi.example/media/clip-thumb.jpg",
+            "thumbnail_storage_schema_version": 1,
+        },
         expect=[
             "cache/media_attachments/files/109/378/260/172/819/517/original/9062c6468c9164d4.mp4",
             "cache/media_attachments/files/109/378/260/172/819/517/small/9062c6468c9164d4.png",
@@ -520,13 +701,20 @@ _CASES: list[_Case] = [
     # Remote video: file version 1 (cache/), thumbnail version NULL (no cache/).
     _Case(
         "media_attachments",
-        {"id": 110548117094461453, "account_id": 56789, "status_id": 110548117094461000, "type": 2,
-         "remote_url": "https://social.example/media/talk.mp4",
-         "file_file_name": "201686f0299b35da.mp4", "file_content_type": "video/mp4",
-         "file_storage_schema_version": 1,
-         "thumbnail_file_name": "ff9698b3c1f75eee.png", "thumbnail_content_type": "image/png",
-         "thumbnail_remote_url": "https://social.example/media/talk.png",
-         "thumbnail_storage_schema_version": None},
+        {
+            "id": 110548117094461453,
+            "account_id": 56789,
+            "status_id": 110548117094461000,
+            "type": 2,
+            "remote_url": "https://social.example/media/talk.mp4",
+            "file_file_name": "201686f0299b35da.mp4",
+            "file_content_type": "video/mp4",
+            "file_storage_schema_version": 1,
+            "thumbnail_file_name": "ff9698b3c1f75eee.png",
+            "thumbnail_content_type": "image/png",
+            "thumbnail_remote_url": "https://social.example/media/talk.png",
+            "thumbnail_storage_schema_version": None,
+        },
         expect=[
             "cache/media_attachments/files/110/548/117/094/461/453/original/201686f0299b35da.mp4",
             "cache/media_attachments/files/110/548/117/094/461/453/small/201686f0299b35da.png",
@@ -536,8 +724,14 @@ _CASES: list[_Case] = [
     # Remote, evicted by `tootctl media remove` (file name NULL): nothing to copy; leftovers are orphans.
     _Case(
         "media_attachments",
-        {"id": 111034403979266313, "account_id": 1234, "status_id": 111034403979266000, "type": 0,
-         "remote_url": "https://remote.example/media/old.jpg", "file_storage_schema_version": 1},
+        {
+            "id": 111034403979266313,
+            "account_id": 1234,
+            "status_id": 111034403979266000,
+            "type": 0,
+            "remote_url": "https://remote.example/media/old.jpg",
+            "file_storage_schema_version": 1,
+        },
         orphans=[
             "cache/media_attachments/files/111/034/403/979/266/313/original/cb7dba533504531d.jpeg",
             "cache/media_attachments/files/111/034/403/979/266/313/small/cb7dba533504531d.jpeg",
@@ -546,10 +740,17 @@ _CASES: list[_Case] = [
     # Remote, version 1, missing from the source at both variants (failed download).
     _Case(
         "media_attachments",
-        {"id": 112017486577729535, "account_id": 105585102028813107, "status_id": 112017486577729000, "type": 0,
-         "remote_url": "https://fedi.example/media/lost.jpg",
-         "file_file_name": "87497c8eb777b644.jpeg", "file_content_type": "image/jpeg", "file_file_size": 95_873,
-         "file_storage_schema_version": 1},
+        {
+            "id": 112017486577729535,
+            "account_id": 105585102028813107,
+            "status_id": 112017486577729000,
+            "type": 0,
+            "remote_url": "https://fedi.example/media/lost.jpg",
+            "file_file_name": "87497c8eb777b644.jpeg",
+            "file_content_type": "image/jpeg",
+            "file_file_size": 95_873,
+            "file_storage_schema_version": 1,
+        },
         missing=[
             "cache/media_attachments/files/112/017/486/577/729/535/original/87497c8eb777b644.jpeg",
             "cache/media_attachments/files/112/017/486/577/729/535/small/87497c8eb777b644.jpeg",
@@ -559,10 +760,16 @@ _CASES: list[_Case] = [
     # (an interrupted `tootctl upgrade storage-schema`).
     _Case(
         "media_attachments",
-        {"id": 112364303155204660, "account_id": 56789, "status_id": 112364303155204000, "type": 0,
-         "remote_url": "https://social.example/media/moved.webp",
-         "file_file_name": "90fe1ca9ee0ba95c.webp", "file_content_type": "image/webp",
-         "file_storage_schema_version": 1},
+        {
+            "id": 112364303155204660,
+            "account_id": 56789,
+            "status_id": 112364303155204000,
+            "type": 0,
+            "remote_url": "https://social.example/media/moved.webp",
+            "file_file_name": "90fe1ca9ee0ba95c.webp",
+            "file_content_type": "image/webp",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             _Drift(
                 actual="media_attachments/files/112/364/303/155/204/660/original/90fe1ca9ee0ba95c.webp",
@@ -577,9 +784,16 @@ _CASES: list[_Case] = [
     # Local media of the suspended local account: private.
     _Case(
         "media_attachments",
-        {"id": 112729522176002748, "account_id": 3, "status_id": 112729522176002000, "type": 0, "remote_url": "",
-         "file_file_name": "faf27607bba712da.png", "file_content_type": "image/png",
-         "file_storage_schema_version": 1},
+        {
+            "id": 112729522176002748,
+            "account_id": 3,
+            "status_id": 112729522176002000,
+            "type": 0,
+            "remote_url": "",
+            "file_file_name": "faf27607bba712da.png",
+            "file_content_type": "image/png",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             "media_attachments/files/112/729/522/176/002/748/original/faf27607bba712da.png",
             "media_attachments/files/112/729/522/176/002/748/small/faf27607bba712da.png",
@@ -589,13 +803,20 @@ _CASES: list[_Case] = [
     # Remote media of the suspended remote account: private, file and thumbnail, every style.
     _Case(
         "media_attachments",
-        {"id": 113282581135390583, "account_id": 109957125439527321, "status_id": 113282581135390000, "type": 2,
-         "remote_url": "https://spam.example/media/spam.mp4",
-         "file_file_name": "77b26d075b22a058.mp4", "file_content_type": "video/mp4",
-         "file_storage_schema_version": 1,
-         "thumbnail_file_name": "30c76740bab075a6.jpeg", "thumbnail_content_type": "image/jpeg",
-         "thumbnail_remote_url": "https://spam.example/media/spam.jpg",
-         "thumbnail_storage_schema_version": 1},
+        {
+            "id": 113282581135390583,
+            "account_id": 109957125439527321,
+            "status_id": 113282581135390000,
+            "type": 2,
+            "remote_url": "https://spam.example/media/spam.mp4",
+            "file_file_name": "77b26d075b22a058.mp4",
+            "file_content_type": "video/mp4",
+            "file_storage_schema_version": 1,
+            "thumbnail_file_name": "30c76740bab075a6.jpeg",
+            "thumbnail_content_type": "image/jpeg",
+            "thumbnail_remote_url": "https://spam.example/media/spam.jpg",
+            "thumbnail_storage_schema_version": 1,
+        },
         expect=[
             "cache/media_attachments/files/113/282/581/135/390/583/original/77b26d075b22a058.mp4",
             "cache/media_attachments/files/113/282/581/135/390/583/small/77b26d075b22a058.png",
@@ -607,10 +828,16 @@ _CASES: list[_Case] = [
     # the computed key wins, the stale non-cache copy is an orphan.
     _Case(
         "media_attachments",
-        {"id": 113709573734409320, "account_id": 105585102028813107, "status_id": 113709573734409000, "type": 0,
-         "remote_url": "https://fedi.example/media/twice.png",
-         "file_file_name": "84a6a7c6cb496047.png", "file_content_type": "image/png",
-         "file_storage_schema_version": 1},
+        {
+            "id": 113709573734409320,
+            "account_id": 105585102028813107,
+            "status_id": 113709573734409000,
+            "type": 0,
+            "remote_url": "https://fedi.example/media/twice.png",
+            "file_file_name": "84a6a7c6cb496047.png",
+            "file_content_type": "image/png",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             "cache/media_attachments/files/113/709/573/734/409/320/original/84a6a7c6cb496047.png",
             "cache/media_attachments/files/113/709/573/734/409/320/small/84a6a7c6cb496047.png",
@@ -623,9 +850,16 @@ _CASES: list[_Case] = [
     # Local, unattached (no status yet), owned by a snowflake-id account.
     _Case(
         "media_attachments",
-        {"id": 109611004723200007, "account_id": 107625362227221845, "status_id": None, "type": 0, "remote_url": "",
-         "file_file_name": "6d6a345b10ce95d6.jpeg", "file_content_type": "image/jpeg",
-         "file_storage_schema_version": 1},
+        {
+            "id": 109611004723200007,
+            "account_id": 107625362227221845,
+            "status_id": None,
+            "type": 0,
+            "remote_url": "",
+            "file_file_name": "6d6a345b10ce95d6.jpeg",
+            "file_content_type": "image/jpeg",
+            "file_storage_schema_version": 1,
+        },
         expect=[
             "media_attachments/files/109/611/004/723/200/007/original/6d6a345b10ce95d6.jpeg",
             "media_attachments/files/109/611/004/723/200/007/small/6d6a345b10ce95d6.jpeg",
@@ -635,9 +869,14 @@ _CASES: list[_Case] = [
     # Local, version NULL: original and static (.png) share the name for a png.
     _Case(
         "custom_emojis",
-        {"id": 1, "shortcode": "blobcat", "domain": None,
-         "image_file_name": "78ada279bebebf47.png", "image_content_type": "image/png",
-         "image_storage_schema_version": None},
+        {
+            "id": 1,
+            "shortcode": "blobcat",
+            "domain": None,
+            "image_file_name": "78ada279bebebf47.png",
+            "image_content_type": "image/png",
+            "image_storage_schema_version": None,
+        },
         expect=[
             "custom_emojis/images/000/000/001/original/78ada279bebebf47.png",
             "custom_emojis/images/000/000/001/static/78ada279bebebf47.png",
@@ -646,9 +885,14 @@ _CASES: list[_Case] = [
     # Local gif, version 1: no cache/; static is .png.
     _Case(
         "custom_emojis",
-        {"id": 2, "shortcode": "partyparrot", "domain": None,
-         "image_file_name": "11eb1145f628562e.gif", "image_content_type": "image/gif",
-         "image_storage_schema_version": 1},
+        {
+            "id": 2,
+            "shortcode": "partyparrot",
+            "domain": None,
+            "image_file_name": "11eb1145f628562e.gif",
+            "image_content_type": "image/gif",
+            "image_storage_schema_version": 1,
+        },
         expect=[
             "custom_emojis/images/000/000/002/original/11eb1145f628562e.gif",
             "custom_emojis/images/000/000/002/static/11eb1145f628562e.png",
@@ -657,10 +901,16 @@ _CASES: list[_Case] = [
     # Remote, version 1: cache/.
     _Case(
         "custom_emojis",
-        {"id": 3, "shortcode": "blobfox", "domain": "remote.example",
-         "image_file_name": "e2d5f9723dbd801c.png", "image_content_type": "image/png",
-         "image_remote_url": "https://remote.example/emoji/blobfox.png", "uri": "https://remote.example/emojis/3",
-         "image_storage_schema_version": 1},
+        {
+            "id": 3,
+            "shortcode": "blobfox",
+            "domain": "remote.example",
+            "image_file_name": "e2d5f9723dbd801c.png",
+            "image_content_type": "image/png",
+            "image_remote_url": "https://remote.example/emoji/blobfox.png",
+            "uri": "https://remote.example/emojis/3",
+            "image_storage_schema_version": 1,
+        },
         expect=[
             "cache/custom_emojis/images/000/000/003/original/e2d5f9723dbd801c.png",
             "cache/custom_emojis/images/000/000/003/static/e2d5f9723dbd801c.png",
@@ -669,10 +919,16 @@ _CASES: list[_Case] = [
     # Remote, version 0: no cache/.
     _Case(
         "custom_emojis",
-        {"id": 4, "shortcode": "meow", "domain": "social.example",
-         "image_file_name": "85a8896ca91dd53e.gif", "image_content_type": "image/gif",
-         "image_remote_url": "https://social.example/emoji/meow.gif", "uri": "https://social.example/emojis/4",
-         "image_storage_schema_version": 0},
+        {
+            "id": 4,
+            "shortcode": "meow",
+            "domain": "social.example",
+            "image_file_name": "85a8896ca91dd53e.gif",
+            "image_content_type": "image/gif",
+            "image_remote_url": "https://social.example/emoji/meow.gif",
+            "uri": "https://social.example/emojis/4",
+            "image_storage_schema_version": 0,
+        },
         expect=[
             "custom_emojis/images/000/000/004/original/85a8896ca91dd53e.gif",
             "custom_emojis/images/000/000/004/static/85a8896ca91dd53e.png",
@@ -681,24 +937,41 @@ _CASES: list[_Case] = [
     # Remote, image NULL: nothing.
     _Case(
         "custom_emojis",
-        {"id": 5, "shortcode": "ghost", "domain": "gone.example",
-         "image_remote_url": "https://gone.example/emoji/ghost.png", "image_storage_schema_version": 1},
+        {
+            "id": 5,
+            "shortcode": "ghost",
+            "domain": "gone.example",
+            "image_remote_url": "https://gone.example/emoji/ghost.png",
+            "image_storage_schema_version": 1,
+        },
     ),
     # Remote, version 1: original present, static missing.
     _Case(
         "custom_emojis",
-        {"id": 7, "shortcode": "flaky", "domain": "flaky.example",
-         "image_file_name": "655678ed12a9e45e.png", "image_content_type": "image/png",
-         "image_remote_url": "https://flaky.example/emoji/flaky.png", "image_storage_schema_version": 1},
+        {
+            "id": 7,
+            "shortcode": "flaky",
+            "domain": "flaky.example",
+            "image_file_name": "655678ed12a9e45e.png",
+            "image_content_type": "image/png",
+            "image_remote_url": "https://flaky.example/emoji/flaky.png",
+            "image_storage_schema_version": 1,
+        },
         expect=["cache/custom_emojis/images/000/000/007/original/655678ed12a9e45e.png"],
         missing=["cache/custom_emojis/images/000/000/007/static/655678ed12a9e45e.png"],
     ),
     # Remote, version NULL, id 1000.
     _Case(
         "custom_emojis",
-        {"id": 1000, "shortcode": "thousand", "domain": "remote.example",
-         "image_file_name": "d27276f02832f03a.png", "image_content_type": "image/png",
-         "image_remote_url": "https://remote.example/emoji/thousand.png", "image_storage_schema_version": None},
+        {
+            "id": 1000,
+            "shortcode": "thousand",
+            "domain": "remote.example",
+            "image_file_name": "d27276f02832f03a.png",
+            "image_content_type": "image/png",
+            "image_remote_url": "https://remote.example/emoji/thousand.png",
+            "image_storage_schema_version": None,
+        },
         expect=[
             "custom_emojis/images/000/001/000/original/d27276f02832f03a.png",
             "custom_emojis/images/000/001/000/static/d27276f02832f03a.png",
@@ -707,23 +980,38 @@ _CASES: list[_Case] = [
     # ---------------------------------------------------------------- preview_cards (always remote)
     _Case(
         "preview_cards",
-        {"id": 1, "url": "https://news.example/a", "title": "A",
-         "image_file_name": "9cba3a66e97620ce.jpeg", "image_content_type": "image/jpeg",
-         "image_storage_schema_version": None},
+        {
+            "id": 1,
+            "url": "https://news.example/a",
+            "title": "A",
+            "image_file_name": "9cba3a66e97620ce.jpeg",
+            "image_content_type": "image/jpeg",
+            "image_storage_schema_version": None,
+        },
         expect=["preview_cards/images/000/000/001/original/9cba3a66e97620ce.jpeg"],
     ),
     _Case(
         "preview_cards",
-        {"id": 2, "url": "https://news.example/b", "title": "B",
-         "image_file_name": "95f43fe74b754cd7.png", "image_content_type": "image/png",
-         "image_storage_schema_version": 0},
+        {
+            "id": 2,
+            "url": "https://news.example/b",
+            "title": "B",
+            "image_file_name": "95f43fe74b754cd7.png",
+            "image_content_type": "image/png",
+            "image_storage_schema_version": 0,
+        },
         expect=["preview_cards/images/000/000/002/original/95f43fe74b754cd7.png"],
     ),
     _Case(
         "preview_cards",
-        {"id": 3, "url": "https://blog.example/c", "title": "C",
-         "image_file_name": "bb4da36f10e012c1.jpeg", "image_content_type": "image/jpeg",
-         "image_storage_schema_version": 1},
+        {
+            "id": 3,
+            "url": "https://blog.example/c",
+            "title": "C",
+            "image_file_name": "bb4da36f10e012c1.jpeg",
+            "image_content_type": "image/jpeg",
+            "image_storage_schema_version": 1,
+        },
         expect=["cache/preview_cards/images/000/000/003/original/bb4da36f10e012c1.jpeg"],
     ),
     # No image (cleared); its old image is an orphan.
@@ -734,17 +1022,28 @@ _CASES: list[_Case] = [
     ),
     _Case(
         "preview_cards",
-        {"id": 5, "url": "https://blog.example/e", "title": "E",
-         "image_file_name": "bd5d072f93a323de.jpeg", "image_content_type": "image/jpeg", "image_file_size": 40_960,
-         "image_storage_schema_version": 1},
+        {
+            "id": 5,
+            "url": "https://blog.example/e",
+            "title": "E",
+            "image_file_name": "bd5d072f93a323de.jpeg",
+            "image_content_type": "image/jpeg",
+            "image_file_size": 40_960,
+            "image_storage_schema_version": 1,
+        },
         missing=["cache/preview_cards/images/000/000/005/original/bd5d072f93a323de.jpeg"],
     ),
     # Drift: version 1 computes cache/, the object is at the non-cache key.
     _Case(
         "preview_cards",
-        {"id": 7, "url": "https://video.example/g", "title": "G",
-         "image_file_name": "ca306f0ae787e5cb.png", "image_content_type": "image/png",
-         "image_storage_schema_version": 1},
+        {
+            "id": 7,
+            "url": "https://video.example/g",
+            "title": "G",
+            "image_file_name": "ca306f0ae787e5cb.png",
+            "image_content_type": "image/png",
+            "image_storage_schema_version": 1,
+        },
         expect=[
             _Drift(
                 actual="preview_cards/images/000/000/007/original/ca306f0ae787e5cb.png",
@@ -754,9 +1053,14 @@ _CASES: list[_Case] = [
     ),
     _Case(
         "preview_cards",
-        {"id": 123456, "url": "https://video.example/f", "title": "F",
-         "image_file_name": "5e4bb145e45e0835.webp", "image_content_type": "image/webp",
-         "image_storage_schema_version": 1},
+        {
+            "id": 123456,
+            "url": "https://video.example/f",
+            "title": "F",
+            "image_file_name": "5e4bb145e45e0835.webp",
+            "image_content_type": "image/webp",
+            "image_storage_schema_version": 1,
+        },
         expect=["cache/preview_cards/images/000/123/456/original/5e4bb145e45e0835.webp"],
     ),
     # ---------------------------------------------------------------- site_uploads (never cache/)
@@ -828,8 +1132,12 @@ _CASES: list[_Case] = [
     ),
     _Case(
         "preview_card_providers",
-        {"id": 2, "domain": "blog.example", "icon_file_name": "5c3b8e98087ff594.jpeg",
-         "icon_content_type": "image/jpeg"},
+        {
+            "id": 2,
+            "domain": "blog.example",
+            "icon_file_name": "5c3b8e98087ff594.jpeg",
+            "icon_content_type": "image/jpeg",
+        },
         expect=[
             "preview_card_providers/icons/000/000/002/original/5c3b8e98087ff594.jpeg",
             "preview_card_providers/icons/000/000/002/static/5c3b8e98087ff594.png",
@@ -839,9 +1147,13 @@ _CASES: list[_Case] = [
     # ---------------------------------------------------------------- backups (always private, never cache/)
     _Case(
         "backups",
-        {"id": 1, "user_id": 1, "processed": True,
-         "dump_file_name": "archive-20240301120000-2d2607cbd4779c81e116c51b75392923.zip",
-         "dump_content_type": "application/zip"},
+        {
+            "id": 1,
+            "user_id": 1,
+            "processed": True,
+            "dump_file_name": "archive-20240301120000-2d2607cbd4779c81e116c51b75392923.zip",
+            "dump_content_type": "application/zip",
+        },
         expect=["backups/dumps/000/000/001/original/archive-20240301120000-2d2607cbd4779c81e116c51b75392923.zip"],
         acl_kind=PRIVATE,
     ),
@@ -849,9 +1161,13 @@ _CASES: list[_Case] = [
     _Case("backups", {"id": 2, "user_id": 2, "processed": False}),
     _Case(
         "backups",
-        {"id": 3, "user_id": 2, "processed": True,
-         "dump_file_name": "archive-20240615083000-d6902f21604c4e57b33eb8f3c8f5cf28.zip",
-         "dump_content_type": "application/zip"},
+        {
+            "id": 3,
+            "user_id": 2,
+            "processed": True,
+            "dump_file_name": "archive-20240615083000-d6902f21604c4e57b33eb8f3c8f5cf28.zip",
+            "dump_content_type": "application/zip",
+        },
         expect=["backups/dumps/000/000/003/original/archive-20240615083000-d6902f21604c4e57b33eb8f3c8f5cf28.zip"],
         acl_kind=PRIVATE,
     ),
@@ -918,7 +1234,9 @@ def _complete_row(table: str, row: Mapping[str, Any], index: int) -> dict[str, A
     if table == "accounts":
         full.setdefault("uri", "" if full["domain"] is None else f"https://{full['domain']}/users/{full['username']}")
     if table == "media_attachments" and full["file_file_name"] and full["file_content_type"].startswith("image/"):
-        full.setdefault("file_meta", {"original": {"width": 1200, "height": 800}, "small": {"width": 640, "height": 427}})
+        full.setdefault(
+            "file_meta", {"original": {"width": 1200, "height": 800}, "small": {"width": 640, "height": 427}}
+        )
     return full
 
 
@@ -1142,8 +1460,18 @@ def seed_bulk(
             objects.append((key, body_factory(key, length), "image/jpeg"))
         db_rows.append(
             (
-                record_id, account_id, name, "image/jpeg", original_size, created, "", created, created, 0,
-                Json({"original": {"width": 1280, "height": 960}, "small": {"width": 640, "height": 480}}), 1,
+                record_id,
+                account_id,
+                name,
+                "image/jpeg",
+                original_size,
+                created,
+                "",
+                created,
+                created,
+                0,
+                Json({"original": {"width": 1280, "height": 960}, "small": {"width": 640, "height": 480}}),
+                1,
             )
         )
 

@@ -19,10 +19,10 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import quote, urlencode
 
 import boto3
@@ -176,9 +176,8 @@ def rclone_s3_server(
             "--auth-key", f"{server.access_key},{server.secret_key}",
             # Write straight through to root_dir: a PUT is on disk when it returns, no write-back delay.
             "--vfs-cache-mode", "off",
-            # Re-read directories on every request, so files put into root_dir directly (test
-            # fixtures) are visible at once; the default 5m directory cache hides them.
-            "--dir-cache-time", "0s",
+            # No --dir-cache-time 0s: with it, PUTs into new nested directories hang (rclone
+            # v1.75.2). Objects are therefore always written through S3, never into root_dir.
             # MD5 ETags (rclone's default, stated for clarity) as S3 clients expect; hashing
             # local files on HEAD/list is cheap at test sizes.
             "--etag-hash", "MD5",

@@ -88,7 +88,10 @@ class _FieldReader:
 def build_resources(environ: Mapping[str, str] | None = None, *, as_env_vars: bool = True) -> dict[str, Any]:
     environ = os.environ if environ is None else environ
     reader = _FieldReader(environ, as_env_vars)
-    permission = {"DESTINATION_S3_PERMISSION": ("permission", str), "DESTINATION_S3_STORAGE_CLASS": ("storage_class", str)}
+    permission = {
+        "DESTINATION_S3_PERMISSION": ("permission", str),
+        "DESTINATION_S3_STORAGE_CLASS": ("storage_class", str),
+    }
     tuning = {name: (field, kind) for name, (field, kind) in TUNING_VARIABLES.items()}
     return {
         "mastodon_db": MastodonDatabase(**reader.fields(DATABASE_FIELDS)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import paramiko
 import psycopg2
@@ -28,18 +28,18 @@ class MastodonDatabase(ConfigurableResource):
     (server-side) cursor, so a 50-million-row table never sits in memory.
     """
 
-    database_url: Optional[str] = Field(default=None, description="DATABASE_URL; wins over the DB_* settings")
+    database_url: str | None = Field(default=None, description="DATABASE_URL; wins over the DB_* settings")
     db_host: str = Field(default="localhost", description="DB_HOST")
     db_port: int = Field(default=5432, description="DB_PORT")
     db_name: str = Field(default="mastodon_production", description="DB_NAME")
     db_user: str = Field(default="mastodon", description="DB_USER")
-    db_pass: Optional[str] = Field(default=None, description="DB_PASS")
-    ssh_host: Optional[str] = Field(default=None, description="DB_SSH_HOST; set to tunnel through SSH")
+    db_pass: str | None = Field(default=None, description="DB_PASS")
+    ssh_host: str | None = Field(default=None, description="DB_SSH_HOST; set to tunnel through SSH")
     ssh_port: int = Field(default=22, description="DB_SSH_PORT")
-    ssh_user: Optional[str] = Field(default=None, description="DB_SSH_USER")
-    ssh_key_file: Optional[str] = Field(default=None, description="DB_SSH_KEY_FILE")
-    ssh_password: Optional[str] = Field(default=None, description="DB_SSH_PASSWORD")
-    ssh_known_hosts: Optional[str] = Field(default=None, description="DB_SSH_KNOWN_HOSTS (default ~/.ssh/known_hosts)")
+    ssh_user: str | None = Field(default=None, description="DB_SSH_USER")
+    ssh_key_file: str | None = Field(default=None, description="DB_SSH_KEY_FILE")
+    ssh_password: str | None = Field(default=None, description="DB_SSH_PASSWORD")
+    ssh_known_hosts: str | None = Field(default=None, description="DB_SSH_KNOWN_HOSTS (default ~/.ssh/known_hosts)")
     connect_timeout: int = 15
     fetch_rows: int = 5000
 
@@ -145,7 +145,7 @@ class MastodonDatabase(ConfigurableResource):
         self, sql: str, parameters: tuple | dict = (), connection: psycopg2.extensions.connection | None = None
     ) -> Iterator[dict[str, Any]]:
         """Rows as dicts through a server-side cursor, ``fetch_rows`` at a time."""
-        with (nullcontext(connection) if connection is not None else self.connection()) as open_connection:
+        with nullcontext(connection) if connection is not None else self.connection() as open_connection:
             with open_connection.cursor(
                 name="mastodon_s3_sync_rows", cursor_factory=psycopg2.extras.RealDictCursor
             ) as cursor:
@@ -157,7 +157,7 @@ class MastodonDatabase(ConfigurableResource):
         self, sql: str, parameters: tuple | dict = (), connection: psycopg2.extensions.connection | None = None
     ) -> list[tuple]:
         """A small result (a few rows of figures), fetched at once."""
-        with (nullcontext(connection) if connection is not None else self.connection()) as open_connection:
+        with nullcontext(connection) if connection is not None else self.connection() as open_connection:
             with open_connection.cursor() as cursor:
                 cursor.execute(sql, parameters)
                 return cursor.fetchall()

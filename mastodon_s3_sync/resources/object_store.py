@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import boto3
 from botocore.config import Config as BotoConfig
 from dagster_aws.s3 import S3Resource
@@ -35,7 +33,7 @@ class MediaBucket(S3Resource):
 
     bucket: str = Field(description="<SIDE>_S3_BUCKET")
     key_prefix: str = Field(default="", description="<SIDE>_S3_KEY_PREFIX (Mastodon's S3_KEY_PREFIX)")
-    path_style: Optional[bool] = Field(
+    path_style: bool | None = Field(
         default=None, description="Path-style addressing; defaults to on for custom endpoints"
     )
     variable_prefix: str = Field(default="SOURCE", description="Whose variables these are, for error messages")
@@ -128,7 +126,7 @@ class DestinationBucket(MediaBucket):
         default=DEFAULT_PERMISSION,
         description="DESTINATION_S3_PERMISSION: canned ACL for public media; empty sends no ACL (R2, ACLs disabled)",
     )
-    storage_class: Optional[str] = Field(default=None, description="DESTINATION_S3_STORAGE_CLASS")
+    storage_class: str | None = Field(default=None, description="DESTINATION_S3_STORAGE_CLASS")
     variable_prefix: str = "DESTINATION"
 
     def acl_permission(self) -> str | None:

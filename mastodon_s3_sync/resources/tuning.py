@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -15,7 +13,7 @@ class SyncTuning(ConfigurableResource):
     batch_objects: int = Field(default=5_000, description="SYNC_BATCH_OBJECTS: objects per copy step")
     batch_megabytes: int = Field(default=4_096, description="SYNC_BATCH_MB: expected bytes per copy step")
     concurrency: int = Field(default=64, description="SYNC_CONCURRENCY: objects in flight per copy step")
-    requests_per_second: Optional[float] = Field(
+    requests_per_second: float | None = Field(
         default=None, description="SYNC_REQUESTS_PER_SECOND: per endpoint, for providers with hard limits"
     )
     memory_megabytes: int = Field(default=256, description="SYNC_MEMORY_MB: object bytes held at once per step")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections import Counter
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -62,7 +62,7 @@ class CopyItem:
     fallback_destination_key: str | None = None
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     COPIED = "copied"
     SKIPPED = "skipped"
     """Already at the destination with the source's size."""
@@ -235,10 +235,11 @@ class _BatchCopy:
             self.source.requests + self.destination.requests,
         )
 
-    async def _list(self, client: S3Client, keys: list[str]) -> dict[str, int]:
-        async def attempt() -> dict[str, int]:
-            return await list_sizes(client, keys, self.settings.list_gap)
-        return await self._with_retries(attempt)
+    async def _list(self, role: str, client: S3Client, keys: list[str]) -> dict[str, int]:
+        try:
+            return await self._with_retries(lambda: list_sizes(client, keys, self.settings.list_gap))
+        except (S3Error, *NETWORK_ERRORS) as error:
+            raise BucketUnavailable(role, client.bucket, error) from error
 
     async def _with_retries(self, operation: Callable):
         for attempt in range(1, self.settings.max_attempts + 1):
@@ -410,9 +411,7 @@ async def open_clients(source: Bucket, destination: Bucket, settings: TransferSe
             return EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second)
 
         source_limiter = limiter()
-        destination_limiter = (
-            source_limiter if source.base_url == destination.base_url else limiter()
-        )
+        destination_limiter = source_limiter if source.base_url == destination.base_url else limiter()
         yield S3Client(source, session, source_limiter), S3Client(destination, session, destination_limiter)
 
 

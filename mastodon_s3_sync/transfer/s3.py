@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections import Counter
 import xml.etree.ElementTree as ElementTree
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -132,7 +132,7 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         try:
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
 
@@ -248,7 +248,12 @@ class S3Client:
             return _xml_children(await response.read()).findtext("UploadId") or ""
 
     async def upload_part(
-        self, key: str, upload_id: str, part_number: int, body: bytes | None = None, headers: dict[str, str] | None = None
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """UploadPart with a body, or UploadPartCopy when ``headers`` name a copy source."""
         query = {"partNumber": str(part_number), "uploadId": upload_id}
@@ -289,11 +294,17 @@ class S3Client:
         """(grantee URI or id, permission) pairs, or None when the server does not report ACLs."""
         try:
             async with self.request("GET", key, query={"acl": ""}) as response:
-                root = _xml_children(await response.read())
+                body = await response.read()
         except S3Error as error:
             if error.status in (400, 404, 405, 501) or error.code == "NotImplemented":
                 return None
             raise
+        try:
+            root = _xml_children(body)
+        except ElementTree.ParseError:
+            return None  # rclone ignores ?acl and answers with the object itself
+        if root.tag != "AccessControlPolicy":
+            return None
         grants = []
         for grant in root.iter("Grant"):
             grantee = grant.find("Grantee")

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -66,7 +66,7 @@ class Signer:
         Signs host, the x-amz-* headers, and Content-MD5 when present; other
         headers (Content-Type, Cache-Control...) travel unsigned, as S3 allows.
         """
-        moment = now or datetime.now(timezone.utc)
+        moment = now or datetime.now(UTC)
         amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
         day = amz_date[:8]
         signed = {name.lower(): value.strip() for name, value in headers.items() if _is_signed(name)}

@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Each installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo demo-ui test dev system-packages
+
+$(INSTALLED): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(INSTALLED)
+
+# Debian packages the tests use: OpenSSH's sshd for the tunnel tests.
+system-packages:
+	@if [ ! -x /usr/sbin/sshd ]; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client; \
+	fi
+
+demo: $(INSTALLED)
+	$(PY) -m mastodon_s3_sync demo
+
+demo-ui: $(INSTALLED)
+	$(PY) -m mastodon_s3_sync demo --ui
+
+test: $(INSTALLED) system-packages
+	$(PY) -m pytest
+
+dev: $(INSTALLED)
+	mkdir -p .dagster_home && [ -f .dagster_home/dagster.yaml ] || cp dagster.yaml .dagster_home/
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(VENV)/bin/dagster dev -h 127.0.0.1
