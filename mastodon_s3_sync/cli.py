@@ -52,7 +52,7 @@ def _table_exists(connection, table: str) -> bool:
 def command_sync(arguments: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
-    from mastodon_s3_sync.definitions import defs
+    from mastodon_s3_sync.definitions import build_definitions
     from mastodon_s3_sync.runner import sync_tables
 
     resources = checked_resources(arguments.assets)
@@ -64,7 +64,12 @@ def command_sync(arguments: argparse.Namespace) -> int:
 
     with DagsterInstance.get() as instance:
         results = sync_tables(
-            defs, instance, arguments.assets, resources["mastodon_db"], resources["sync_tuning"], on_partition=announce
+            build_definitions(),
+            instance,
+            arguments.assets,
+            resources["mastodon_db"],
+            resources["sync_tuning"],
+            on_partition=announce,
         )
     failed = False
     for result in results:

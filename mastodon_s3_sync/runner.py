@@ -23,6 +23,10 @@ class TableSyncResult:
     missing: int = 0
 
 
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+"""The runs' events still go to DAGSTER_HOME (the UI shows them); the terminal gets our summary."""
+
+
 def unsynced_partitions(instance: DagsterInstance, table: str) -> list[str]:
     """Partitions without a successful materialization: never run, failed, or interrupted."""
     materialized = instance.get_materialized_partitions(AssetKey(table))
@@ -52,7 +56,9 @@ def sync_tables(
         for position, key in enumerate(pending, start=1):
             if on_partition:
                 on_partition(table, key, position, len(pending))
-            run = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+            run = job.execute_in_process(
+                run_config=QUIET_CONSOLE, instance=instance, partition_key=key, raise_on_error=False
+            )
             if run.success:
                 result.succeeded.append(key)
                 for event in run.get_asset_materialization_events():
