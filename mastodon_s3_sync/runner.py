@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import AssetKey, DagsterInstance, DagsterInvalidConfigError, Definitions
 
 from mastodon_s3_sync.partitions import add_new_partitions, partitions_name
 from mastodon_s3_sync.resources import MastodonDatabase, SyncTuning
@@ -56,9 +56,13 @@ def sync_tables(
         for position, key in enumerate(pending, start=1):
             if on_partition:
                 on_partition(table, key, position, len(pending))
-            run = job.execute_in_process(
-                run_config=QUIET_CONSOLE, instance=instance, partition_key=key, raise_on_error=False
-            )
+            try:
+                run = job.execute_in_process(
+                    run_config=QUIET_CONSOLE, instance=instance, partition_key=key, raise_on_error=False
+                )
+            except DagsterInvalidConfigError as error:  # e.g. an EnvVar that is not set
+                result.failed[key] = " ".join(problem.message.splitlines()[0] for problem in error.errors)
+                continue
             if run.success:
                 result.succeeded.append(key)
                 for event in run.get_asset_materialization_events():
@@ -80,6 +84,9 @@ def _failure_message(run) -> str:
             continue
         if failure.user_failure_data and failure.user_failure_data.description:
             return failure.user_failure_data.description
-        if failure.error:
-            return failure.error.message.strip().splitlines()[0]
+        error = failure.error
+        while error is not None and error.cause is not None and "max_retries" in error.message:
+            error = error.cause  # "Exceeded max_retries of 3": the cause is the news
+        if error is not None:
+            return error.message.strip().splitlines()[0]
     return "the run failed"

@@ -20,8 +20,8 @@ from mastodon_s3_sync.demo.fake_instance import FakeInstance, seed, seed_bulk
 from mastodon_s3_sync.demo.servers import (
     S3Server,
     embedded_postgres_server,
-    fresh_database,
     free_port,
+    fresh_database,
     rclone_s3_server,
 )
 

@@ -71,17 +71,34 @@ class MastodonDatabase(ConfigurableResource):
         return where + (f" through SSH {self.ssh_host}:{self.ssh_port}" if self.ssh_host else "")
 
     def _host_key(self) -> paramiko.PKey:
+        """The SSH host's key from known_hosts, checked against what the host presents.
+
+        sshtunnel reports a mismatch only as "error while opening tunnels", so
+        a bare handshake (no login) checks the key first and says what is wrong.
+        """
         known_hosts = Path(self.ssh_known_hosts or Path.home() / ".ssh" / "known_hosts").expanduser()
         if not known_hosts.is_file():
             raise ConfigError(f"DB_SSH_KNOWN_HOSTS: {known_hosts} does not exist; the SSH host key cannot be checked")
-        host_keys = paramiko.HostKeys(str(known_hosts))
         name = self.ssh_host if self.ssh_port == 22 else f"[{self.ssh_host}]:{self.ssh_port}"
-        entry = host_keys.lookup(name) or {}
+        entry = paramiko.HostKeys(str(known_hosts)).lookup(name) or {}
         if not entry:
             raise DatabaseUnavailable(
                 f"DB_SSH_HOST: {name} is not in {known_hosts}; add its host key (ssh-keyscan) to DB_SSH_KNOWN_HOSTS"
             )
-        return next(iter(entry.values()))
+        try:
+            with paramiko.Transport((self.ssh_host, self.ssh_port)) as transport:
+                transport.get_security_options().key_types = list(entry.keys())
+                transport.start_client(timeout=self.connect_timeout)
+                presented = transport.get_remote_server_key()
+        except (paramiko.SSHException, OSError) as error:
+            raise DatabaseUnavailable(f"DB_SSH_HOST: cannot reach {name}: {error}") from None
+        expected = entry.get(presented.get_name())
+        if expected is None or expected.asbytes() != presented.asbytes():
+            raise DatabaseUnavailable(
+                f"DB_SSH_KNOWN_HOSTS: the host key of {name} does not match {known_hosts} "
+                f"(presented {presented.get_name()} {presented.get_fingerprint().hex()})"
+            )
+        return expected
 
     @contextmanager
     def _tunnel(self) -> Iterator[tuple[str, int] | None]:

@@ -15,21 +15,25 @@ import asyncio
 import enum
 import os
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-import aiohttp
-
+from mastodon_s3_sync.transfer.http import ConnectionLost, ConnectionPool, Response
 from mastodon_s3_sync.transfer.limiter import EndpointLimiter, LimiterStats
 from mastodon_s3_sync.transfer.s3 import Bucket, S3Client, S3Error, copied_headers, sleep_backoff
-from mastodon_s3_sync.transfer.sigv4 import uri_encode
 
 MiB = 1024 * 1024
 MAX_SINGLE_COPY = 5 * 1024 * MiB
+"""CopyObject's limit; larger objects are copied server-side part by part (UploadPartCopy)."""
+SERVER_SIDE_PART = 512 * MiB
 MAX_PARTS = 10_000
-NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
+NETWORK_ERRORS = (OSError,)
+"""Refused, reset or lost connections, DNS and TLS failures and timeouts are all ``OSError``."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class TransferSettings:
     memory_budget: int = 256 * MiB
     """Bytes of object data held at once; bounds memory however large the objects are."""
     max_attempts: int = 5
+    """Tries per request when it fails (5xx, network); a 4xx other than throttling fails at once."""
+    max_throttled_attempts: int = 30
+    """Tries per request while the server throttles: slowing down is the answer, not giving up."""
     storage_class: str | None = None
     server_side_copy: bool = True
     """Use CopyObject when both buckets share endpoint and credentials."""
@@ -106,6 +113,7 @@ class BatchProgress:
 @dataclass
 class BatchResult:
     results: list[ItemResult]
+    """One per item, in the items' order."""
     progress: BatchProgress
     source_limiter: LimiterStats
     destination_limiter: LimiterStats
@@ -131,35 +139,33 @@ class BucketUnavailable(Exception):
 
 
 class ByteBudget:
-    """An async semaphore counted in bytes; one reservation may always proceed alone."""
+    """A semaphore counted in bytes; one reservation may always proceed alone."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.used = 0
-        self._condition = asyncio.Condition()
+        self._waiters: deque[asyncio.Future] = deque()
 
     @asynccontextmanager
     async def reserve(self, size: int):
         size = min(size, self.capacity)
-        async with self._condition:
-            await self._condition.wait_for(lambda: self.used == 0 or self.used + size <= self.capacity)
-            self.used += size
+        while self.used and self.used + size > self.capacity:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self.used += size
         try:
             yield
         finally:
-            async with self._condition:
-                self.used -= size
-                self._condition.notify_all()
-
-
-async def read_up_to(stream: aiohttp.StreamReader, size: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = await stream.read(size - len(chunks))
-        if not chunk:
-            break
-        chunks += chunk
-    return bytes(chunks)
+            self.used -= size
+            while self._waiters:  # every waiter checks again; only large objects ever wait
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
 async def list_sizes(client: S3Client, keys: Sequence[str], gap_limit: int = 1000) -> dict[str, int]:
@@ -171,13 +177,14 @@ async def list_sizes(client: S3Client, keys: Sequence[str], gap_limit: int = 100
     """
     wanted = sorted(set(keys))
     found: dict[str, int] = {}
-    index = 0
+    index, start_after = 0, ""
     while index < len(wanted):
         prefix = os.path.commonprefix([wanted[index], wanted[-1]])
-        start_after, token, gap = wanted[index][:-1], None, 0
+        start_after, token, gap = max(start_after, wanted[index][:-1]), None, 0
         while True:
             page, token = await client.list_page(prefix, start_after, token)
             for listed in page:
+                start_after = listed.key
                 while index < len(wanted) and wanted[index] < listed.key:
                     index += 1
                 if index == len(wanted):
@@ -210,25 +217,26 @@ class _BatchCopy:
             self._list("source", self.source, [item.source_key for item in items]),
             self._list("destination", self.destination, [item.destination_key for item in items]),
         )
-        results: list[ItemResult | None] = [None] * len(items)
-        gate = asyncio.Semaphore(self.settings.concurrency)
+        results: list[ItemResult] = [None] * len(items)  # type: ignore[list-item]
+        pending = iter(enumerate(items))
         last_report = time.monotonic()
 
-        async def handle(position: int, item: CopyItem) -> None:
+        async def worker() -> None:
             nonlocal last_report
-            async with gate:
-                result = await self._handle(item, source_sizes, destination_sizes)
-            results[position] = result
-            progress.record(result)
-            if self.on_progress and time.monotonic() - last_report >= self.settings.progress_interval:
-                last_report = time.monotonic()
-                self.on_progress(progress)
+            for position, item in pending:
+                results[position] = result = await self._handle(item, source_sizes, destination_sizes)
+                progress.record(result)
+                if self.on_progress and time.monotonic() - last_report >= self.settings.progress_interval:
+                    last_report = time.monotonic()
+                    self.on_progress(progress)
 
-        await asyncio.gather(*(handle(position, item) for position, item in enumerate(items)))
+        async with asyncio.TaskGroup() as workers:
+            for _ in range(min(self.settings.concurrency, len(items))):
+                workers.create_task(worker())
         if self.on_progress:
             self.on_progress(progress)
         return BatchResult(
-            [result for result in results if result is not None],
+            results,
             progress,
             self.source.limiter.stats,
             self.destination.limiter.stats,
@@ -241,19 +249,27 @@ class _BatchCopy:
         except (S3Error, *NETWORK_ERRORS) as error:
             raise BucketUnavailable(role, client.bucket, error) from error
 
-    async def _with_retries(self, operation: Callable):
-        for attempt in range(1, self.settings.max_attempts + 1):
+    async def _with_retries(self, operation: Callable[[], Awaitable[T]]) -> T:
+        failures = throttles = 0
+        while True:
             try:
                 return await operation()
             except S3Error as error:
-                if not error.is_retryable or attempt == self.settings.max_attempts:
+                if not error.is_retryable:
                     raise
-                await sleep_backoff(attempt, at_least=error.retry_after or 0.0)
+                if error.is_throttle:
+                    throttles += 1
+                    if throttles >= self.settings.max_throttled_attempts:
+                        raise
+                else:
+                    failures += 1
+                    if failures >= self.settings.max_attempts:
+                        raise
             except NETWORK_ERRORS:
-                if attempt == self.settings.max_attempts:
+                failures += 1
+                if failures >= self.settings.max_attempts:
                     raise
-                await sleep_backoff(attempt)
-        raise AssertionError("unreachable")
+            await sleep_backoff(failures + throttles)
 
     async def _resolve_source(
         self, item: CopyItem, source_sizes: dict[str, int], destination_sizes: dict[str, int]
@@ -294,8 +310,9 @@ class _BatchCopy:
         result = ItemResult(Outcome.SKIPPED, source_key, destination_key, size, used_fallback)
         if destination_size == size:
             return result
+        copy = self._copy_server_side if self.server_side else self._copy
         try:
-            result.size = await self._with_retries(lambda: self._copy(source_key, destination_key, size, item.acl))
+            result.size = await self._with_retries(lambda: copy(source_key, destination_key, item.acl))
             result.outcome = Outcome.COPIED
         except _SourceMissing:
             result.outcome = Outcome.MISSING
@@ -310,42 +327,38 @@ class _BatchCopy:
             headers["x-amz-storage-class"] = self.settings.storage_class
         return headers
 
-    async def _copy(self, source_key: str, destination_key: str, size: int, acl: str | None) -> int:
-        if self.server_side:
-            return await self._copy_server_side(source_key, destination_key, size, acl)
-        try:
-            async with self.source.request("GET", source_key) as response:
-                return await self._upload_stream(response, destination_key, acl)
-        except S3Error as error:
-            if error.is_not_found and error.key == source_key:
-                raise _SourceMissing() from error
-            raise
-
-    async def _upload_stream(self, response: aiohttp.ClientResponse, destination_key: str, acl: str | None) -> int:
-        size = int(response.headers.get("Content-Length", -1))
-        headers = self._destination_headers(copied_headers(response.headers), acl)
-        if 0 <= size <= self.settings.multipart_threshold:
+    async def _copy(self, source_key: str, destination_key: str, acl: str | None) -> int:
+        """GET, then PUT the body with the GET's headers, or stream it through a multipart upload."""
+        async with self.source.get(source_key) as response:
+            if response is None:
+                raise _SourceMissing()
+            size = int(response.headers.get("content-length", -1))
+            headers = self._destination_headers(copied_headers(response.headers), acl)
+            if not 0 <= size <= self.settings.multipart_threshold:
+                return await self._upload_parts(response, destination_key, size, headers)
             async with self.budget.reserve(size):
                 body = await response.read()
-                if len(body) != size:
-                    raise aiohttp.ClientPayloadError(f"read {len(body)} of {size} bytes")
                 await self.destination.put(destination_key, body, headers)
             return size
+
+    async def _upload_parts(self, response: Response, destination_key: str, size: int, headers: dict[str, str]) -> int:
         part_size = max(self.settings.part_size, -(-size // MAX_PARTS))
         upload_id = await self.destination.create_multipart_upload(destination_key, headers)
         try:
-            etags, total = [], 0
+            etags: list[str] = []
+            total = 0
             while True:
                 async with self.budget.reserve(part_size):
-                    part = await read_up_to(response.content, part_size)
-                    if not part and etags:
-                        break
-                    etags.append(await self.destination.upload_part(destination_key, upload_id, len(etags) + 1, part))
-                    total += len(part)
+                    part = await response.read_up_to(part_size)
+                    if part or not etags:
+                        etags.append(
+                            await self.destination.upload_part(destination_key, upload_id, len(etags) + 1, part)
+                        )
+                total += len(part)
                 if len(part) < part_size:
                     break
             if size >= 0 and total != size:
-                raise aiohttp.ClientPayloadError(f"read {total} of {size} bytes")
+                raise ConnectionLost(f"read {total} of {size} bytes")
             await self.destination.complete_multipart_upload(destination_key, upload_id, etags)
             return total
         except BaseException:
@@ -358,34 +371,28 @@ class _BatchCopy:
         except (S3Error, *NETWORK_ERRORS):
             pass  # an unfinished upload is invisible and expires with the bucket's lifecycle rules
 
-    async def _copy_server_side(self, source_key: str, destination_key: str, size: int, acl: str | None) -> int:
+    async def _copy_server_side(self, source_key: str, destination_key: str, acl: str | None) -> int:
         """HEAD for the headers, then CopyObject replacing them: some servers (rclone) drop
         Content-Type under the COPY metadata directive, so the headers are always sent."""
         head = await self.source.head(source_key)
         if head is None:
             raise _SourceMissing()
         headers = self._destination_headers(dict(head.headers), acl)
-        if head.size > MAX_SINGLE_COPY:
-            return await self._copy_parts_server_side(source_key, destination_key, head.size, headers)
-        await self.destination.copy_from(destination_key, self.source.bucket, source_key, headers)
-        return head.size
-
-    async def _copy_parts_server_side(
-        self, source_key: str, destination_key: str, size: int, headers: dict[str, str]
-    ) -> int:
-        part_size = max(self.settings.part_size, 512 * MiB, -(-size // MAX_PARTS))
+        source = self.source.object_name(source_key)
+        if head.size <= MAX_SINGLE_COPY:
+            await self.destination.copy_from(destination_key, source, headers)
+            return head.size
+        part_size = max(self.settings.part_size, SERVER_SIDE_PART, -(-head.size // MAX_PARTS))
         upload_id = await self.destination.create_multipart_upload(destination_key, headers)
-        source_name = f"/{self.source.bucket.name}/{uri_encode(source_key, keep_slash=True)}"
         try:
-            etags = []
-            for start in range(0, size, part_size):
-                end = min(size, start + part_size) - 1
-                part_headers = {"x-amz-copy-source": source_name, "x-amz-copy-source-range": f"bytes={start}-{end}"}
-                etags.append(
-                    await self.destination.upload_part(destination_key, upload_id, len(etags) + 1, headers=part_headers)
+            etags = [
+                await self.destination.upload_part_copy(
+                    destination_key, upload_id, number, source, start, min(head.size, start + part_size) - 1
                 )
+                for number, start in enumerate(range(0, head.size, part_size), start=1)
+            ]
             await self.destination.complete_multipart_upload(destination_key, upload_id, etags)
-            return size
+            return head.size
         except BaseException:
             await asyncio.shield(self._abort_quietly(destination_key, upload_id))
             raise
@@ -398,21 +405,17 @@ def _describe(error: BaseException) -> str:
 @asynccontextmanager
 async def open_clients(source: Bucket, destination: Bucket, settings: TransferSettings):
     """Two S3 clients sharing one connection pool; their limiters live as long as they do."""
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=settings.max_in_flight_per_endpoint, ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        auto_decompress=False,
-        skip_auto_headers=("Accept-Encoding", "User-Agent"),
-    ) as session:
-
-        def limiter() -> EndpointLimiter:
-            return EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second)
-
-        source_limiter = limiter()
-        destination_limiter = source_limiter if source.base_url == destination.base_url else limiter()
-        yield S3Client(source, session, source_limiter), S3Client(destination, session, destination_limiter)
+    pool = ConnectionPool()
+    source_limiter = EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second)
+    destination_limiter = (
+        source_limiter
+        if source.base_url == destination.base_url
+        else EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second)
+    )
+    try:
+        yield S3Client(source, pool, source_limiter), S3Client(destination, pool, destination_limiter)
+    finally:
+        await pool.close()
 
 
 async def copy_batch_async(

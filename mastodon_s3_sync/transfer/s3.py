@@ -1,4 +1,4 @@
-"""A small asyncio S3 client (aiohttp + SigV4): just the calls a bucket copy needs.
+"""A small asyncio S3 client (lean HTTP/1.1 + SigV4): just the calls a bucket copy needs.
 
 Every request goes through the endpoint's limiter. Errors come back as
 ``S3Error`` with the HTTP status and S3 error code, so callers decide what to
@@ -8,21 +8,19 @@ retry; nothing here retries by itself.
 from __future__ import annotations
 
 import asyncio
+import html
 import random
 import re
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-import aiohttp
-from multidict import CIMultiDictProxy
-from yarl import URL
-
+from mastodon_s3_sync.transfer.http import ConnectionPool, Response
 from mastodon_s3_sync.transfer.limiter import EndpointLimiter
 from mastodon_s3_sync.transfer.sigv4 import Signer, canonical_query, uri_encode
 
@@ -36,8 +34,8 @@ COPIED_HEADERS = (
 )
 """Object headers that travel with a copy, besides ``x-amz-meta-*``."""
 
-THROTTLE_STATUSES = {429, 503}
-_NAMESPACE = re.compile(r"^\{[^}]*\}")
+THROTTLE_STATUSES = (429, 503)
+_COPIED_LOWER = tuple((name.lower(), name) for name in COPIED_HEADERS)
 
 
 @dataclass(frozen=True)
@@ -102,27 +100,11 @@ class ObjectHead:
     """Content-Type, Cache-Control and the other copied headers that the object has."""
 
 
-def copied_headers(response_headers: CIMultiDictProxy[str]) -> dict[str, str]:
-    headers = {name: response_headers[name] for name in COPIED_HEADERS if name in response_headers}
-    headers.update({name: value for name, value in response_headers.items() if name.lower().startswith("x-amz-meta-")})
-    return headers
-
-
-def _operation(method: str, key: str | None, query: dict[str, str], headers: dict[str, str]) -> str:
-    """The S3 operation name of a request, for request counts."""
-    if key is None:
-        return "ListObjectsV2"
-    if "x-amz-copy-source" in headers:
-        return "UploadPartCopy" if "partNumber" in query else "CopyObject"
-    if "partNumber" in query:
-        return "UploadPart"
-    if "uploads" in query:
-        return "CreateMultipartUpload"
-    if "uploadId" in query:
-        return "CompleteMultipartUpload" if method == "POST" else "AbortMultipartUpload"
-    if "acl" in query:
-        return "GetObjectAcl"
-    return {"GET": "GetObject", "PUT": "PutObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}[method]
+def copied_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The object headers a copy keeps, from a response's (lower-cased) headers."""
+    copied = {name: headers[lower] for lower, name in _COPIED_LOWER if lower in headers}
+    copied.update({name: value for name, value in headers.items() if name.startswith("x-amz-meta-")})
+    return copied
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -137,42 +119,120 @@ def _retry_after_seconds(value: str | None) -> float | None:
             return None
 
 
-def _xml_children(body: bytes) -> ElementTree.Element:
+def _parse_xml(body: bytes) -> tuple[ElementTree.Element, str]:
+    """The root element and its namespace as a ``{...}`` tag prefix ('' when there is none)."""
     root = ElementTree.fromstring(body)
-    for element in root.iter():
-        element.tag = _NAMESPACE.sub("", element.tag)
-    return root
+    namespace = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    return root, namespace
+
+
+_LISTED_KEY = re.compile(rb"<Key>([^<]*)</Key>")
+_LISTED_SIZE = re.compile(rb"<Size>([0-9]+)</Size>")
+_NEXT_TOKEN = re.compile(rb"<NextContinuationToken>([^<]*)</NextContinuationToken>")
+_TRUNCATED = re.compile(rb"<IsTruncated>\s*true\s*</IsTruncated>", re.IGNORECASE)
+
+
+def _parse_listing(body: bytes) -> tuple[list[ListedObject], str | None]:
+    """Objects and continuation token of a ListObjectsV2 page.
+
+    Two regular expressions instead of ElementTree: a page has thousands of
+    elements, and building them costs CPU and wakes the garbage collector,
+    while only each object's Key and Size are needed (every listed object has
+    exactly one of each, in order; keys are XML-escaped, never CDATA).
+    """
+    keys = _LISTED_KEY.findall(body)
+    sizes = _LISTED_SIZE.findall(body)
+    if len(keys) != len(sizes):
+        raise S3Error(500, "MalformedListing", f"{len(keys)} keys but {len(sizes)} sizes in a listing page", None)
+    objects = [ListedObject(_xml_text(key), int(size)) for key, size in zip(keys, sizes)]
+    token = _NEXT_TOKEN.search(body) if _TRUNCATED.search(body) else None
+    return objects, _xml_text(token.group(1)) if token else None
+
+
+def _xml_text(raw: bytes) -> str:
+    text = raw.decode()
+    return html.unescape(text) if "&" in text else text
+
+
+def _error_in_body(body: bytes, key: str | None) -> S3Error | None:
+    """S3 may report a failed CopyObject or CompleteMultipartUpload inside a 200 answer."""
+    if b"<Error>" not in body:
+        return None
+    root, ns = _parse_xml(body)
+    return S3Error(500, root.findtext(f"{ns}Code") or "InternalError", root.findtext(f"{ns}Message") or "", key)
 
 
 class S3Client:
-    """One bucket, one aiohttp session, one limiter."""
+    """One bucket over a shared connection pool, behind its endpoint's limiter."""
 
-    def __init__(self, bucket: Bucket, session: aiohttp.ClientSession, limiter: EndpointLimiter):
+    def __init__(self, bucket: Bucket, pool: ConnectionPool, limiter: EndpointLimiter):
         self.bucket = bucket
-        self.session = session
+        self.pool = pool
         self.limiter = limiter
         self.requests: Counter[str] = Counter()
         split = urlsplit(bucket.base_url)
-        self._scheme = split.scheme
-        self._base_path = split.path.rstrip("/")
+        base_path = split.path.rstrip("/")
+        host, port = split.hostname or "", split.port or (443 if split.scheme == "https" else 80)
         if bucket.uses_path_style:
             self._host = split.netloc
-            self._bucket_path = f"{self._base_path}/{uri_encode(bucket.name, keep_slash=False)}"
+            self._bucket_path = f"{base_path}/{uri_encode(bucket.name, keep_slash=False)}"
         else:
             self._host = f"{bucket.name}.{split.netloc}"
-            self._bucket_path = self._base_path
+            host = f"{bucket.name}.{host}"
+            self._bucket_path = base_path
+        self._origin = (split.scheme, host, port)
         self._signer = (
             Signer(bucket.access_key_id, bucket.secret_access_key, bucket.region, bucket.session_token)
             if bucket.access_key_id and bucket.secret_access_key
             else None
         )
 
-    def _path(self, key: str | None) -> str:
-        return f"{self._bucket_path}/{uri_encode(key, keep_slash=True)}" if key is not None else f"{self._bucket_path}/"
+    def object_name(self, key: str) -> str:
+        """``/bucket/key`` as x-amz-copy-source wants it."""
+        return f"/{self.bucket.name}/{uri_encode(key, keep_slash=True)}"
 
-    @asynccontextmanager
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        key: str | None,
+        query: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        body: bytes | None,
+    ) -> tuple[Response, int]:
+        """Send one signed request once the limiter allows; the caller releases response and slot."""
+        path = f"{self._bucket_path}/{uri_encode(key, keep_slash=True)}" if key is not None else f"{self._bucket_path}/"
+        encoded_query = canonical_query(query) if query else ""
+        self.requests[operation] += 1
+        epoch = await self.limiter.acquire()
+        try:
+            if self._signer is not None:
+                signed = self._signer.sign(method, self._host, path, encoded_query, headers or {})
+            else:
+                signed = {**(headers or {}), "Host": self._host}
+            target = f"{path}?{encoded_query}" if encoded_query else path
+            return await self.pool.request(self._origin, method, target, signed, body), epoch
+        except BaseException:
+            self.limiter.release()
+            raise
+
+    def _error(self, response: Response, body: bytes, key: str | None, epoch: int) -> S3Error:
+        code, message = str(response.status), response.reason
+        if body.startswith(b"<"):
+            try:
+                root, ns = _parse_xml(body)
+                code = root.findtext(f"{ns}Code") or code
+                message = root.findtext(f"{ns}Message") or message
+            except ElementTree.ParseError:
+                pass
+        error = S3Error(response.status, code, message, key, _retry_after_seconds(response.headers.get("retry-after")))
+        if error.is_throttle:
+            self.limiter.throttled(epoch, error.retry_after)
+        return error
+
     async def request(
         self,
+        operation: str,
         method: str,
         key: str | None,
         *,
@@ -180,38 +240,35 @@ class S3Client:
         headers: dict[str, str] | None = None,
         body: bytes | None = None,
         ok_statuses: tuple[int, ...] = (200,),
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send one signed request; raise ``S3Error`` unless the status is in ``ok_statuses``."""
-        path = self._path(key)
-        encoded_query = canonical_query(query or {})
-        request_headers = dict(headers or {})
-        if self._signer is not None:
-            request_headers = self._signer.sign(method, self._host, path, encoded_query, request_headers)
-        else:
-            request_headers["Host"] = self._host
-        url = URL(f"{self._scheme}://{self._host}{path}" + (f"?{encoded_query}" if encoded_query else ""), encoded=True)
-        self.requests[_operation(method, key, query or {}, request_headers)] += 1
-        async with self.limiter.slot():
-            async with self.session.request(method, url, headers=request_headers, data=body) as response:
-                if response.status not in ok_statuses:
-                    await self._raise_error(response, key)
+    ) -> tuple[Response, bytes]:
+        """One request read to its end; raises ``S3Error`` unless the status is in ``ok_statuses``."""
+        response, epoch = await self._send(operation, method, key, query, headers, body)
+        try:
+            data = await response.read()
+        finally:
+            response.release()
+            self.limiter.release()
+        if response.status not in ok_statuses:
+            raise self._error(response, data, key, epoch)
+        self.limiter.succeeded()
+        return response, data
+
+    @asynccontextmanager
+    async def get(self, key: str) -> AsyncIterator[Response | None]:
+        """GetObject with the body left to stream (the caller reads what it wants); None if there is no such key."""
+        response, epoch = await self._send("GetObject", "GET", key, None, None, None)
+        try:
+            if response.status == 404:
+                await response.read()
+                yield None
+            elif response.status != 200:
+                raise self._error(response, await response.read(), key, epoch)
+            else:
                 self.limiter.succeeded()
                 yield response
-
-    async def _raise_error(self, response: aiohttp.ClientResponse, key: str | None) -> None:
-        body = await response.read()
-        code, message = str(response.status), response.reason or ""
-        if body.startswith(b"<"):
-            try:
-                root = _xml_children(body)
-                code = root.findtext("Code") or code
-                message = root.findtext("Message") or message
-            except ElementTree.ParseError:
-                pass
-        error = S3Error(response.status, code, message, key, _retry_after_seconds(response.headers.get("Retry-After")))
-        if error.is_throttle:
-            error.retry_after = self.limiter.throttled(error.retry_after)
-        raise error
+        finally:
+            response.release()
+            self.limiter.release()
 
     async def list_page(
         self, prefix: str, start_after: str | None, continuation_token: str | None, max_keys: int = 1000
@@ -221,47 +278,43 @@ class S3Client:
             query["continuation-token"] = continuation_token
         elif start_after:
             query["start-after"] = start_after
-        async with self.request("GET", None, query=query) as response:
-            root = _xml_children(await response.read())
-        objects = [
-            ListedObject(item.findtext("Key") or "", int(item.findtext("Size") or 0)) for item in root.iter("Contents")
-        ]
-        truncated = (root.findtext("IsTruncated") or "false").lower() == "true"
-        token = root.findtext("NextContinuationToken") if truncated else None
-        return objects, token
+        _, body = await self.request("ListObjectsV2", "GET", None, query=query)
+        return _parse_listing(body)
 
     async def head(self, key: str) -> ObjectHead | None:
         try:
-            async with self.request("HEAD", key) as response:
-                return ObjectHead(int(response.headers.get("Content-Length", 0)), copied_headers(response.headers))
+            response, _ = await self.request("HeadObject", "HEAD", key)
         except S3Error as error:
             if error.is_not_found:
                 return None
             raise
+        return ObjectHead(int(response.headers.get("content-length", 0)), copied_headers(response.headers))
 
     async def put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
-        async with self.request("PUT", key, headers=headers, body=body) as response:
-            await response.read()
+        await self.request("PutObject", "PUT", key, headers=headers, body=body)
 
     async def create_multipart_upload(self, key: str, headers: dict[str, str]) -> str:
-        async with self.request("POST", key, query={"uploads": ""}, headers=headers) as response:
-            return _xml_children(await response.read()).findtext("UploadId") or ""
+        _, body = await self.request("CreateMultipartUpload", "POST", key, query={"uploads": ""}, headers=headers)
+        root, ns = _parse_xml(body)
+        return root.findtext(f"{ns}UploadId") or ""
 
-    async def upload_part(
-        self,
-        key: str,
-        upload_id: str,
-        part_number: int,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> str:
-        """UploadPart with a body, or UploadPartCopy when ``headers`` name a copy source."""
+    async def upload_part(self, key: str, upload_id: str, part_number: int, body: bytes) -> str:
         query = {"partNumber": str(part_number), "uploadId": upload_id}
-        async with self.request("PUT", key, query=query, headers=headers, body=body) as response:
-            if headers and "x-amz-copy-source" in headers:
-                return _xml_children(await response.read()).findtext("ETag") or ""
-            await response.read()
-            return response.headers["ETag"]
+        response, _ = await self.request("UploadPart", "PUT", key, query=query, body=body)
+        return response.headers["etag"]
+
+    async def upload_part_copy(
+        self, key: str, upload_id: str, part_number: int, source: str, first: int, last: int
+    ) -> str:
+        """Copy bytes ``first``..``last`` of ``source`` (``/bucket/key``) into a part, server-side."""
+        query = {"partNumber": str(part_number), "uploadId": upload_id}
+        headers = {"x-amz-copy-source": source, "x-amz-copy-source-range": f"bytes={first}-{last}"}
+        _, body = await self.request("UploadPartCopy", "PUT", key, query=query, headers=headers)
+        error = _error_in_body(body, key)
+        if error:
+            raise error
+        root, ns = _parse_xml(body)
+        return root.findtext(f"{ns}ETag") or ""
 
     async def complete_multipart_upload(self, key: str, upload_id: str, etags: list[str]) -> None:
         parts = "".join(
@@ -269,47 +322,43 @@ class S3Client:
             for number, etag in enumerate(etags, start=1)
         )
         body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
-        async with self.request("POST", key, query={"uploadId": upload_id}, body=body) as response:
-            payload = await response.read()
-        if b"<Error>" in payload:  # S3 may report a failed completion inside a 200 answer
-            root = _xml_children(payload)
-            raise S3Error(500, root.findtext("Code") or "InternalError", root.findtext("Message") or "", key)
+        _, answer = await self.request("CompleteMultipartUpload", "POST", key, query={"uploadId": upload_id}, body=body)
+        error = _error_in_body(answer, key)
+        if error:
+            raise error
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
-        async with self.request("DELETE", key, query={"uploadId": upload_id}, ok_statuses=(200, 204, 404)):
-            pass
+        await self.request(
+            "AbortMultipartUpload", "DELETE", key, query={"uploadId": upload_id}, ok_statuses=(200, 204, 404)
+        )
 
-    async def copy_from(self, key: str, source: Bucket, source_key: str, headers: dict[str, str]) -> None:
-        """Server-side CopyObject that writes ``headers`` (metadata directive REPLACE)."""
-        copy_headers = dict(headers)
-        copy_headers["x-amz-copy-source"] = f"/{source.name}/{uri_encode(source_key, keep_slash=True)}"
-        copy_headers["x-amz-metadata-directive"] = "REPLACE"
-        async with self.request("PUT", key, headers=copy_headers) as response:
-            payload = await response.read()
-        if b"<Error>" in payload:
-            root = _xml_children(payload)
-            raise S3Error(500, root.findtext("Code") or "InternalError", root.findtext("Message") or "", key)
+    async def copy_from(self, key: str, source: str, headers: dict[str, str]) -> None:
+        """Server-side CopyObject from ``source`` (``/bucket/key``) that writes ``headers`` (directive REPLACE)."""
+        copy_headers = {**headers, "x-amz-copy-source": source, "x-amz-metadata-directive": "REPLACE"}
+        _, body = await self.request("CopyObject", "PUT", key, headers=copy_headers)
+        error = _error_in_body(body, key)
+        if error:
+            raise error
 
     async def get_acl_grants(self, key: str) -> list[tuple[str, str]] | None:
         """(grantee URI or id, permission) pairs, or None when the server does not report ACLs."""
         try:
-            async with self.request("GET", key, query={"acl": ""}) as response:
-                body = await response.read()
+            _, body = await self.request("GetObjectAcl", "GET", key, query={"acl": ""})
         except S3Error as error:
             if error.status in (400, 404, 405, 501) or error.code == "NotImplemented":
                 return None
             raise
         try:
-            root = _xml_children(body)
+            root, ns = _parse_xml(body)
         except ElementTree.ParseError:
             return None  # rclone ignores ?acl and answers with the object itself
-        if root.tag != "AccessControlPolicy":
+        if root.tag != f"{ns}AccessControlPolicy":
             return None
         grants = []
-        for grant in root.iter("Grant"):
-            grantee = grant.find("Grantee")
-            who = "" if grantee is None else (grantee.findtext("URI") or grantee.findtext("ID") or "")
-            grants.append((who, grant.findtext("Permission") or ""))
+        for grant in root.iter(f"{ns}Grant"):
+            grantee = grant.find(f"{ns}Grantee")
+            who = "" if grantee is None else (grantee.findtext(f"{ns}URI") or grantee.findtext(f"{ns}ID") or "")
+            grants.append((who, grant.findtext(f"{ns}Permission") or ""))
         return grants
 
 
