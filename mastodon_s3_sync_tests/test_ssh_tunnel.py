@@ -89,7 +89,7 @@ def test_unknown_host_key_is_a_clear_error(sshd, database_url, tmp_path):
 
 def test_changed_host_key_is_a_clear_error(sshd, database_url, tmp_path):
     impostor = generate_client_key(tmp_path, "impostor_host_key")
-    public = " ".join((tmp_path / "impostor_host_key.pub").read_text().split()[:2])
+    public = " ".join(impostor.with_suffix(".pub").read_text().split()[:2])
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(f"[{sshd.host}]:{sshd.port} {public}\n")
     with pytest.raises(ConfigError, match=r"DB_SSH_KNOWN_HOSTS: the host key of .* does not match"):
