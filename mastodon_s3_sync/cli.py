@@ -74,7 +74,8 @@ def command_sync(arguments: argparse.Namespace) -> int:
     failed = False
     for result in results:
         print(
-            f"{result.table}: {len(result.new_partitions)} new partitions, {len(result.succeeded)} synced, "
+            f"{result.table}: {len(result.new_partitions)} new partitions, {len(result.changed)} with changed rows, "
+            f"{len(result.succeeded)} synced, "
             f"{len(result.failed)} failed; {result.copied} objects copied, {result.skipped} already there, "
             f"{result.missing} missing at the source"
         )

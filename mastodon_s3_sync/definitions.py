@@ -8,6 +8,8 @@ from mastodon_s3_sync.assets.media import MEDIA_ASSETS
 from mastodon_s3_sync.config import load_environment
 from mastodon_s3_sync.jobs import SYNC_JOBS
 from mastodon_s3_sync.resources import build_resources
+from mastodon_s3_sync.schedules import CATCH_UP_SCHEDULES
+from mastodon_s3_sync.sensors import add_id_range_partitions, resync_changed_rows
 
 
 def build_definitions() -> Definitions:
@@ -17,6 +19,8 @@ def build_definitions() -> Definitions:
     return Definitions(
         assets=MEDIA_ASSETS,
         jobs=list(SYNC_JOBS.values()),
+        schedules=CATCH_UP_SCHEDULES,
+        sensors=[add_id_range_partitions, resync_changed_rows],
         resources=build_resources(),
     )
 

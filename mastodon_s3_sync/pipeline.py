@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from mastodon_s3_sync.config import ConfigError
 from mastodon_s3_sync.mastodon.tables import InvalidRow, MediaObject, MediaTable
@@ -39,6 +40,8 @@ class ObjectProblem:
 
 @dataclass
 class PlanStats:
+    snapshot_at: datetime | None = None
+    """The database's clock (UTC) when the rows were read: rows changed after it need a re-sync."""
     rows: int = 0
     objects: int = 0
     expected_bytes: int = 0
@@ -56,9 +59,17 @@ def plan_batches(
     stats: PlanStats,
 ) -> Iterator[list[MediaObject]]:
     """Batches of the range's objects, cut by count and by expected bytes (originals' sizes)."""
+    with database.connection() as connection:
+        [(stats.snapshot_at,)] = database.query("SELECT now() AT TIME ZONE 'UTC'", connection=connection)
+        rows = database.stream(
+            table.select_sql("t.id BETWEEN %s AND %s"), (id_range.lo, id_range.hi), connection=connection
+        )
+        yield from _batched_objects(table, rows, permission, max_objects, max_bytes, stats)
+
+
+def _batched_objects(table, rows, permission, max_objects, max_bytes, stats) -> Iterator[list[MediaObject]]:
     batch: list[MediaObject] = []
     batch_bytes = 0
-    rows = database.stream(table.select_sql("t.id BETWEEN %s AND %s"), (id_range.lo, id_range.hi))
     for row in rows:
         stats.rows += 1
         try:
@@ -152,6 +163,7 @@ def copy_objects(
 
 @dataclass
 class PartitionReport:
+    snapshot_at: datetime | None
     rows: int
     planned: int
     copied: int
@@ -169,6 +181,7 @@ class PartitionReport:
         missing = [problem for batch in batches for problem in batch.missing]
         fallback = [problem for batch in batches for problem in batch.fallback_used]
         return cls(
+            snapshot_at=stats.snapshot_at,
             rows=stats.rows,
             planned=stats.objects,
             copied=sum(batch.copied for batch in batches),

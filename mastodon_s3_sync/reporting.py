@@ -10,6 +10,8 @@ from mastodon_s3_sync.partitions import IdRange
 from mastodon_s3_sync.pipeline import ObjectProblem, PartitionReport
 
 LISTED_IN_UI = 50
+SNAPSHOT_AT = "db_snapshot_at"
+"""Metadata key: the database clock (UTC) when the partition's rows were read."""
 
 
 def problems_markdown(problems: Sequence[ObjectProblem], total: int, limit: int = LISTED_IN_UI) -> str:
@@ -24,6 +26,7 @@ def problems_markdown(problems: Sequence[ObjectProblem], total: int, limit: int 
 
 def partition_metadata(report: PartitionReport, id_range: IdRange) -> dict[str, MetadataValue]:
     return {
+        SNAPSHOT_AT: MetadataValue.text(report.snapshot_at.isoformat() if report.snapshot_at else ""),
         "id_lo": MetadataValue.int(id_range.lo),
         "id_hi": MetadataValue.int(id_range.hi),
         "rows": MetadataValue.int(report.rows),

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from dagster import AssetKey, DagsterInstance, DagsterInvalidConfigError, Definitions
 
+from mastodon_s3_sync.changes import stale_partitions
+from mastodon_s3_sync.mastodon.tables import TABLES
 from mastodon_s3_sync.partitions import add_new_partitions, partitions_name
 from mastodon_s3_sync.resources import MastodonDatabase, SyncTuning
 
@@ -15,6 +17,8 @@ from mastodon_s3_sync.resources import MastodonDatabase, SyncTuning
 class TableSyncResult:
     table: str
     new_partitions: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    """Synced partitions re-run because rows changed after their last sync."""
     succeeded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     """Partition key -> the error that failed its run."""
@@ -42,7 +46,7 @@ def sync_tables(
     *,
     on_partition: Callable[[str, str, int, int], None] | None = None,
 ) -> list[TableSyncResult]:
-    """Cut new partitions, then materialize every partition not yet synced, one run each.
+    """Cut new partitions, then materialize every partition not yet synced or with changed rows, one run each.
 
     ``database`` and ``tuning`` are the resolved resources (the definitions'
     own hold EnvVars, which only a run resolves).
@@ -51,7 +55,10 @@ def sync_tables(
     for table in tables:
         result = TableSyncResult(table)
         result.new_partitions = add_new_partitions(instance, database, table, tuning.partition_rows, include_tail=True)
-        pending = unsynced_partitions(instance, table)
+        with database.connection() as connection:
+            stale = stale_partitions(instance, connection, TABLES[table])
+        result.changed = sorted(stale)
+        pending = unsynced_partitions(instance, table) + result.changed
         job = definitions.resolve_job_def(f"sync_{table}")
         for position, key in enumerate(pending, start=1):
             if on_partition:

@@ -1,0 +1,63 @@
+"""Catch-up schedules: cut partitions for the rows added since the last tick and sync them."""
+
+from __future__ import annotations
+
+import os
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    RunRequest,
+    RunsFilter,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
+
+from mastodon_s3_sync.jobs import SYNC_JOBS
+from mastodon_s3_sync.partitions import add_new_partitions
+from mastodon_s3_sync.resources import MastodonDatabase, SyncTuning
+from mastodon_s3_sync.runner import unsynced_partitions
+
+CATCH_UP_CRON = os.environ.get("SYNC_SCHEDULE_CRON") or "0 * * * *"
+ACTIVE_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+def partitions_in_flight(context: ScheduleEvaluationContext, job_name: str) -> set[str]:
+    runs = context.instance.get_runs(RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES))
+    return {run.tags.get("dagster/partition") for run in runs}
+
+
+def build_catch_up_schedule(table: str) -> ScheduleDefinition:
+    job = SYNC_JOBS[table]
+
+    @schedule(
+        name=f"catch_up_{table}",
+        job=job,
+        cron_schedule=CATCH_UP_CRON,
+        default_status=DefaultScheduleStatus.STOPPED,
+        description=f"Cuts a partition for the {table} rows added since the last tick (even a short one) "
+        "and syncs every partition never synced yet.",
+    )
+    def catch_up(context: ScheduleEvaluationContext, mastodon_db: MastodonDatabase, sync_tuning: SyncTuning):
+        added = add_new_partitions(context.instance, mastodon_db, table, sync_tuning.partition_rows, include_tail=True)
+        running = partitions_in_flight(context, job.name)
+        pending = [key for key in unsynced_partitions(context.instance, table) if key not in running]
+        if not pending:
+            return SkipReason(f"{table}: nothing new ({len(added)} partitions added)")
+        # run_key = the partition: a schedule requests a partition's first sync once; crashed runs
+        # are retried by run retries, failed ones by a backfill or `mastodon-s3-sync sync`.
+        return [
+            RunRequest(run_key=key, partition_key=key, tags={"mastodon_s3_sync/reason": "new rows"}) for key in pending
+        ]
+
+    return catch_up
+
+
+CATCH_UP_SCHEDULES = [build_catch_up_schedule(table) for table in SYNC_JOBS]
