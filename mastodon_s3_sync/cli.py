@@ -27,6 +27,15 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+def check_tables(database, tables: Sequence[str]) -> None:
+    """Connect (a one-line error if we cannot) and make sure the media tables exist."""
+    with database.connection() as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL", (list(tables),))
+        missing = [row[0] for row in cursor]
+    if missing:
+        raise ConfigError(f"the database {database.describe()} has no table {', '.join(missing)}")
+
+
 def checked_resources(tables: Sequence[str]) -> dict:
     """The resources with real values, after checking the database and both buckets answer."""
     from mastodon_s3_sync.resources import build_resources, check_distinct
@@ -34,50 +43,55 @@ def checked_resources(tables: Sequence[str]) -> dict:
     resources = build_resources(as_env_vars=False)
     check_distinct(resources["source_s3"], resources["destination_s3"])
     resources["destination_s3"].acl_permission()
-    with resources["mastodon_db"].connection() as connection:
-        missing = [table for table in tables if not _table_exists(connection, table)]
-    if missing:
-        raise ConfigError(f"the database {resources['mastodon_db'].describe()} has no table {', '.join(missing)}")
+    check_tables(resources["mastodon_db"], tables)
     resources["source_s3"].check_access()
     resources["destination_s3"].check_access()
     return resources
 
 
-def _table_exists(connection, table: str) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
-        return cursor.fetchone()[0]
+def command_plan(arguments: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from mastodon_s3_sync.assets.observations import observe_plans
+    from mastodon_s3_sync.reports import plan_table_view, print_view
+    from mastodon_s3_sync.resources import build_resources
+
+    resources = build_resources(as_env_vars=False, only=("mastodon_db", "sync_tuning"))
+    check_tables(resources["mastodon_db"], arguments.assets)
+    ensure_dagster_home()
+    with DagsterInstance.get() as instance:
+        observed = observe_plans(instance, resources["mastodon_db"], resources["sync_tuning"], arguments.assets)
+        for _, observation in observed:
+            instance.report_runless_asset_event(observation)
+    print_view(plan_table_view([plan for plan, _ in observed], resources["sync_tuning"].plan_rates()))
+    print("Nothing was copied. The figures are on each asset in the Dagster UI too.")
+    return 0
 
 
 def command_sync(arguments: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from mastodon_s3_sync.definitions import build_definitions
+    from mastodon_s3_sync.progress import PROGRESS, TerminalProgress
     from mastodon_s3_sync.runner import sync_tables
 
     resources = checked_resources(arguments.assets)
     home = ensure_dagster_home()
-    print(f"Runs are recorded in DAGSTER_HOME={home}", flush=True)
-
-    def announce(table: str, key: str, position: int, total: int) -> None:
-        print(f"{table}: partition {key} ({position}/{total})", flush=True)
-
+    print(f"Runs are recorded in DAGSTER_HOME={home}", file=sys.stderr, flush=True)
+    definitions = build_definitions()
+    results = []
     with DagsterInstance.get() as instance:
-        results = sync_tables(
-            build_definitions(),
-            instance,
-            arguments.assets,
-            resources["mastodon_db"],
-            resources["sync_tuning"],
-            on_partition=announce,
-        )
+        for table in arguments.assets:
+            with TerminalProgress(table) as progress, PROGRESS.listening(progress):
+                results += sync_tables(
+                    definitions, instance, [table], resources["mastodon_db"], resources["sync_tuning"]
+                )
     failed = False
     for result in results:
         print(
             f"{result.table}: {len(result.new_partitions)} new partitions, {len(result.changed)} with changed rows, "
-            f"{len(result.succeeded)} synced, "
-            f"{len(result.failed)} failed; {result.copied} objects copied, {result.skipped} already there, "
-            f"{result.missing} missing at the source"
+            f"{len(result.succeeded)} synced, {len(result.failed)} failed; {result.copied} objects copied, "
+            f"{result.skipped} already there, {result.missing} missing at the source"
         )
         for key, message in result.failed.items():
             failed = True
@@ -86,25 +100,30 @@ def command_sync(arguments: argparse.Namespace) -> int:
 
 
 def command_verify(arguments: argparse.Namespace) -> int:
-    from mastodon_s3_sync.verify import Problem, verify_table
+    from mastodon_s3_sync.plan import plan_table
+    from mastodon_s3_sync.progress import TerminalProgress
+    from mastodon_s3_sync.reports import print_view, verify_table_view, write_findings
+    from mastodon_s3_sync.verify import verify_table
 
     resources = checked_resources(arguments.assets)
-    complete = True
+    results = []
     for table in arguments.assets:
-        result = verify_table(
-            resources["mastodon_db"], TABLES[table], resources["source_s3"], resources["destination_s3"]
-        )
-        counts = result.counts
-        complete &= result.complete
-        print(
-            f"{table}: {result.expected} expected, {result.present} present, "
-            + ", ".join(f"{counts[problem]} {problem.value.replace('_', ' ')}" for problem in Problem)
-            + ("" if result.acl_checked else " (ACLs not reported by the destination)")
-        )
-        for finding in result.findings[:20]:
-            print(
-                f"  {finding.problem.value}: {finding.table} {finding.row_id} {finding.key} {finding.detail}".rstrip()
+        total = plan_table(resources["mastodon_db"], TABLES[table], [], 1).objects
+        with TerminalProgress(f"verify {table}", total) as progress:
+            results.append(
+                verify_table(
+                    resources["mastodon_db"],
+                    TABLES[table],
+                    resources["source_s3"],
+                    resources["destination_s3"],
+                    on_progress=lambda checked, progress=progress: progress.advanced(checked, 0),
+                )
             )
+    print_view(verify_table_view(results))
+    if arguments.output:
+        count = write_findings(results, Path(arguments.output))
+        print(f"{count} problem keys written to {arguments.output}")
+    complete = all(result.complete for result in results)
     print("verified: complete" if complete else "verified: INCOMPLETE")
     return 0 if complete else EXIT_INCOMPLETE
 
@@ -125,12 +144,17 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--ui", action="store_true", help="open the Dagster UI on the demo environment instead")
     demo.set_defaults(handler=command_demo)
     for name, handler, text in (
-        ("sync", command_sync, "add new partitions, then copy every partition not yet synced"),
+        ("plan", command_plan, "count rows, objects and bytes per table and estimate the time; copy nothing"),
+        ("sync", command_sync, "add new partitions, then copy every partition not yet synced or with changed rows"),
         ("verify", command_verify, "check every referenced object at the destination"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("assets", nargs="*", metavar="ASSET", help=f"any of {', '.join(TABLES)} (default all)")
         command.set_defaults(handler=handler)
+        if name == "verify":
+            command.add_argument(
+                "--output", metavar="FILE", help="write every problem key to FILE (.csv, else JSON Lines)"
+            )
     return root
 
 

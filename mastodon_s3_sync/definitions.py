@@ -5,8 +5,10 @@ from __future__ import annotations
 from dagster import Definitions
 
 from mastodon_s3_sync.assets.media import MEDIA_ASSETS
+from mastodon_s3_sync.assets.observations import plan_migration
+from mastodon_s3_sync.checks import DESTINATION_CHECKS
 from mastodon_s3_sync.config import load_environment
-from mastodon_s3_sync.jobs import SYNC_JOBS
+from mastodon_s3_sync.jobs import SYNC_JOBS, VERIFY_JOB
 from mastodon_s3_sync.resources import build_resources
 from mastodon_s3_sync.schedules import CATCH_UP_SCHEDULES
 from mastodon_s3_sync.sensors import add_id_range_partitions, resync_changed_rows
@@ -18,7 +20,8 @@ def build_definitions() -> Definitions:
     load_environment()
     return Definitions(
         assets=MEDIA_ASSETS,
-        jobs=list(SYNC_JOBS.values()),
+        asset_checks=DESTINATION_CHECKS,
+        jobs=[*SYNC_JOBS.values(), VERIFY_JOB, plan_migration],
         schedules=CATCH_UP_SCHEDULES,
         sensors=[add_id_range_partitions, resync_changed_rows],
         resources=build_resources(),

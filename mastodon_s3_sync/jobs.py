@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import define_asset_job, in_process_executor
+from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from mastodon_s3_sync.mastodon.tables import TABLES
 
@@ -19,9 +19,17 @@ def sync_job_name(table: str) -> str:
 SYNC_JOBS = {
     table: define_asset_job(
         sync_job_name(table),
-        selection=[table],
+        selection=AssetSelection.assets(table).without_checks(),
         executor_def=in_process_executor,
         tags={SYNC_RUN_TAG: "true"},
     )
     for table in TABLES
 }
+
+
+VERIFY_JOB = define_asset_job(
+    "verify_destination",
+    selection=AssetSelection.all_asset_checks(),
+    executor_def=in_process_executor,
+    description="Runs every asset's destination check (what `mastodon-s3-sync verify` checks).",
+)

@@ -8,6 +8,7 @@ from dagster import MetadataValue
 
 from mastodon_s3_sync.partitions import IdRange
 from mastodon_s3_sync.pipeline import ObjectProblem, PartitionReport
+from mastodon_s3_sync.plan import PlanRates, TablePlan
 
 LISTED_IN_UI = 50
 SNAPSHOT_AT = "db_snapshot_at"
@@ -42,4 +43,16 @@ def partition_metadata(report: PartitionReport, id_range: IdRange) -> dict[str, 
         "other_problems": MetadataValue.md(
             problems_markdown(report.problems, report.invalid_rows + report.fallback_used)
         ),
+    }
+
+
+def plan_metadata(plan: TablePlan, rates: PlanRates) -> dict[str, MetadataValue]:
+    return {
+        "rows": MetadataValue.int(plan.rows),
+        "rows_with_media": MetadataValue.int(plan.rows_with_media),
+        "objects": MetadataValue.int(plan.objects),
+        "original_bytes": MetadataValue.int(plan.original_bytes),
+        "estimated_bytes": MetadataValue.int(plan.estimated_bytes),
+        "partitions": MetadataValue.int(plan.partitions),
+        "estimated_hours": MetadataValue.float(round(plan.estimated_seconds(rates) / 3600, 2)),
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mastodon_s3_sync.mastodon.tables import MediaObject, MediaTable
@@ -181,7 +181,9 @@ def verify_table(
     destination: DestinationBucket,
     *,
     check_acl: bool = True,
+    on_progress: Callable[[int], None] | None = None,
 ) -> TableVerification:
+    """Check every object the table's rows reference; ``on_progress`` gets the count of each batch done."""
     result = TableVerification(table.name)
 
     async def run() -> None:
@@ -191,6 +193,8 @@ def verify_table(
             for batch in _batches(table_objects(database, table, destination.acl_permission()), VERIFY_BATCH):
                 result.expected += len(batch)
                 await verifier.verify(batch, result)
+                if on_progress:
+                    on_progress(len(batch))
             result.acl_checked = bool(verifier.acl_supported)
 
     run_async(run())

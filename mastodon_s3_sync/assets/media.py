@@ -5,8 +5,10 @@ materialization metadata). Each copy step carries thousands of objects with
 many requests in flight inside it, so step start-up cost stays negligible.
 """
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from dagster import (
     AssetsDefinition,
@@ -28,11 +30,14 @@ from mastodon_s3_sync.config import ConfigError
 from mastodon_s3_sync.mastodon.tables import TABLES, MediaObject, MediaTable
 from mastodon_s3_sync.partitions import ID_RANGE_PARTITIONS, parse_partition_key
 from mastodon_s3_sync.pipeline import BatchReport, PartitionReport, PlanStats, copy_objects, plan_batches
+from mastodon_s3_sync.progress import PROGRESS, BatchDeltas
 from mastodon_s3_sync.reporting import partition_metadata, problems_markdown
 from mastodon_s3_sync.resources import DestinationBucket, MastodonDatabase, SourceBucket, SyncTuning
 from mastodon_s3_sync.transfer.engine import BatchProgress
 
 MiB = 1024 * 1024
+LOG_INTERVAL = 15.0
+"""Seconds between a batch's progress lines in the run log: no event per object."""
 COPY_RETRY_POLICY = RetryPolicy(max_retries=3, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 
@@ -70,6 +75,7 @@ def build_media_asset(table: MediaTable) -> AssetsDefinition:
                 yield DynamicOutput(batch, output_name="batch", mapping_key=f"batch_{count:05d}")
         if count == 0:  # an empty range still materializes: fan-in needs one upstream batch
             yield DynamicOutput([], output_name="batch", mapping_key="batch_00000")
+        PROGRESS.planned(stats.objects)
         context.log.info(
             f"{table.name} {id_range.key}: {stats.rows} rows, {stats.objects} objects in {max(count, 1)} batches, "
             f"{stats.expected_bytes / MiB:.1f} MiB of originals, {len(stats.invalid_rows)} invalid rows"
@@ -86,7 +92,15 @@ def build_media_asset(table: MediaTable) -> AssetsDefinition:
     ) -> BatchReport:
         objects: list[MediaObject] = batch
 
+        terminal = BatchDeltas()
+        last_logged = time.monotonic()
+
         def log_progress(progress: BatchProgress) -> None:
+            nonlocal last_logged
+            terminal(progress.done, progress.bytes_copied)
+            if time.monotonic() - last_logged < LOG_INTERVAL and progress.done < progress.total:
+                return
+            last_logged = time.monotonic()
             context.log.info(
                 f"{progress.done}/{progress.total} objects: {progress.copied} copied, {progress.skipped} skipped, "
                 f"{progress.missing} missing, {progress.failed} failed, {progress.bytes_copied / MiB:.1f} MiB, "
@@ -98,7 +112,10 @@ def build_media_asset(table: MediaTable) -> AssetsDefinition:
                 objects,
                 source_s3,
                 destination_s3,
-                sync_tuning.transfer_settings(destination_s3.storage_class),
+                replace(
+                    sync_tuning.transfer_settings(destination_s3.storage_class),
+                    progress_interval=0.5 if PROGRESS.active else LOG_INTERVAL,
+                ),
                 on_progress=log_progress,
             )
         if report.failed:

@@ -88,7 +88,8 @@ def run_demo(*, ui: bool = False) -> int:
         dagster_home.mkdir()
         os.environ.update(demo_environment(database_url, source, destination, dagster_home))
         if ui:
-            return _serve_ui()
+            return _serve_ui(cli_main)
+        cli_main(["plan"])
         sync_status = cli_main(["sync"])
         verify_status = cli_main(["verify"])
         exact, report = destination_is_exact(destination, instance, bulk_keys)
@@ -98,7 +99,12 @@ def run_demo(*, ui: bool = False) -> int:
         return 0 if ok else 1
 
 
-def _serve_ui() -> int:
+def _serve_ui(cli_main) -> int:
+    """Plan and cut every partition, sync the small custom_emojis table so one synced asset
+    shows its metadata, and leave the rest for a backfill from the UI."""
+    cli_main(["plan"])
+    cli_main(["sync", "custom_emojis"])
+    _cut_partitions()
     port = int(os.environ.get("DEMO_UI_PORT") or free_port())
     print(f"Dagster UI: http://127.0.0.1:{port} (Ctrl-C stops the demo and removes everything)", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
@@ -107,3 +113,18 @@ def _serve_ui() -> int:
         return subprocess.call(command)
     except KeyboardInterrupt:
         return 0
+
+
+def _cut_partitions() -> None:
+    from dagster import DagsterInstance
+
+    from mastodon_s3_sync.mastodon.tables import TABLES
+    from mastodon_s3_sync.partitions import add_new_partitions
+    from mastodon_s3_sync.resources import build_resources
+
+    resources = build_resources(as_env_vars=False, only=("mastodon_db", "sync_tuning"))
+    with DagsterInstance.get() as instance:
+        for table in TABLES:
+            add_new_partitions(
+                instance, resources["mastodon_db"], table, resources["sync_tuning"].partition_rows, include_tail=True
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from mastodon_s3_sync.plan import PlanRates
 from mastodon_s3_sync.transfer.engine import MiB, TransferSettings
 
 
@@ -19,6 +20,15 @@ class SyncTuning(ConfigurableResource):
     memory_megabytes: int = Field(default=256, description="SYNC_MEMORY_MB: object bytes held at once per step")
     part_size_megabytes: int = Field(default=8, description="SYNC_PART_SIZE_MB: multipart part size")
     multipart_threshold_megabytes: int = Field(default=16, description="SYNC_MULTIPART_THRESHOLD_MB")
+    plan_objects_per_second: float = Field(
+        default=500.0, description="SYNC_PLAN_OBJECTS_PER_SECOND: the rate `plan` estimates the time with"
+    )
+    plan_megabytes_per_second: float = Field(
+        default=50.0, description="SYNC_PLAN_MB_PER_SECOND: the bandwidth `plan` estimates the time with"
+    )
+
+    def plan_rates(self) -> PlanRates:
+        return PlanRates(self.plan_objects_per_second, self.plan_megabytes_per_second)
 
     def transfer_settings(self, storage_class: str | None) -> TransferSettings:
         return TransferSettings(
@@ -41,4 +51,6 @@ TUNING_VARIABLES = {
     "SYNC_MEMORY_MB": ("memory_megabytes", int),
     "SYNC_PART_SIZE_MB": ("part_size_megabytes", int),
     "SYNC_MULTIPART_THRESHOLD_MB": ("multipart_threshold_megabytes", int),
+    "SYNC_PLAN_OBJECTS_PER_SECOND": ("plan_objects_per_second", float),
+    "SYNC_PLAN_MB_PER_SECOND": ("plan_megabytes_per_second", float),
 }

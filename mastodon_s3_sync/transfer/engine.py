@@ -168,7 +168,9 @@ class ByteBudget:
                     waiter.set_result(None)
 
 
-async def list_sizes(client: S3Client, keys: Sequence[str], gap_limit: int = 1000) -> dict[str, int]:
+async def list_sizes(
+    client: S3Client, keys: Sequence[str], gap_limit: int = 1000, page_size: int = 1000
+) -> dict[str, int]:
     """Sizes of the ``keys`` that exist, by listing the bucket over their key range.
 
     The listing walks the keys in order under their common prefix and jumps
@@ -182,7 +184,7 @@ async def list_sizes(client: S3Client, keys: Sequence[str], gap_limit: int = 100
         prefix = os.path.commonprefix([wanted[index], wanted[-1]])
         start_after, token, gap = max(start_after, wanted[index][:-1]), None, 0
         while True:
-            page, token = await client.list_page(prefix, start_after, token)
+            page, token = await client.list_page(prefix, start_after, token, page_size)
             for listed in page:
                 start_after = listed.key
                 while index < len(wanted) and wanted[index] < listed.key:

@@ -72,6 +72,8 @@ class Signer:
 
         Signs host, the x-amz-* headers, and Content-MD5 when present; other
         headers (Content-Type, Cache-Control...) travel unsigned, as S3 allows.
+        Signed values are trimmed and their inner runs of spaces collapsed, as
+        SigV4 specifies (the value sent stays as given).
         """
         amz_date = now.strftime("%Y%m%dT%H%M%SZ") if now else self._amz_date()
         day = amz_date[:8]
@@ -80,7 +82,7 @@ class Signer:
         result["x-amz-date"] = amz_date
         if self.session_token:
             result["x-amz-security-token"] = self.session_token
-        signed = {name.lower(): value.strip() for name, value in result.items() if _is_signed(name)}
+        signed = {name.lower(): " ".join(value.split()) for name, value in result.items() if _is_signed(name)}
         signed["host"] = host
         names = sorted(signed)
         canonical_headers = "".join(f"{name}:{signed[name]}\n" for name in names)

@@ -1,0 +1,55 @@
+"""One asset check per media asset: red until every referenced object is at the destination
+with the source's size and headers and Mastodon's ACL (the same checks as ``verify``)."""
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+    asset_check,
+)
+
+from mastodon_s3_sync.mastodon.tables import TABLES
+from mastodon_s3_sync.pipeline import ObjectProblem
+from mastodon_s3_sync.reporting import problems_markdown
+from mastodon_s3_sync.resources import DestinationBucket, MastodonDatabase, SourceBucket
+from mastodon_s3_sync.verify import Problem, verify_table
+
+CHECK_NAME = "referenced_objects_at_destination"
+
+
+def build_destination_check(table: str) -> AssetChecksDefinition:
+    @asset_check(
+        asset=AssetKey(table),
+        name=CHECK_NAME,
+        description=f"Every object that `{table}` rows reference and the source has is at the destination, "
+        "with the same size, Content-Type and Cache-Control, and the ACL Mastodon would set.",
+    )
+    def destination_complete(
+        context: AssetCheckExecutionContext,
+        mastodon_db: MastodonDatabase,
+        source_s3: SourceBucket,
+        destination_s3: DestinationBucket,
+    ) -> AssetCheckResult:
+        result = verify_table(mastodon_db, TABLES[table], source_s3, destination_s3)
+        counts = result.counts
+        wrong = [f for f in result.findings if f.problem is not Problem.MISSING_AT_SOURCE]
+        problems = [ObjectProblem(f.table, f.row_id, f.key, f"{f.problem.value} {f.detail}".strip()) for f in wrong]
+        return AssetCheckResult(
+            passed=result.complete,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "expected": MetadataValue.int(result.expected),
+                "present": MetadataValue.int(result.present),
+                **{problem.value: MetadataValue.int(counts[problem]) for problem in Problem},
+                "acl_checked": MetadataValue.bool(result.acl_checked),
+                "problems": MetadataValue.md(problems_markdown(problems, len(problems))),
+            },
+        )
+
+    return destination_complete
+
+
+DESTINATION_CHECKS = [build_destination_check(table) for table in TABLES]
