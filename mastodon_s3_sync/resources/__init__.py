@@ -85,21 +85,26 @@ class _FieldReader:
         return required(self.environ, name, f"the {side.lower()} bucket")
 
 
-def build_resources(environ: Mapping[str, str] | None = None, *, as_env_vars: bool = True) -> dict[str, Any]:
+def build_resources(
+    environ: Mapping[str, str] | None = None, *, as_env_vars: bool = True, only: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """The resources by key (``only`` some of them, e.g. for ``plan``, which needs no bucket)."""
     environ = os.environ if environ is None else environ
     reader = _FieldReader(environ, as_env_vars)
     permission = {
         "DESTINATION_S3_PERMISSION": ("permission", str),
         "DESTINATION_S3_STORAGE_CLASS": ("storage_class", str),
     }
-    tuning = {name: (field, kind) for name, (field, kind) in TUNING_VARIABLES.items()}
-    return {
-        "mastodon_db": MastodonDatabase(**reader.fields(DATABASE_FIELDS)),
-        "source_s3": SourceBucket(bucket=reader.bucket_name("SOURCE"), **reader.fields(_bucket_fields("SOURCE"))),
-        "destination_s3": DestinationBucket(
+    builders = {
+        "mastodon_db": lambda: MastodonDatabase(**reader.fields(DATABASE_FIELDS)),
+        "source_s3": lambda: SourceBucket(
+            bucket=reader.bucket_name("SOURCE"), **reader.fields(_bucket_fields("SOURCE"))
+        ),
+        "destination_s3": lambda: DestinationBucket(
             bucket=reader.bucket_name("DESTINATION"),
             **reader.fields(_bucket_fields("DESTINATION")),
             **reader.fields(permission, keep_empty=("DESTINATION_S3_PERMISSION",)),
         ),
-        "sync_tuning": SyncTuning(**_FieldReader(environ, False).fields(tuning)),
+        "sync_tuning": lambda: SyncTuning(**_FieldReader(environ, False).fields(TUNING_VARIABLES)),
     }
+    return {key: build() for key, build in builders.items() if only is None or key in only}
