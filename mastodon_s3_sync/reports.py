@@ -27,6 +27,19 @@ def _human_duration(seconds: float) -> str:
     return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s"
 
 
+def _plan_cells(plan: TablePlan, rates: PlanRates) -> tuple[str, ...]:
+    return (
+        plan.table,
+        f"{plan.rows:,}",
+        f"{plan.rows_with_media:,}",
+        f"{plan.objects:,}",
+        _human_bytes(plan.original_bytes),
+        _human_bytes(plan.estimated_bytes),
+        f"{plan.partitions:,}",
+        _human_duration(plan.estimated_seconds(rates)),
+    )
+
+
 def plan_table_view(plans: Sequence[TablePlan], rates: PlanRates) -> Table:
     view = Table(
         title=f"Plan (estimated at {rates.objects_per_second:,.0f} objects/s, {rates.megabytes_per_second:,.0f} MB/s)"
@@ -42,36 +55,16 @@ def plan_table_view(plans: Sequence[TablePlan], rates: PlanRates) -> Table:
         "time (est.)",
     ):
         view.add_column(column, justify="left" if column == "table" else "right")
-    for plan in plans:
-        view.add_row(
-            plan.table,
-            f"{plan.rows:,}",
-            f"{plan.rows_with_media:,}",
-            f"{plan.objects:,}",
-            _human_bytes(plan.original_bytes),
-            _human_bytes(plan.estimated_bytes),
-            f"{plan.partitions:,}",
-            _human_duration(plan.estimated_seconds(rates)),
-        )
     total = TablePlan("total")
     for plan in plans:
+        view.add_row(*_plan_cells(plan, rates))
         total.rows += plan.rows
         total.rows_with_media += plan.rows_with_media
         total.objects += plan.objects
         total.original_bytes += plan.original_bytes
         total.estimated_derivative_bytes += plan.estimated_derivative_bytes
         total.partitions += plan.partitions
-    view.add_row(
-        "total",
-        f"{total.rows:,}",
-        f"{total.rows_with_media:,}",
-        f"{total.objects:,}",
-        _human_bytes(total.original_bytes),
-        _human_bytes(total.estimated_bytes),
-        f"{total.partitions:,}",
-        _human_duration(total.estimated_seconds(rates)),
-        style="bold",
-    )
+    view.add_row(*_plan_cells(total, rates), style="bold")
     return view
 
 

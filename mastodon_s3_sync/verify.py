@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from mastodon_s3_sync.mastodon.tables import MediaObject, MediaTable
+from mastodon_s3_sync.mastodon.tables import InvalidRow, MediaObject, MediaTable
 from mastodon_s3_sync.resources import DestinationBucket, MastodonDatabase, SourceBucket
 from mastodon_s3_sync.transfer.engine import TransferSettings, list_sizes, open_clients, run_async
 from mastodon_s3_sync.transfer.s3 import S3Client, S3Error
@@ -170,8 +170,8 @@ def table_objects(database: MastodonDatabase, table: MediaTable, permission: str
     for row in database.stream(table.select_sql("TRUE")):
         try:
             yield from table.objects_for_row(row, permission)
-        except ValueError:
-            continue  # invalid rows are reported by the sync itself
+        except InvalidRow:
+            continue  # reported by the sync itself
 
 
 def verify_table(
