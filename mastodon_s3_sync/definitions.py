@@ -10,7 +10,7 @@ from mastodon_s3_sync.checks import DESTINATION_CHECKS
 from mastodon_s3_sync.config import load_environment
 from mastodon_s3_sync.jobs import SYNC_JOBS, VERIFY_JOB
 from mastodon_s3_sync.resources import build_resources
-from mastodon_s3_sync.schedules import CATCH_UP_SCHEDULES
+from mastodon_s3_sync.schedules import CATCH_UP_SCHEDULES, VERIFY_SCHEDULE
 from mastodon_s3_sync.sensors import add_id_range_partitions, resync_changed_rows
 
 
@@ -22,7 +22,7 @@ def build_definitions() -> Definitions:
         assets=MEDIA_ASSETS,
         asset_checks=DESTINATION_CHECKS,
         jobs=[*SYNC_JOBS.values(), VERIFY_JOB, plan_migration],
-        schedules=CATCH_UP_SCHEDULES,
+        schedules=[*CATCH_UP_SCHEDULES, VERIFY_SCHEDULE],
         sensors=[add_id_range_partitions, resync_changed_rows],
         resources=build_resources(),
     )

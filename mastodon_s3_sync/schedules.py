@@ -15,7 +15,7 @@ from dagster import (
     schedule,
 )
 
-from mastodon_s3_sync.jobs import SYNC_JOBS
+from mastodon_s3_sync.jobs import SYNC_JOBS, VERIFY_JOB
 from mastodon_s3_sync.partitions import add_new_partitions
 from mastodon_s3_sync.resources import MastodonDatabase, SyncTuning
 from mastodon_s3_sync.runner import unsynced_partitions
@@ -61,3 +61,12 @@ def build_catch_up_schedule(table: str) -> ScheduleDefinition:
 
 
 CATCH_UP_SCHEDULES = [build_catch_up_schedule(table) for table in SYNC_JOBS]
+
+
+VERIFY_SCHEDULE = ScheduleDefinition(
+    name="verify_destination_daily",
+    job=VERIFY_JOB,
+    cron_schedule=os.environ.get("SYNC_VERIFY_CRON") or "30 4 * * *",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Runs the destination checks daily, so the asset graph shows where the migration stands.",
+)

@@ -148,5 +148,7 @@ def test_changed_avatar_is_resynced_by_the_sensor_and_by_sync(
 
 def test_all_tables_have_sensors_and_schedules():
     definitions = build_definitions()
-    assert {s.name for s in definitions.schedules} == {f"catch_up_{table}" for table in TABLES}
+    assert {s.name for s in definitions.schedules} == {f"catch_up_{table}" for table in TABLES} | {
+        "verify_destination_daily"
+    }
     assert {s.name for s in definitions.sensors} == {"add_id_range_partitions", "resync_changed_rows"}

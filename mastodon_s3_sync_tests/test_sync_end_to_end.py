@@ -18,8 +18,8 @@ from mastodon_s3_sync_tests.conftest import Migration, make_migration
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
-def run_sync(migration: Migration, environment, dagster_instance, **extra):
-    environment({**migration.environment(), "SYNC_PARTITION_ROWS": "4", **extra})
+def run_sync(migration: Migration, environment, dagster_instance, partition_rows: int = 25):
+    environment({**migration.environment(), "SYNC_PARTITION_ROWS": str(partition_rows)})
     resources = build_resources(as_env_vars=False)
     return sync_tables(
         build_definitions(), dagster_instance, list(TABLES), resources["mastodon_db"], resources["sync_tuning"]
@@ -51,7 +51,7 @@ def test_cross_provider_sync_is_exact_and_reports_missing(
     database_url, rclone_source, rclone_destination, dagster_instance, environment
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination, destination_prefix="media")
-    results = run_sync(migration, environment, dagster_instance)
+    results = run_sync(migration, environment, dagster_instance, partition_rows=4)
 
     assert all(not result.failed for result in results), [result.failed for result in results]
     assert_destination_exact(migration)
@@ -61,7 +61,7 @@ def test_cross_provider_sync_is_exact_and_reports_missing(
     for table, row_id, key in migration.instance.missing:
         assert f"| {table} | {row_id} | `{key}`" in missing_text
 
-    again = run_sync(migration, environment, dagster_instance)
+    again = run_sync(migration, environment, dagster_instance, partition_rows=4)
     assert sum(len(result.succeeded) for result in again) == 0, "a second sync has nothing left to run"
 
     resources = build_resources(as_env_vars=False)
