@@ -13,11 +13,15 @@ $(INSTALLED): setup.py pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(INSTALLED)
 
-# Debian packages the tests use: OpenSSH's sshd for the tunnel tests.
+# Debian packages the tests use: OpenSSH's sshd for the tunnel tests, Chromium for the UI browser test.
 system-packages:
 	@if [ ! -x /usr/sbin/sshd ]; then \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client; \
+	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
 	fi
 
 demo: $(INSTALLED)

@@ -30,6 +30,8 @@ setup(
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
             "moto[server]>=5",
+            # The UI browser test drives Debian's /usr/bin/chromium (never a downloaded browser).
+            "playwright>=1.45",
         ],
     },
     entry_points={"console_scripts": ["mastodon-s3-sync=mastodon_s3_sync.cli:main"]},

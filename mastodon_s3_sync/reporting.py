@@ -18,8 +18,8 @@ SNAPSHOT_AT = "db_snapshot_at"
 def problems_markdown(problems: Sequence[ObjectProblem], total: int, limit: int = LISTED_IN_UI) -> str:
     if not problems:
         return "None."
-    lines = ["| table | id | key | problem |", "|---|---|---|---|"]
-    lines += [f"| {p.table} | {p.row_id} | `{p.key}` | {p.reason} |" for p in problems[:limit]]
+    lines = ["| id | key | problem |", "|---|---|---|"]  # one asset, one table: no table column
+    lines += [f"| {p.row_id} | `{p.key}` | {p.reason} |" for p in problems[:limit]]
     if total > limit:
         lines.append(f"\n{limit} of {total} shown.")
     return "\n".join(lines)

@@ -10,9 +10,11 @@ objects. ``--ui`` opens the Dagster UI on the same environment instead.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -109,10 +111,41 @@ def _serve_ui(cli_main) -> int:
     print(f"Dagster UI: http://127.0.0.1:{port} (Ctrl-C stops the demo and removes everything)", flush=True)
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
     command += ["-m", "mastodon_s3_sync.definitions"]
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with SIGINT ignored
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the demo like Ctrl-C
+    dagster = subprocess.Popen(command, process_group=0)  # its own group: it gets exactly one signal, ours
     try:
-        return subprocess.call(command)
+        return dagster.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        _stop_group(dagster)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to the whole group, each with time to finish:
+    `dagster dev` passes SIGINT on to its webserver, daemon and code server, which a
+    harder first signal would orphan."""
+    for sig, grace in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        if not _group_alive(process):
+            return
+        os.killpg(process.pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _group_alive(process):
+            time.sleep(0.2)
+
+
+def _group_alive(process: subprocess.Popen) -> bool:
+    process.poll()  # reap the leader, so only live members count
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _cut_partitions() -> None:
