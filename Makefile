@@ -34,5 +34,6 @@ test: $(INSTALLED) system-packages
 	$(PY) -m pytest
 
 dev: $(INSTALLED)
-	mkdir -p .dagster_home && [ -f .dagster_home/dagster.yaml ] || cp dagster.yaml .dagster_home/
+	mkdir -p .dagster_home && [ -f .dagster_home/dagster.yaml ] || \
+		cp $(if $(DAGSTER_PG_HOST),dagster-postgres.yaml,dagster.yaml) .dagster_home/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(VENV)/bin/dagster dev -h 127.0.0.1

@@ -12,6 +12,7 @@ from dagster import (
 )
 
 from mastodon_s3_sync.mastodon.tables import TABLES
+from mastodon_s3_sync.partitions import parse_partition_key
 from mastodon_s3_sync.pipeline import ObjectProblem
 from mastodon_s3_sync.reporting import problems_markdown
 from mastodon_s3_sync.resources import DestinationBucket, MastodonDatabase, SourceBucket
@@ -33,7 +34,17 @@ def build_destination_check(table: str) -> AssetChecksDefinition:
         source_s3: SourceBucket,
         destination_s3: DestinationBucket,
     ) -> AssetCheckResult:
-        result = verify_table(mastodon_db, TABLES[table], source_s3, destination_s3)
+        # Inside a partition's run (an asset-page materialization or backfill includes the
+        # check), a quick listing-based check of that range; alone, the whole table, thoroughly.
+        in_partition = context.has_partition_key
+        result = verify_table(
+            mastodon_db,
+            TABLES[table],
+            source_s3,
+            destination_s3,
+            thorough=not in_partition,
+            id_range=parse_partition_key(context.partition_key) if in_partition else None,
+        )
         counts = result.counts
         wrong = [f for f in result.findings if f.problem is not Problem.MISSING_AT_SOURCE]
         problems = [ObjectProblem(f.table, f.row_id, f.key, f"{f.problem.value} {f.detail}".strip()) for f in wrong]
@@ -45,6 +56,7 @@ def build_destination_check(table: str) -> AssetChecksDefinition:
                 "present": MetadataValue.int(result.present),
                 **{problem.value: MetadataValue.int(counts[problem]) for problem in Problem},
                 "acl_checked": MetadataValue.bool(result.acl_checked),
+                "scope": MetadataValue.text(f"partition {context.partition_key}" if in_partition else "whole table"),
                 "problems": MetadataValue.md(problems_markdown(problems, len(problems))),
             },
         )

@@ -14,15 +14,23 @@ from mastodon_s3_sync.mastodon.tables import TABLES
 
 EXIT_INCOMPLETE = 1
 EXIT_CONFIG = 2
+DAGSTER_PG_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 
 
 def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME, defaulting to ./.dagster_home (with ./dagster.yaml copied in when present)."""
+    """DAGSTER_HOME (default ./.dagster_home), given ./dagster-postgres.yaml when DAGSTER_PG_HOST
+    is set (Dagster's storage in that PostgreSQL) or else ./dagster.yaml, unless it has its own."""
     home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
-    template = Path.cwd() / "dagster.yaml"
-    if not (home / "dagster.yaml").exists() and template.is_file() and template.resolve() != home / "dagster.yaml":
+    postgres = bool(os.environ.get("DAGSTER_PG_HOST"))
+    missing = [name for name in DAGSTER_PG_VARIABLES if postgres and name not in os.environ]
+    if missing:
+        raise ConfigError(
+            f"DAGSTER_PG_HOST is set, so Dagster keeps its records in PostgreSQL: set {', '.join(missing)}"
+        )
+    template = Path.cwd() / ("dagster-postgres.yaml" if postgres else "dagster.yaml")
+    if not (home / "dagster.yaml").exists() and template.is_file():
         shutil.copy(template, home / "dagster.yaml")
     return home
 

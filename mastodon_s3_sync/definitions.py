@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from mastodon_s3_sync.assets.media import MEDIA_ASSETS
 from mastodon_s3_sync.assets.observations import plan_migration
@@ -25,6 +25,8 @@ def build_definitions() -> Definitions:
         schedules=[*CATCH_UP_SCHEDULES, VERIFY_SCHEDULE],
         sensors=[add_id_range_partitions, resync_changed_rows],
         resources=build_resources(),
+        # Asset-page materializations and backfills run __ASSET_JOB: in-process like sync_<asset>.
+        executor=in_process_executor,
     )
 
 

@@ -7,7 +7,8 @@ from dagster import AssetSelection, define_asset_job, in_process_executor
 from mastodon_s3_sync.mastodon.tables import TABLES
 
 SYNC_RUN_TAG = "mastodon_s3_sync/copies"
-"""Every sync run carries it; dagster.yaml's run coordinator limits runs by it."""
+"""Every sync_<asset> run carries it and dagster.yaml's run coordinator limits runs by it; runs
+from the asset page (__ASSET_JOB) are limited by the ``dagster/partition`` rule there."""
 
 
 def sync_job_name(table: str) -> str:

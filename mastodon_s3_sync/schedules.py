@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from dagster import (
+    AssetKey,
     DagsterRunStatus,
     DefaultScheduleStatus,
     RunRequest,
@@ -29,9 +30,14 @@ ACTIVE_STATUSES = [
 ]
 
 
-def partitions_in_flight(context: ScheduleEvaluationContext, job_name: str) -> set[str]:
-    runs = context.instance.get_runs(RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES))
-    return {run.tags.get("dagster/partition") for run in runs}
+def partitions_in_flight(context: ScheduleEvaluationContext, table: str) -> set[str]:
+    """Partitions of ``table`` with a queued or running run, from its job or the asset page's."""
+    runs = context.instance.get_runs(RunsFilter(statuses=ACTIVE_STATUSES))
+    return {
+        run.tags.get("dagster/partition")
+        for run in runs
+        if run.job_name == SYNC_JOBS[table].name or AssetKey(table) in (run.asset_selection or ())
+    }
 
 
 def build_catch_up_schedule(table: str) -> ScheduleDefinition:
@@ -47,7 +53,7 @@ def build_catch_up_schedule(table: str) -> ScheduleDefinition:
     )
     def catch_up(context: ScheduleEvaluationContext, mastodon_db: MastodonDatabase, sync_tuning: SyncTuning):
         added = add_new_partitions(context.instance, mastodon_db, table, sync_tuning.partition_rows, include_tail=True)
-        running = partitions_in_flight(context, job.name)
+        running = partitions_in_flight(context, table)
         pending = [key for key in unsynced_partitions(context.instance, table) if key not in running]
         if not pending:
             return SkipReason(f"{table}: nothing new ({len(added)} partitions added)")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mastodon_s3_sync.mastodon.tables import InvalidRow, MediaObject, MediaTable
+from mastodon_s3_sync.partitions import IdRange
 from mastodon_s3_sync.resources import DestinationBucket, MastodonDatabase, SourceBucket
 from mastodon_s3_sync.transfer.engine import TransferSettings, list_sizes, open_clients, run_async
 from mastodon_s3_sync.transfer.s3 import S3Client, S3Error
@@ -76,7 +77,9 @@ class _Verifier:
         source_bucket: SourceBucket,
         destination_bucket: DestinationBucket,
         check_acl: bool,
+        thorough: bool,
     ):
+        self.thorough = thorough
         self.source = source
         self.destination = destination
         self.source_bucket = source_bucket
@@ -124,6 +127,8 @@ class _Verifier:
             return found(Problem.MISSING_AT_DESTINATION)
         if destination_size != source_size:
             return found(Problem.WRONG_SIZE, f"source {source_size} bytes, destination {destination_size}")
+        if not self.thorough:
+            return None
         source_head, destination_head = await asyncio.gather(
             self.source.head(source_key), self.destination.head(destination_key)
         )
@@ -166,8 +171,11 @@ def _batches(objects: Iterator[MediaObject], size: int) -> Iterator[list[MediaOb
         yield batch
 
 
-def table_objects(database: MastodonDatabase, table: MediaTable, permission: str | None) -> Iterator[MediaObject]:
-    for row in database.stream(table.select_sql("TRUE")):
+def table_objects(
+    database: MastodonDatabase, table: MediaTable, permission: str | None, id_range: IdRange | None = None
+) -> Iterator[MediaObject]:
+    where, parameters = ("t.id BETWEEN %s AND %s", (id_range.lo, id_range.hi)) if id_range else ("TRUE", ())
+    for row in database.stream(table.select_sql(where), parameters):
         try:
             yield from table.objects_for_row(row, permission)
         except InvalidRow:
@@ -181,16 +189,20 @@ def verify_table(
     destination: DestinationBucket,
     *,
     check_acl: bool = True,
+    thorough: bool = True,
+    id_range: IdRange | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> TableVerification:
-    """Check every object the table's rows reference; ``on_progress`` gets the count of each batch done."""
+    """Check every object the table's rows (in ``id_range``) reference; ``on_progress`` gets the
+    count of each batch done. ``thorough=False`` checks presence and size from listings only."""
     result = TableVerification(table.name)
 
     async def run() -> None:
         settings = TransferSettings(max_in_flight_per_endpoint=64)
         async with open_clients(source.engine_bucket(), destination.engine_bucket(), settings) as (src, dst):
-            verifier = _Verifier(src, dst, source, destination, check_acl)
-            for batch in _batches(table_objects(database, table, destination.acl_permission()), VERIFY_BATCH):
+            verifier = _Verifier(src, dst, source, destination, check_acl, thorough)
+            objects = table_objects(database, table, destination.acl_permission(), id_range)
+            for batch in _batches(objects, VERIFY_BATCH):
                 result.expected += len(batch)
                 await verifier.verify(batch, result)
                 if on_progress:

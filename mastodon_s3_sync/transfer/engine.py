@@ -1,12 +1,15 @@
 """Copy a batch of objects between two buckets with many requests in flight.
 
-Per object the cost is one GET and one PUT (headers taken from the GET); what
-already exists is found by listing both buckets over the batch's key range
-(one request per thousand keys) instead of a HEAD per object. Objects above
-the multipart threshold stream through in fixed-size parts, so memory is
-bounded by the byte budget, never by object size. When both buckets share an
-endpoint and credentials, the copy is server-side (CopyObject /
-UploadPartCopy). Knows nothing of Dagster or Mastodon.
+A new object costs one GET and one PUT, the headers taken from the GET (a 404
+says the source is missing). What the destination already has is found by
+listing it over the batch's key range (a request per thousand keys) instead
+of a HEAD per object; the source is listed only over those keys, to compare
+sizes: for a fresh copy the GETs say all a source listing would (and rclone's
+server hashes every file it lists, for the ETag, so listing costs it about
+what a GET does). Objects above the multipart threshold stream through in
+fixed-size parts, so memory is bounded by the byte budget, never by object
+size. When both buckets share an endpoint and credentials, the copy is
+server-side (CopyObject / UploadPartCopy). Knows nothing of Dagster or Mastodon.
 """
 
 from __future__ import annotations
@@ -212,13 +215,15 @@ class _BatchCopy:
         self.budget = ByteBudget(settings.memory_budget)
         self.server_side = settings.server_side_copy and source.bucket.same_account_as(destination.bucket)
         self.on_progress = on_progress
+        self.source_sizes: dict[str, int] = {}
+        self.destination_sizes: dict[str, int] = {}
 
     async def run(self, items: Sequence[CopyItem]) -> BatchResult:
+        """List what the destination has, then copy with ``concurrency`` workers."""
+        self.destination_sizes = await self._list("destination", self.destination, [i.destination_key for i in items])
+        present = [item.source_key for item in items if item.destination_key in self.destination_sizes]
+        self.source_sizes = await self._list("source", self.source, present)
         progress = BatchProgress(total=len(items))
-        source_sizes, destination_sizes = await asyncio.gather(
-            self._list("source", self.source, [item.source_key for item in items]),
-            self._list("destination", self.destination, [item.destination_key for item in items]),
-        )
         results: list[ItemResult] = [None] * len(items)  # type: ignore[list-item]
         pending = iter(enumerate(items))
         last_report = time.monotonic()
@@ -226,7 +231,7 @@ class _BatchCopy:
         async def worker() -> None:
             nonlocal last_report
             for position, item in pending:
-                results[position] = result = await self._handle(item, source_sizes, destination_sizes)
+                results[position] = result = await self._handle(item)
                 progress.record(result)
                 if self.on_progress and time.monotonic() - last_report >= self.settings.progress_interval:
                     last_report = time.monotonic()
@@ -246,7 +251,11 @@ class _BatchCopy:
         )
 
     async def _list(self, role: str, client: S3Client, keys: list[str]) -> dict[str, int]:
+        """Sizes of the ``keys`` that exist; with no keys, one tiny listing still checks access to the bucket."""
         try:
+            if not keys:
+                await self._with_retries(lambda: client.list_page("", None, None, max_keys=1))
+                return {}
             return await self._with_retries(lambda: list_sizes(client, keys, self.settings.list_gap))
         except (S3Error, *NETWORK_ERRORS) as error:
             raise BucketUnavailable(role, client.bucket, error) from error
@@ -273,54 +282,45 @@ class _BatchCopy:
                     raise
             await sleep_backoff(failures + throttles)
 
-    async def _resolve_source(
-        self, item: CopyItem, source_sizes: dict[str, int], destination_sizes: dict[str, int]
-    ) -> tuple[str, str, int, int | None, bool] | None:
-        """(source key, destination key, source size, destination size, used fallback) or None if missing."""
-        if item.source_key in source_sizes:
-            return (
-                item.source_key,
-                item.destination_key,
-                source_sizes[item.source_key],
-                destination_sizes.get(item.destination_key),
-                False,
-            )
-        if not item.fallback_source_key or not item.fallback_destination_key:
-            return None
-        fallback = await self._with_retries(lambda: self.source.head(item.fallback_source_key))
-        if fallback is None:
-            return None
-        existing = await self._with_retries(lambda: self.destination.head(item.fallback_destination_key))
-        return (
-            item.fallback_source_key,
-            item.fallback_destination_key,
-            fallback.size,
-            existing.size if existing else None,
-            True,
-        )
-
-    async def _handle(
-        self, item: CopyItem, source_sizes: dict[str, int], destination_sizes: dict[str, int]
-    ) -> ItemResult:
+    async def _handle(self, item: CopyItem) -> ItemResult:
         try:
-            resolved = await self._resolve_source(item, source_sizes, destination_sizes)
+            destination_size = self.destination_sizes.get(item.destination_key)
+            source_size = self.source_sizes.get(item.source_key)
+            if destination_size is not None and source_size is None:
+                result = ItemResult(Outcome.MISSING, item.source_key, item.destination_key)
+            else:
+                result = await self._transfer(item.source_key, item.destination_key, item.acl, source_size)
+            if result.outcome is Outcome.MISSING and item.fallback_source_key and item.fallback_destination_key:
+                return await self._transfer_fallback(item) or result
+            return result
         except (S3Error, *NETWORK_ERRORS) as error:
             return ItemResult(Outcome.FAILED, item.source_key, item.destination_key, error=_describe(error))
-        if resolved is None:
-            return ItemResult(Outcome.MISSING, item.source_key, item.destination_key)
-        source_key, destination_key, size, destination_size, used_fallback = resolved
-        result = ItemResult(Outcome.SKIPPED, source_key, destination_key, size, used_fallback)
-        if destination_size == size:
+
+    async def _transfer(
+        self, source_key: str, destination_key: str, acl: str | None, source_size: int | None, fallback: bool = False
+    ) -> ItemResult:
+        """Skip when the destination has the source's size (known only when the destination has the key), else copy."""
+        result = ItemResult(Outcome.SKIPPED, source_key, destination_key, source_size or 0, fallback)
+        if source_size is not None and self.destination_sizes.get(destination_key) == source_size:
             return result
         copy = self._copy_server_side if self.server_side else self._copy
         try:
-            result.size = await self._with_retries(lambda: copy(source_key, destination_key, item.acl))
+            result.size = await self._with_retries(lambda: copy(source_key, destination_key, acl))
             result.outcome = Outcome.COPIED
         except _SourceMissing:
             result.outcome = Outcome.MISSING
-        except (S3Error, *NETWORK_ERRORS) as error:
-            result.outcome, result.error = Outcome.FAILED, _describe(error)
         return result
+
+    async def _transfer_fallback(self, item: CopyItem) -> ItemResult | None:
+        """The item's other key (Mastodon's cache/ variant), looked up with HEADs: it is rarely needed."""
+        source_key, destination_key = item.fallback_source_key or "", item.fallback_destination_key or ""
+        head = await self._with_retries(lambda: self.source.head(source_key))
+        if head is None:
+            return None
+        existing = await self._with_retries(lambda: self.destination.head(destination_key))
+        if existing is not None:
+            self.destination_sizes[destination_key] = existing.size
+        return await self._transfer(source_key, destination_key, item.acl, head.size, fallback=True)
 
     def _destination_headers(self, headers: dict[str, str], acl: str | None) -> dict[str, str]:
         if acl:
@@ -339,8 +339,7 @@ class _BatchCopy:
             if not 0 <= size <= self.settings.multipart_threshold:
                 return await self._upload_parts(response, destination_key, size, headers)
             async with self.budget.reserve(size):
-                body = await response.read()
-                await self.destination.put(destination_key, body, headers)
+                await self.destination.put(destination_key, await response.read_chunks(), headers)
             return size
 
     async def _upload_parts(self, response: Response, destination_key: str, size: int, headers: dict[str, str]) -> int:

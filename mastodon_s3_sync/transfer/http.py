@@ -15,9 +15,11 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import httptools
+
+Buffer = bytes | bytearray | memoryview
 
 WRITE_CHUNK = 1024 * 1024
 """Large bodies are written in slices of this size, waiting for the socket to drain between them."""
@@ -54,7 +56,7 @@ class Response:
         self.headers: dict[str, str] = {}
         self._connection: _Connection | None = connection
         self._head_only = head_only
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[Buffer] = deque()
         self._buffered = 0
         self._complete = False
         self._error: BaseException | None = None
@@ -63,25 +65,31 @@ class Response:
 
     async def read(self) -> bytes:
         """The whole (rest of the) body."""
+        return b"".join(await self.read_chunks())
+
+    async def read_chunks(self) -> list[Buffer]:
+        """The whole (rest of the) body, in the pieces it arrived in (no copy)."""
         while not self._complete:
             await self._wait(1 << 62)
-        body = b"".join(self._chunks)
+        chunks = list(self._chunks)
         self._chunks.clear()
         self._buffered = 0
-        return body
+        return chunks
 
-    async def read_up_to(self, size: int) -> bytes | bytearray:
-        """Exactly ``size`` bytes of the body, fewer only at its end."""
+    async def read_up_to(self, size: int) -> bytearray:
+        """Exactly ``size`` bytes of the body, fewer only at its end, in one buffer filled once."""
         while self._buffered < size and not self._complete:
             await self._wait(size)
-        taken = bytearray()
-        while self._chunks and len(taken) < size:
-            chunk = self._chunks.popleft()
-            room = size - len(taken)
-            if len(chunk) > room:
-                self._chunks.appendleft(chunk[room:])
-                chunk = chunk[:room]
-            taken += chunk
+        taken = bytearray(min(size, self._buffered))
+        with memoryview(taken) as view:
+            filled = 0
+            while filled < len(taken):
+                chunk = memoryview(self._chunks.popleft())
+                count = min(len(chunk), len(taken) - filled)
+                view[filled : filled + count] = chunk[:count]
+                if count < len(chunk):
+                    self._chunks.appendleft(chunk[count:])
+                filled += count
         self._buffered -= len(taken)
         return taken
 
@@ -96,6 +104,7 @@ class Response:
             await self._waiter
         finally:
             self._waiter = None
+            self._wanted = 0  # while nobody reads, buffer no more than READ_HIGH_WATER
         if self._error is not None:
             raise self._error
 
@@ -103,7 +112,7 @@ class Response:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def _feed(self, chunk: bytes) -> bool:
+    def _feed(self, chunk: Buffer) -> bool:
         """Buffer a body chunk; True when the reader should pause."""
         self._chunks.append(chunk)
         self._buffered += len(chunk)
@@ -124,12 +133,6 @@ class Response:
         if connection is not None:
             connection.release(reusable=self._complete)
 
-    async def __aenter__(self) -> Response:
-        return self
-
-    async def __aexit__(self, *exc_info) -> None:
-        self.release()
-
 
 class _Connection(asyncio.Protocol):
     def __init__(self, pool: ConnectionPool, origin: tuple[str, str, int]):
@@ -142,6 +145,8 @@ class _Connection(asyncio.Protocol):
         self.received = False
         """Whether any byte of the current response arrived (a resend is safe only before)."""
         self._parser = None
+        self._body_left = -1
+        """Body bytes still to come, once the headers said how many; -1 while the parser frames the body."""
         self._reading_paused = False
         self._drain: asyncio.Future | None = None
         self._last_activity = 0.0
@@ -154,6 +159,9 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
         self.received = True
+        if self._body_left > 0:
+            self._take_body(data)
+            return
         if self._parser is None:
             self.close()  # bytes nobody asked for: the connection is out of step
             return
@@ -162,6 +170,16 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as error:
             self._fail(ConnectionLost(f"malformed HTTP response: {error}"))
             self.close()
+
+    def _take_body(self, data: bytes) -> None:
+        """Body bytes handed over as received, bypassing the parser, which would copy them."""
+        if len(data) > self._body_left:  # more than the response holds: the connection is out of step
+            data = data[: self._body_left]
+            self.keep_alive = False
+        self._body_left -= len(data)
+        self._deliver(data)
+        if self._body_left == 0:
+            self.on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -195,10 +213,18 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = self._parser.should_keep_alive()
         if response._head_only:
             self.on_message_complete()
-        else:
-            response._wake()
+            return
+        length = response.headers.get("content-length")
+        if length is not None and "transfer-encoding" not in response.headers:
+            self._body_left = int(length)
+        response._wake()
 
     def on_body(self, chunk: bytes) -> None:
+        if self._body_left > 0:
+            self._body_left -= len(chunk)  # the parser's share of the body, in the chunk with the headers
+        self._deliver(chunk)
+
+    def _deliver(self, chunk: bytes) -> None:
         if self.response._feed(chunk) and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
@@ -209,23 +235,25 @@ class _Connection(asyncio.Protocol):
 
     # requests
 
-    async def send(self, head: bytes, body, head_only: bool) -> Response:
+    async def send(self, head: bytes, body: Sequence[Buffer], size: int, head_only: bool) -> Response:
         """Write one request and wait for the response's status and headers."""
         self.response = response = Response(self, head_only)
         self.received = False
         self._parser = httptools.HttpResponseParser(self)
+        self._body_left = -1
         self._last_activity = time.monotonic()
         try:
-            if not body or len(body) <= WRITE_CHUNK:
-                self.transport.writelines((head, body) if body else (head,))
+            if size <= WRITE_CHUNK:
+                self.transport.writelines((head, *body))
             else:
                 self.transport.write(head)
-                view = memoryview(body)
-                for start in range(0, len(view), WRITE_CHUNK):
-                    self.transport.write(view[start : start + WRITE_CHUNK])
-                    if self._drain is not None:
-                        await self._drain
-                    self._last_activity = time.monotonic()
+                for part in body:
+                    view = memoryview(part)
+                    for start in range(0, len(view), WRITE_CHUNK):
+                        self.transport.write(view[start : start + WRITE_CHUNK])
+                        if self._drain is not None:
+                            await self._drain
+                        self._last_activity = time.monotonic()
             while response.status == 0:
                 await response._wait(0)
         except BaseException:
@@ -260,7 +288,7 @@ class _Connection(asyncio.Protocol):
         """Fail the request in progress if the server has sent nothing for ``timeout`` seconds."""
         if self.response is None or self.response._complete:
             return
-        if self._reading_paused:
+        if self._reading_paused and self.response._waiter is None:
             self._last_activity = now  # the reader is busy elsewhere: the silence is ours
         elif now - self._last_activity >= timeout:
             self._fail(TimeoutError(f"no data from the server for {timeout:g} s"))
@@ -284,24 +312,29 @@ class ConnectionPool:
         method: str,
         target: str,
         headers: Mapping[str, str],
-        body: bytes | bytearray | None = None,
+        body: Buffer | Sequence[Buffer] | None = None,
     ) -> Response:
-        """Send a request; the caller reads the body (or not) and must ``release()`` the response."""
+        """Send a request; the caller reads the body (or not) and must ``release()`` the response.
+
+        ``body`` may come in pieces (as ``Response.read_chunks`` gives it), sent without joining them.
+        """
+        parts = () if body is None else body if isinstance(body, list | tuple) else (body,)
+        size = sum(len(part) for part in parts)
         lines = [f"{method} {target} HTTP/1.1"]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
-        if body is not None or method in ("PUT", "POST"):
-            lines.append(f"Content-Length: {len(body) if body else 0}")
+        if parts or method in ("PUT", "POST"):
+            lines.append(f"Content-Length: {size}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
         idle = self._idle.get(origin)
         connection = idle.pop() if idle else None
         if connection is not None:
             try:
-                return await connection.send(head, body, method == "HEAD")
+                return await connection.send(head, parts, size, method == "HEAD")
             except ConnectionLost:
                 if connection.received:
                     raise  # the server answered part of it: not safe to send again
         connection = await self._connect(origin)
-        return await connection.send(head, body, method == "HEAD")
+        return await connection.send(head, parts, size, method == "HEAD")
 
     async def _connect(self, origin: tuple[str, str, int]) -> _Connection:
         scheme, host, port = origin

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-from mastodon_s3_sync.transfer.http import ConnectionPool, Response
+from mastodon_s3_sync.transfer.http import Buffer, ConnectionPool, Response
 from mastodon_s3_sync.transfer.limiter import EndpointLimiter
 from mastodon_s3_sync.transfer.sigv4 import Signer, canonical_query, uri_encode
 
@@ -198,7 +198,7 @@ class S3Client:
         key: str | None,
         query: dict[str, str] | None,
         headers: dict[str, str] | None,
-        body: bytes | None,
+        body: Buffer | list[bytes] | None,
     ) -> tuple[Response, int]:
         """Send one signed request once the limiter allows; the caller releases response and slot."""
         path = f"{self._bucket_path}/{uri_encode(key, keep_slash=True)}" if key is not None else f"{self._bucket_path}/"
@@ -238,7 +238,7 @@ class S3Client:
         *,
         query: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
-        body: bytes | None = None,
+        body: Buffer | list[bytes] | None = None,
         ok_statuses: tuple[int, ...] = (200,),
     ) -> tuple[Response, bytes]:
         """One request read to its end; raises ``S3Error`` unless the status is in ``ok_statuses``."""
@@ -258,11 +258,11 @@ class S3Client:
         """GetObject with the body left to stream (the caller reads what it wants); None if there is no such key."""
         response, epoch = await self._send("GetObject", "GET", key, None, None, None)
         try:
-            if response.status == 404:
-                await response.read()
+            if response.status != 200:
+                error = self._error(response, await response.read(), key, epoch)
+                if not error.is_not_found or error.code == "NoSuchBucket":
+                    raise error
                 yield None
-            elif response.status != 200:
-                raise self._error(response, await response.read(), key, epoch)
             else:
                 self.limiter.succeeded()
                 yield response
@@ -290,7 +290,7 @@ class S3Client:
             raise
         return ObjectHead(int(response.headers.get("content-length", 0)), copied_headers(response.headers))
 
-    async def put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
+    async def put(self, key: str, body: Buffer | list[bytes], headers: dict[str, str]) -> None:
         await self.request("PutObject", "PUT", key, headers=headers, body=body)
 
     async def create_multipart_upload(self, key: str, headers: dict[str, str]) -> str:
@@ -298,7 +298,7 @@ class S3Client:
         root, ns = _parse_xml(body)
         return root.findtext(f"{ns}UploadId") or ""
 
-    async def upload_part(self, key: str, upload_id: str, part_number: int, body: bytes) -> str:
+    async def upload_part(self, key: str, upload_id: str, part_number: int, body: Buffer) -> str:
         query = {"partNumber": str(part_number), "uploadId": upload_id}
         response, _ = await self.request("UploadPart", "PUT", key, query=query, body=body)
         return response.headers["etag"]
