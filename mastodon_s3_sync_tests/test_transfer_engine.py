@@ -14,6 +14,7 @@ import ipaddress
 import os
 import random
 import ssl
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from yarl import URL
 from mastodon_s3_sync.demo.servers import S3Server, rclone_s3_server
 from mastodon_s3_sync.transfer import engine
 from mastodon_s3_sync.transfer.engine import (
+    BucketUnavailable,
     CopyItem,
     MiB,
     Outcome,
@@ -46,6 +48,7 @@ from mastodon_s3_sync.transfer.engine import (
     run_async,
 )
 from mastodon_s3_sync.transfer.http import ConnectionPool
+from mastodon_s3_sync.transfer.limiter import EndpointLimiter
 from mastodon_s3_sync.transfer.s3 import Bucket
 from mastodon_s3_sync.transfer.sigv4 import Signer, canonical_query, uri_encode
 
@@ -235,6 +238,19 @@ def test_missing_sources_and_fallback_keys(rclone_source, rclone_destination):
     assert stored(rclone_destination, destination, "cache/a/original/x.png")[0] == b"fallback body"
 
 
+def test_missing_bucket_or_refused_credentials_fail_the_batch_up_front(rclone_source, rclone_destination):
+    """Also for the source, which a fresh copy never lists (its GETs say what a listing would)."""
+    source = new_bucket(rclone_source, "src")
+    destination = new_bucket(rclone_destination, "dst")
+    items = [CopyItem("k", "k")]
+    with pytest.raises(BucketUnavailable) as missing:
+        copy_batch(dataclasses.replace(source, name="no-such-bucket"), destination, items)
+    assert (missing.value.role, missing.value.error.code) == ("source", "NoSuchBucket")
+    with pytest.raises(BucketUnavailable) as refused:
+        copy_batch(source, dataclasses.replace(destination, secret_access_key="not-the-secret-key"), items)
+    assert (refused.value.role, refused.value.error.status) == ("destination", 403)
+
+
 # Multipart -------------------------------------------------------------------------------------
 
 
@@ -392,6 +408,29 @@ def test_throttled_endpoints_slow_down_and_lose_nothing(rclone_source, rclone_de
         assert limiter.throttled == proxy.throttled > 0
         assert limiter.lowest_concurrency < 16
     assert result.destination_limiter.paused_seconds + result.source_limiter.paused_seconds >= 1
+
+
+def test_limiter_paces_requests_per_second_and_caps_in_flight():
+    async def burst(limiter: EndpointLimiter, requests: int, duration: float) -> tuple[float, int]:
+        in_flight = peak = 0
+
+        async def one_request() -> None:
+            nonlocal in_flight, peak
+            await limiter.acquire()
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(duration)
+            in_flight -= 1
+            limiter.release()
+
+        started = time.monotonic()
+        await asyncio.gather(*(one_request() for _ in range(requests)))
+        return time.monotonic() - started, peak
+
+    seconds, _ = asyncio.run(burst(EndpointLimiter(max_in_flight=100, requests_per_second=50), 21, 0))
+    assert seconds >= 20 / 50 * 0.95  # the 21st request starts 0.4 s after the first
+    _, peak = asyncio.run(burst(EndpointLimiter(max_in_flight=3), 20, 0.02))
+    assert peak == 3
 
 
 # HTTPS and the HTTP client -----------------------------------------------------------------------------------

@@ -198,7 +198,7 @@ class S3Client:
         key: str | None,
         query: dict[str, str] | None,
         headers: dict[str, str] | None,
-        body: Buffer | list[bytes] | None,
+        body: Buffer | list[Buffer] | None,
     ) -> tuple[Response, int]:
         """Send one signed request once the limiter allows; the caller releases response and slot."""
         path = f"{self._bucket_path}/{uri_encode(key, keep_slash=True)}" if key is not None else f"{self._bucket_path}/"
@@ -238,7 +238,7 @@ class S3Client:
         *,
         query: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
-        body: Buffer | list[bytes] | None = None,
+        body: Buffer | list[Buffer] | None = None,
         ok_statuses: tuple[int, ...] = (200,),
     ) -> tuple[Response, bytes]:
         """One request read to its end; raises ``S3Error`` unless the status is in ``ok_statuses``."""
@@ -290,7 +290,7 @@ class S3Client:
             raise
         return ObjectHead(int(response.headers.get("content-length", 0)), copied_headers(response.headers))
 
-    async def put(self, key: str, body: Buffer | list[bytes], headers: dict[str, str]) -> None:
+    async def put(self, key: str, body: Buffer | list[Buffer], headers: dict[str, str]) -> None:
         await self.request("PutObject", "PUT", key, headers=headers, body=body)
 
     async def create_multipart_upload(self, key: str, headers: dict[str, str]) -> str:

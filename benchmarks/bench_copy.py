@@ -1,0 +1,473 @@
+"""Time the copy engine, the full sync through Dagster and rclone on the same objects.
+
+Two `rclone serve s3` servers on loopback hold the source and the destination.
+The source gets a fake instance (``seed_bulk``: media_attachments rows in a
+fresh PostgreSQL database and their objects, with Mastodon's size mix), then
+each contender copies the same key list into a fresh destination bucket:
+
+- engine: ``copy_batch`` alone, in batches, as a copy step runs it;
+- dagster: ``python -m mastodon_s3_sync sync media_attachments``, planning included;
+- rclone: ``rclone copy --files-from-raw`` at its best, with and without --no-traverse.
+
+Each contender runs in its own process, so its CPU time and peak RSS (from
+wait4) are its own; the servers' CPU is reported apart. Every run is checked:
+the destination must then hold every key with the source's size. With
+``--repeat`` the contenders take turns, in a new order each round, and each
+one's fastest run counts; before each run the benchmark waits a while for the
+machine to be quiet, as it may be busy with other work (the load average at
+each run's start is printed). ``--large`` copies a few objects of several
+hundred MB instead, 16 at a time, to show peak memory.
+
+    .venv/bin/python benchmarks/bench_copy.py --objects 10000
+    .venv/bin/python benchmarks/bench_copy.py --large --large-objects 16 --large-mb 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+RCLONE = Path(sys.executable).parent / "rclone"
+MB = 1_000_000
+MiB = 1024 * 1024
+
+
+@dataclass
+class Run:
+    contender: str
+    objects: int
+    bytes: int
+    seconds: float
+    cpu_seconds: float
+    peak_rss: int
+    server_cpu_seconds: float
+    verified: bool
+    load: float
+    """The 1-minute load average when the run started."""
+    note: str = ""
+    """The engine worker's last line: its copy phase, as JSON."""
+
+    @property
+    def objects_per_second(self) -> float:
+        return self.objects / self.seconds
+
+    @property
+    def cpu_ms_per_object(self) -> float:
+        return 1000 * self.cpu_seconds / self.objects
+
+
+@dataclass
+class Setup:
+    source: object  # S3Server
+    destination: object
+    source_bucket: str
+    keys: list[str]
+    database_url: str
+    work: Path
+    expected_bytes: int = 0
+    servers: list = field(default_factory=list)
+    """The rclone server processes (psutil), for their CPU time."""
+
+    @property
+    def keys_file(self) -> Path:
+        path = self.work / "keys.txt"
+        if not path.exists():
+            path.write_text("".join(f"{key}\n" for key in self.keys))
+        return path
+
+    def server_cpu(self) -> float:
+        return sum(sum(process.cpu_times()[:2]) for process in self.servers)
+
+
+# Contenders ------------------------------------------------------------------------------------
+
+
+def run_measured(contender: str, setup: Setup, command: list[str], env: dict[str, str], destination_bucket: str) -> Run:
+    """Run ``command`` to completion under the ``measure`` wrapper, then check the destination."""
+    log = setup.work / f"{contender.replace(' ', '_')}.log"
+    measurement = setup.work / "measurement.json"
+    load = os.getloadavg()[0]
+    server_cpu = setup.server_cpu()
+    with open(log, "wb") as output:
+        wrapper = [sys.executable, __file__, "measure", str(measurement), *command]
+        returncode = subprocess.run(
+            wrapper, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=REPOSITORY
+        ).returncode
+    server_cpu = setup.server_cpu() - server_cpu
+    if returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"{contender} exited with {returncode}; end of {log}:\n{tail}")
+    usage = json.loads(measurement.read_text())
+    count, size = destination_contents(setup, destination_bucket)
+    return Run(
+        contender,
+        len(setup.keys),
+        setup.expected_bytes,
+        usage["seconds"],
+        usage["cpu_seconds"],
+        usage["peak_rss"],
+        server_cpu,
+        (count, size) == (len(setup.keys), setup.expected_bytes),
+        load,
+        log.read_text(errors="replace").strip().splitlines()[-1] if contender == "engine" else "",
+    )
+
+
+def measure(output: str, command: list[str]) -> None:
+    """Run ``command`` and write its wall time, CPU and peak RSS (its own and its children's) to ``output``.
+
+    A process of its own, started small: a child's peak RSS as wait4 reports it
+    includes the memory of the process that forked it, which must not be the
+    benchmark's (hundreds of MB after seeding).
+    """
+    started = time.monotonic()
+    process = subprocess.Popen(command)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    measurement = {
+        "seconds": time.monotonic() - started,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "peak_rss": usage.ru_maxrss * 1024,
+    }
+    Path(output).write_text(json.dumps(measurement))
+    sys.exit(process.returncode)
+
+
+def engine_command(setup: Setup, bucket: str, concurrency: int, batch_objects: int) -> list[str]:
+    spec = {
+        "source": bucket_spec(setup.source, setup.source_bucket),
+        "destination": bucket_spec(setup.destination, bucket),
+        "keys_file": str(setup.keys_file),
+        "concurrency": concurrency,
+        "batch_objects": batch_objects,
+    }
+    return [sys.executable, __file__, "engine-worker", json.dumps(spec)]
+
+
+def dagster_environment(setup: Setup, bucket: str, extra: dict[str, str]) -> dict[str, str]:
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("SOURCE_", "DESTINATION_", "DB_", "SYNC_", "DAGSTER_"))
+    }
+    for side, server, name in (
+        ("SOURCE", setup.source, setup.source_bucket),
+        ("DESTINATION", setup.destination, bucket),
+    ):
+        environment |= {
+            f"{side}_S3_BUCKET": name,
+            f"{side}_S3_ENDPOINT": server.endpoint_url,
+            f"{side}_S3_REGION": server.region,
+            f"{side}_AWS_ACCESS_KEY_ID": server.access_key,
+            f"{side}_AWS_SECRET_ACCESS_KEY": server.secret_key,
+        }
+    home = Path(tempfile.mkdtemp(prefix="dagster-home-", dir=setup.work))
+    return environment | {
+        "DATABASE_URL": setup.database_url,
+        "DESTINATION_S3_PERMISSION": "",  # rclone ignores ACLs
+        "DAGSTER_HOME": str(home),
+        **extra,
+    }
+
+
+def rclone_environment(setup: Setup) -> dict[str, str]:
+    config = setup.work / "rclone.conf"
+    config.touch()
+    environment = dict(os.environ, RCLONE_CONFIG=str(config))
+    for remote, server in (("SRC", setup.source), ("DST", setup.destination)):
+        environment |= {
+            f"RCLONE_CONFIG_{remote}_TYPE": "s3",
+            f"RCLONE_CONFIG_{remote}_PROVIDER": "Other",
+            f"RCLONE_CONFIG_{remote}_ENDPOINT": server.endpoint_url,
+            f"RCLONE_CONFIG_{remote}_ACCESS_KEY_ID": server.access_key,
+            f"RCLONE_CONFIG_{remote}_SECRET_ACCESS_KEY": server.secret_key,
+            f"RCLONE_CONFIG_{remote}_FORCE_PATH_STYLE": "true",
+        }
+    return environment
+
+
+def rclone_command(setup: Setup, bucket: str, transfers: int, no_traverse: bool) -> list[str]:
+    return [
+        str(RCLONE), "copy", "--files-from-raw", str(setup.keys_file), f"src:{setup.source_bucket}", f"dst:{bucket}",
+        "--transfers", str(transfers), "--checkers", str(transfers), "--no-check-dest", "-M", "--s3-no-head",
+        *(["--no-traverse"] if no_traverse else []),
+    ]  # fmt: skip
+
+
+def contenders(setup: Setup, arguments: argparse.Namespace):
+    """(name, command, environment) factories, one call per run (each run gets a fresh bucket and home)."""
+    sync_extra = dict(item.split("=", 1) for item in arguments.sync_env)
+    if arguments.large:
+        sync_extra.setdefault("SYNC_CONCURRENCY", str(arguments.concurrency))
+    transfers = arguments.concurrency if arguments.large else 64
+    yield (
+        "engine",
+        lambda bucket: (
+            engine_command(setup, bucket, arguments.concurrency, arguments.batch_objects),
+            dict(os.environ),
+        ),
+    )
+    if not arguments.no_dagster:
+        yield (
+            "dagster sync",
+            lambda bucket: (
+                [sys.executable, "-m", "mastodon_s3_sync", "sync", "media_attachments"],
+                dagster_environment(setup, bucket, sync_extra),
+            ),
+        )
+    yield "rclone", lambda bucket: (rclone_command(setup, bucket, transfers, False), rclone_environment(setup))
+    yield (
+        "rclone --no-traverse",
+        lambda bucket: (
+            rclone_command(setup, bucket, transfers, True),
+            rclone_environment(setup),
+        ),
+    )
+
+
+# Buckets ---------------------------------------------------------------------------------------
+
+
+def bucket_spec(server, name: str) -> dict:
+    return {
+        "name": name,
+        "endpoint_url": server.endpoint_url,
+        "region": server.region,
+        "access_key_id": server.access_key,
+        "secret_access_key": server.secret_key,
+    }
+
+
+def destination_contents(setup: Setup, bucket: str) -> tuple[int, int]:
+    count = size = 0
+    for page in setup.destination.client().get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            count += 1
+            size += item["Size"]
+    return count, size
+
+
+def remove_bucket(server, bucket: str) -> None:
+    client = server.client()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    client.delete_bucket(Bucket=bucket)
+
+
+# Seeding ---------------------------------------------------------------------------------------
+
+
+class PatternReader(io.RawIOBase):
+    """``size`` bytes of a repeated random block, produced as read (no large object in memory)."""
+
+    def __init__(self, size: int, seed: int):
+        self.remaining = size
+        self.block = random.Random(seed).randbytes(MiB)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self.remaining, len(self.block))
+        buffer[:count] = self.block[:count]
+        self.remaining -= count
+        return count
+
+
+def seed(stack: ExitStack, arguments: argparse.Namespace, work: Path) -> Setup:
+    from boto3.s3.transfer import TransferConfig
+
+    from mastodon_s3_sync.demo.fake_instance import create_schema, seed_bulk
+    from mastodon_s3_sync.demo.servers import fresh_database, postgres_server, rclone_s3_server
+
+    source = stack.enter_context(rclone_s3_server(work / "source"))
+    destination = stack.enter_context(rclone_s3_server(work / "destination"))
+    database_url = stack.enter_context(fresh_database(stack.enter_context(postgres_server()), prefix="bench"))
+    create_schema(database_url)
+    source.create_bucket("bench-source")
+    client = source.client()
+    started = time.monotonic()
+    if arguments.large:
+        keys = seed_bulk(database_url, client, "bench-source", rows=arguments.large_objects)
+        originals = [key for key in keys if "/original/" in key]
+        size = arguments.large_mb * MB
+        config = TransferConfig(multipart_chunksize=64 * MiB, max_concurrency=4)
+        for position, key in enumerate(originals):
+            reader = io.BufferedReader(PatternReader(size, position), buffer_size=MiB)
+            client.upload_fileobj(reader, "bench-source", key, ExtraArgs={"ContentType": "image/jpeg"}, Config=config)
+        import psycopg2
+
+        with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+            cursor.execute("UPDATE media_attachments SET file_file_size = %s", (size,))
+        connection.close()
+    else:
+        keys = seed_bulk(
+            database_url, client, "bench-source", rows=arguments.objects // 2, size_scale=arguments.size_scale
+        )
+    setup = Setup(source, destination, "bench-source", keys, database_url, work)
+    sizes = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="bench-source"):
+        sizes.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
+    setup.expected_bytes = sum(sizes[key] for key in keys)
+    import psutil
+
+    setup.servers = [process for process in psutil.Process().children(recursive=True) if process.name() == "rclone"]
+    print(
+        f"seeded {len(keys)} objects, {setup.expected_bytes / MB:.0f} MB "
+        f"(mean {setup.expected_bytes / len(keys) / 1000:.0f} kB) in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
+    return setup
+
+
+# Report ----------------------------------------------------------------------------------------
+
+
+def report(runs: list[Run], large: bool) -> None:
+    best: dict[str, Run] = {}
+    for run in runs:
+        if run.contender not in best or run.seconds < best[run.contender].seconds:
+            best[run.contender] = run
+    print(f"\nload average (1, 5, 15 min) at the end: {', '.join(f'{load:.1f}' for load in os.getloadavg())}")
+    print(
+        f"{'contender':<24} {'objects/s':>9} {'MB/s':>7} {'wall s':>7} {'CPU s':>7} {'CPU ms/obj':>10} "
+        f"{'peak RSS MB':>11} {'servers ms/obj':>14}  ok   all runs (objects/s)"
+    )
+    for name, run in best.items():
+        all_runs = ", ".join(f"{other.objects_per_second:.0f}" for other in runs if other.contender == name)
+        print(
+            f"{name:<24} {run.objects_per_second:>9.1f} {run.bytes / MB / run.seconds:>7.1f} {run.seconds:>7.2f} "
+            f"{run.cpu_seconds:>7.2f} {run.cpu_ms_per_object:>10.3f} {run.peak_rss / MiB:>11.0f} "
+            f"{1000 * run.server_cpu_seconds / run.objects:>14.3f}  {'yes' if run.verified else 'NO':<4} {all_runs}"
+        )
+    rclone = min((run for name, run in best.items() if name.startswith("rclone")), key=lambda run: run.seconds)
+    print(f"\nrclone's best: {rclone.contender}")
+    engine, dagster = best.get("engine"), best.get("dagster sync")
+    if large:
+        for run in (engine, dagster):
+            if run is not None:
+                print(f"  {run.contender} MB/s vs rclone: {rclone.seconds / run.seconds:.2f}x")
+        peak = max(run.peak_rss for name, run in best.items() if not name.startswith("rclone"))
+        print(f"  peak RSS of our processes: {peak / MiB:.0f} MB   target <= 400 MB")
+    else:
+        if engine is not None:
+            phase = json.loads(engine.note.removeprefix("copy-phase "))
+            rate, cpu = engine.objects / phase["seconds"], 1000 * phase["cpu_seconds"] / engine.objects
+            print(
+                f"engine, copy phase (after interpreter start and imports): {rate:.0f} objects/s, {cpu:.3f} ms CPU/object"
+            )
+            print(
+                f"  objects/s vs rclone: {rate / rclone.objects_per_second:.2f}x "
+                f"(whole process: {engine.objects_per_second / rclone.objects_per_second:.2f}x)   target >= 1.5x"
+            )
+            print(
+                f"  CPU/object vs rclone: {cpu / rclone.cpu_ms_per_object:.2f}x "
+                f"(whole process: {engine.cpu_ms_per_object / rclone.cpu_ms_per_object:.2f}x)   target <= 0.7x"
+            )
+        if dagster is not None:
+            ratio = dagster.objects_per_second / rclone.objects_per_second
+            print(f"  dagster sync objects/s vs rclone: {ratio:.2f}x   target >= 1.2x")
+    if not all(run.verified for run in runs):
+        raise SystemExit("some runs left the destination incomplete")
+
+
+# Entry points ----------------------------------------------------------------------------------
+
+
+def engine_worker(spec_text: str) -> None:
+    """One contender process: copy the keys with ``copy_batch``, batch after batch; print the copy phase's cost."""
+    from mastodon_s3_sync.transfer.engine import CopyItem, Outcome, TransferSettings, copy_batch
+    from mastodon_s3_sync.transfer.s3 import Bucket
+
+    spec = json.loads(spec_text)
+    keys = Path(spec["keys_file"]).read_text().split("\n")[:-1]
+    settings = TransferSettings(concurrency=spec["concurrency"], max_in_flight_per_endpoint=spec["concurrency"])
+    source, destination = Bucket(**spec["source"]), Bucket(**spec["destination"])
+    started, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+    outcomes: dict[str, int] = {}
+    for start in range(0, len(keys), spec["batch_objects"]):
+        batch = [CopyItem(key, key) for key in keys[start : start + spec["batch_objects"]]]
+        for result in copy_batch(source, destination, batch, settings).results:
+            outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_seconds = usage.ru_utime - cpu.ru_utime + usage.ru_stime - cpu.ru_stime
+    summary = {"seconds": round(time.monotonic() - started, 3), "cpu_seconds": round(cpu_seconds, 3), **outcomes}
+    print("copy-phase", json.dumps(summary), flush=True)
+    if outcomes.get(Outcome.COPIED.value, 0) != len(keys):
+        raise SystemExit(f"not everything was copied: {outcomes}")
+
+
+def settle(patience: float, quiet_load: float = 1.5) -> None:
+    """Write back the last run's files, then wait (up to ``patience`` s) for the 1-minute load average to drop.
+
+    On a shared machine a contender would otherwise pay for the previous one's
+    disk writeback, or for whatever else just ran.
+    """
+    os.sync()
+    deadline = time.monotonic() + patience
+    while os.getloadavg()[0] > quiet_load and time.monotonic() < deadline:
+        time.sleep(2)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["engine-worker"]:
+        return engine_worker(sys.argv[2])
+    if sys.argv[1:2] == ["measure"]:
+        return measure(sys.argv[2], sys.argv[3:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=2000, help="objects to copy (two per media row)")
+    parser.add_argument("--size-scale", type=float, default=1.0, help="seed_bulk's size scale (1.0: realistic)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender, taking turns; the fastest counts")
+    parser.add_argument("--concurrency", type=int, default=None, help="engine objects in flight (default 64; 16 large)")
+    parser.add_argument("--batch-objects", type=int, default=5000, help="objects per copy_batch call of the engine")
+    parser.add_argument("--no-dagster", action="store_true", help="leave out the full sync through Dagster")
+    parser.add_argument("--settle", type=float, default=60, help="seconds to wait for a quiet machine before a run")
+    parser.add_argument(
+        "--sync-env", action="append", default=[], metavar="NAME=VALUE", help="e.g. SYNC_CONCURRENCY=96"
+    )
+    parser.add_argument("--large", action="store_true", help="copy a few large objects instead, for peak memory")
+    parser.add_argument("--large-objects", type=int, default=16)
+    parser.add_argument("--large-mb", type=int, default=300)
+    arguments = parser.parse_args()
+    arguments.concurrency = arguments.concurrency or (arguments.large_objects if arguments.large else 64)
+
+    runs: list[Run] = []
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-copy-")))
+        setup = seed(stack, arguments, work)
+        factories = list(contenders(setup, arguments))
+        for repeat in range(arguments.repeat):
+            shift = repeat % len(factories)  # each round in another order: no contender always follows the same one
+            for name, factory in factories[shift:] + factories[:shift]:
+                settle(arguments.settle)
+                bucket = f"bench-{name.split()[0]}-{repeat}-{len(runs)}"
+                setup.destination.create_bucket(bucket)
+                command, environment = factory(bucket)
+                run = run_measured(name, setup, command, environment, bucket)
+                runs.append(run)
+                print(
+                    f"{name}: {run.objects_per_second:.0f} objects/s, {run.cpu_ms_per_object:.3f} ms CPU/object, "
+                    f"peak RSS {run.peak_rss / MiB:.0f} MB, load average {run.load:.1f} at the start"
+                    f"{'' if run.verified else ', INCOMPLETE'}",
+                    flush=True,
+                )
+                remove_bucket(setup.destination, bucket)
+    report(runs, arguments.large)
+
+
+if __name__ == "__main__":
+    main()
