@@ -3,7 +3,9 @@
 Two `rclone serve s3` servers on loopback hold the source and the destination.
 The source gets a fake instance (``seed_bulk``: media_attachments rows in a
 fresh PostgreSQL database and their objects, with Mastodon's size mix), then
-each contender copies the same key list into a fresh destination bucket:
+each contender copies the same key list to a destination server of its own
+(rclone's server spends more CPU per object the more objects it has served,
+which would handicap whoever runs later):
 
 - engine: ``copy_batch`` alone, in batches, as a copy step runs it;
 - dagster: ``python -m mastodon_s3_sync sync media_attachments``, planning included;
@@ -30,12 +32,13 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -71,14 +74,13 @@ class Run:
 @dataclass
 class Setup:
     source: object  # S3Server
-    destination: object
     source_bucket: str
     keys: list[str]
     database_url: str
     work: Path
     expected_bytes: int = 0
-    servers: list = field(default_factory=list)
-    """The rclone server processes (psutil), for their CPU time."""
+    destination: object = None
+    """The current run's destination server: a fresh one per run."""
 
     @property
     def keys_file(self) -> Path:
@@ -87,8 +89,12 @@ class Setup:
             path.write_text("".join(f"{key}\n" for key in self.keys))
         return path
 
-    def server_cpu(self) -> float:
-        return sum(sum(process.cpu_times()[:2]) for process in self.servers)
+    @staticmethod
+    def servers() -> list:
+        """The rclone server processes (psutil), for their CPU time; call it between runs."""
+        import psutil
+
+        return [process for process in psutil.Process().children(recursive=True) if process.name() == "rclone"]
 
 
 # Contenders ------------------------------------------------------------------------------------
@@ -99,13 +105,14 @@ def run_measured(contender: str, setup: Setup, command: list[str], env: dict[str
     log = setup.work / f"{contender.replace(' ', '_')}.log"
     measurement = setup.work / "measurement.json"
     load = os.getloadavg()[0]
-    server_cpu = setup.server_cpu()
+    servers = setup.servers()
+    server_cpu = sum(sum(process.cpu_times()[:2]) for process in servers)
     with open(log, "wb") as output:
         wrapper = [sys.executable, __file__, "measure", str(measurement), *command]
         returncode = subprocess.run(
             wrapper, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=REPOSITORY
         ).returncode
-    server_cpu = setup.server_cpu() - server_cpu
+    server_cpu = sum(sum(process.cpu_times()[:2]) for process in servers) - server_cpu
     if returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise SystemExit(f"{contender} exited with {returncode}; end of {log}:\n{tail}")
@@ -259,15 +266,6 @@ def destination_contents(setup: Setup, bucket: str) -> tuple[int, int]:
     return count, size
 
 
-def remove_bucket(server, bucket: str) -> None:
-    client = server.client()
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-        if keys:
-            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-    client.delete_bucket(Bucket=bucket)
-
-
 # Seeding ---------------------------------------------------------------------------------------
 
 
@@ -295,7 +293,6 @@ def seed(stack: ExitStack, arguments: argparse.Namespace, work: Path) -> Setup:
     from mastodon_s3_sync.demo.servers import fresh_database, postgres_server, rclone_s3_server
 
     source = stack.enter_context(rclone_s3_server(work / "source"))
-    destination = stack.enter_context(rclone_s3_server(work / "destination"))
     database_url = stack.enter_context(fresh_database(stack.enter_context(postgres_server()), prefix="bench"))
     create_schema(database_url)
     source.create_bucket("bench-source")
@@ -318,14 +315,11 @@ def seed(stack: ExitStack, arguments: argparse.Namespace, work: Path) -> Setup:
         keys = seed_bulk(
             database_url, client, "bench-source", rows=arguments.objects // 2, size_scale=arguments.size_scale
         )
-    setup = Setup(source, destination, "bench-source", keys, database_url, work)
+    setup = Setup(source, "bench-source", keys, database_url, work)
     sizes = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket="bench-source"):
         sizes.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
     setup.expected_bytes = sum(sizes[key] for key in keys)
-    import psutil
-
-    setup.servers = [process for process in psutil.Process().children(recursive=True) if process.name() == "rclone"]
     print(
         f"seeded {len(keys)} objects, {setup.expected_bytes / MB:.0f} MB "
         f"(mean {setup.expected_bytes / len(keys) / 1000:.0f} kB) in {time.monotonic() - started:.0f} s",
@@ -445,6 +439,8 @@ def main() -> None:
     arguments = parser.parse_args()
     arguments.concurrency = arguments.concurrency or (arguments.large_objects if arguments.large else 64)
 
+    from mastodon_s3_sync.demo.servers import rclone_s3_server
+
     runs: list[Run] = []
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-copy-")))
@@ -454,10 +450,12 @@ def main() -> None:
             shift = repeat % len(factories)  # each round in another order: no contender always follows the same one
             for name, factory in factories[shift:] + factories[:shift]:
                 settle(arguments.settle)
-                bucket = f"bench-{name.split()[0]}-{repeat}-{len(runs)}"
-                setup.destination.create_bucket(bucket)
-                command, environment = factory(bucket)
-                run = run_measured(name, setup, command, environment, bucket)
+                root = work / f"destination-{len(runs)}"
+                with rclone_s3_server(root) as setup.destination:
+                    setup.destination.create_bucket("bench-destination")
+                    command, environment = factory("bench-destination")
+                    run = run_measured(name, setup, command, environment, "bench-destination")
+                shutil.rmtree(root)
                 runs.append(run)
                 print(
                     f"{name}: {run.objects_per_second:.0f} objects/s, {run.cpu_ms_per_object:.3f} ms CPU/object, "
@@ -465,7 +463,6 @@ def main() -> None:
                     f"{'' if run.verified else ', INCOMPLETE'}",
                     flush=True,
                 )
-                remove_bucket(setup.destination, bucket)
     report(runs, arguments.large)
 
 
