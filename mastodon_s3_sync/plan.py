@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mastodon_s3_sync.mastodon.tables import MediaTable
 from mastodon_s3_sync.partitions import IdRange
-from mastodon_s3_sync.resources.database import MastodonDatabase
+
+if TYPE_CHECKING:  # resources import this module (PlanRates)
+    from mastodon_s3_sync.resources.database import MastodonDatabase
 
 DERIVATIVE_SIZE_RATIO = 0.1
 """A derivative style (small, static, icon sizes) is estimated at a tenth of its original."""

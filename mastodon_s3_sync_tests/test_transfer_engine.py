@@ -14,6 +14,8 @@ import ipaddress
 import os
 import random
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -537,3 +539,13 @@ def test_request_on_a_dropped_keep_alive_connection_is_sent_again(flaky_keep_ali
         return bodies
 
     assert loop.run_until_complete(two_requests()) == [b"hello", b"hello"]
+
+
+def test_engine_imports_neither_dagster_nor_boto3():
+    """The engine stands alone: importing it (as a copy step's hot path does) loads no orchestration or SDK."""
+    code = (
+        "import sys, mastodon_s3_sync.transfer.engine\n"
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'dagster', 'dagster_aws', 'boto3', 'botocore'}))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
