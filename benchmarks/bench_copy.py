@@ -3,9 +3,10 @@
 Two `rclone serve s3` servers on loopback hold the source and the destination.
 The source gets a fake instance (``seed_bulk``: media_attachments rows in a
 fresh PostgreSQL database and their objects, with Mastodon's size mix), then
-each contender copies the same key list to a destination server of its own
-(rclone's server spends more CPU per object the more objects it has served,
-which would handicap whoever runs later):
+each contender copies the same key list, in each run between two freshly
+started servers (the source's on the seeded files): rclone's server spends
+more CPU per object the more objects it has served, which would handicap
+whoever runs later.
 
 - engine: ``copy_batch`` alone, in batches, as a copy step runs it;
 - dagster: ``python -m mastodon_s3_sync sync media_attachments``, planning included;
@@ -16,7 +17,7 @@ wait4) are its own; the servers' CPU is reported apart. Every run is checked:
 the destination must then hold every key with the source's size. With
 ``--repeat`` the contenders take turns, in a new order each round, and each
 one's fastest run counts; before each run the benchmark waits a while for the
-machine to be quiet, as it may be busy with other work (the load average at
+machine to be quiet, as it may be busy with other work (the CPU use just before
 each run's start is printed). ``--large`` copies a few objects of several
 hundred MB instead, 16 at a time, to show peak memory.
 
@@ -57,8 +58,8 @@ class Run:
     peak_rss: int
     server_cpu_seconds: float
     verified: bool
-    load: float
-    """The 1-minute load average when the run started."""
+    busy: float
+    """Share of the CPUs in use (0-100) over the seconds before the run started."""
     note: str = ""
     """The engine worker's last line: its copy phase, as JSON."""
 
@@ -69,6 +70,11 @@ class Run:
     @property
     def cpu_ms_per_object(self) -> float:
         return 1000 * self.cpu_seconds / self.objects
+
+    @property
+    def cpu_ceiling(self) -> float:
+        """Objects/s if the machine's cores did nothing but this client's and the servers' work for it."""
+        return os.cpu_count() * self.objects / (self.cpu_seconds + self.server_cpu_seconds)
 
 
 @dataclass
@@ -100,11 +106,12 @@ class Setup:
 # Contenders ------------------------------------------------------------------------------------
 
 
-def run_measured(contender: str, setup: Setup, command: list[str], env: dict[str, str], destination_bucket: str) -> Run:
+def run_measured(
+    contender: str, setup: Setup, command: list[str], env: dict[str, str], destination_bucket: str, busy: float
+) -> Run:
     """Run ``command`` to completion under the ``measure`` wrapper, then check the destination."""
     log = setup.work / f"{contender.replace(' ', '_')}.log"
     measurement = setup.work / "measurement.json"
-    load = os.getloadavg()[0]
     servers = setup.servers()
     server_cpu = sum(sum(process.cpu_times()[:2]) for process in servers)
     with open(log, "wb") as output:
@@ -127,7 +134,7 @@ def run_measured(contender: str, setup: Setup, command: list[str], env: dict[str
         usage["peak_rss"],
         server_cpu,
         (count, size) == (len(setup.keys), setup.expected_bytes),
-        load,
+        busy,
         log.read_text(errors="replace").strip().splitlines()[-1] if contender == "engine" else "",
     )
 
@@ -292,7 +299,8 @@ def seed(stack: ExitStack, arguments: argparse.Namespace, work: Path) -> Setup:
     from mastodon_s3_sync.demo.fake_instance import create_schema, seed_bulk
     from mastodon_s3_sync.demo.servers import fresh_database, postgres_server, rclone_s3_server
 
-    source = stack.enter_context(rclone_s3_server(work / "source"))
+    seeding = ExitStack()  # the seeding server; each run starts its own on the same files (see main)
+    source = seeding.enter_context(rclone_s3_server(work / "source"))
     database_url = stack.enter_context(fresh_database(stack.enter_context(postgres_server()), prefix="bench"))
     create_schema(database_url)
     source.create_bucket("bench-source")
@@ -320,6 +328,7 @@ def seed(stack: ExitStack, arguments: argparse.Namespace, work: Path) -> Setup:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket="bench-source"):
         sizes.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
     setup.expected_bytes = sum(sizes[key] for key in keys)
+    seeding.close()
     print(
         f"seeded {len(keys)} objects, {setup.expected_bytes / MB:.0f} MB "
         f"(mean {setup.expected_bytes / len(keys) / 1000:.0f} kB) in {time.monotonic() - started:.0f} s",
@@ -336,18 +345,22 @@ def report(runs: list[Run], large: bool) -> None:
     for run in runs:
         if run.contender not in best or run.seconds < best[run.contender].seconds:
             best[run.contender] = run
-    print(f"\nload average (1, 5, 15 min) at the end: {', '.join(f'{load:.1f}' for load in os.getloadavg())}")
     print(
         f"{'contender':<24} {'objects/s':>9} {'MB/s':>7} {'wall s':>7} {'CPU s':>7} {'CPU ms/obj':>10} "
-        f"{'peak RSS MB':>11} {'servers ms/obj':>14}  ok   all runs (objects/s)"
+        f"{'peak RSS MB':>11} {'servers ms/obj':>14} {'CPU cap/s':>9}  ok   all runs (objects/s)"
     )
     for name, run in best.items():
         all_runs = ", ".join(f"{other.objects_per_second:.0f}" for other in runs if other.contender == name)
         print(
             f"{name:<24} {run.objects_per_second:>9.1f} {run.bytes / MB / run.seconds:>7.1f} {run.seconds:>7.2f} "
             f"{run.cpu_seconds:>7.2f} {run.cpu_ms_per_object:>10.3f} {run.peak_rss / MiB:>11.0f} "
-            f"{1000 * run.server_cpu_seconds / run.objects:>14.3f}  {'yes' if run.verified else 'NO':<4} {all_runs}"
+            f"{1000 * run.server_cpu_seconds / run.objects:>14.3f} {run.cpu_ceiling:>9.0f}  "
+            f"{'yes' if run.verified else 'NO':<4} {all_runs}"
         )
+    print(
+        f"(CPU cap: the objects/s that {os.cpu_count()} cores allow when client and servers together need "
+        "CPU ms/obj + servers ms/obj per object; a copy can't beat it, whatever its client does)"
+    )
     rclone = min((run for name, run in best.items() if name.startswith("rclone")), key=lambda run: run.seconds)
     print(f"\nrclone's best: {rclone.contender}")
     engine, dagster = best.get("engine"), best.get("dagster sync")
@@ -375,6 +388,8 @@ def report(runs: list[Run], large: bool) -> None:
         if dagster is not None:
             ratio = dagster.objects_per_second / rclone.objects_per_second
             print(f"  dagster sync objects/s vs rclone: {ratio:.2f}x   target >= 1.2x")
+        if engine is not None:
+            print(f"  CPU caps, engine vs rclone: {engine.cpu_ceiling / rclone.cpu_ceiling:.2f}x (the most it can show here)")
     if not all(run.verified for run in runs):
         raise SystemExit("some runs left the destination incomplete")
 
@@ -405,16 +420,21 @@ def engine_worker(spec_text: str) -> None:
         raise SystemExit(f"not everything was copied: {outcomes}")
 
 
-def settle(patience: float, quiet_load: float = 1.5) -> None:
-    """Write back the last run's files, then wait (up to ``patience`` s) for the 1-minute load average to drop.
+def settle(patience: float, quiet_percent: float = 10.0) -> float:
+    """Write back the last run's files, then wait (up to ``patience`` s) for the CPUs to be idle; the busy share.
 
     On a shared machine a contender would otherwise pay for the previous one's
-    disk writeback, or for whatever else just ran.
+    disk writeback, or for whatever else just ran. (The load average is no
+    guide here: on this VM it stays near 2 with the CPUs 98% idle.)
     """
+    import psutil
+
     os.sync()
     deadline = time.monotonic() + patience
-    while os.getloadavg()[0] > quiet_load and time.monotonic() < deadline:
-        time.sleep(2)
+    busy = psutil.cpu_percent(interval=2)
+    while busy > quiet_percent and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=2)
+    return busy
 
 
 def main() -> None:
@@ -431,6 +451,12 @@ def main() -> None:
     parser.add_argument("--no-dagster", action="store_true", help="leave out the full sync through Dagster")
     parser.add_argument("--settle", type=float, default=60, help="seconds to wait for a quiet machine before a run")
     parser.add_argument(
+        "--work-dir",
+        default="/dev/shm" if Path("/dev/shm").is_dir() else None,
+        help="where the servers keep their files (default /dev/shm: in memory, so the disk's writeback and "
+        "page-cache evictions don't decide the result)",
+    )
+    parser.add_argument(
         "--sync-env", action="append", default=[], metavar="NAME=VALUE", help="e.g. SYNC_CONCURRENCY=96"
     )
     parser.add_argument("--large", action="store_true", help="copy a few large objects instead, for peak memory")
@@ -443,23 +469,30 @@ def main() -> None:
 
     runs: list[Run] = []
     with ExitStack() as stack:
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-copy-")))
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-copy-", dir=arguments.work_dir)))
         setup = seed(stack, arguments, work)
         factories = list(contenders(setup, arguments))
         for repeat in range(arguments.repeat):
             shift = repeat % len(factories)  # each round in another order: no contender always follows the same one
             for name, factory in factories[shift:] + factories[:shift]:
-                settle(arguments.settle)
+                busy = settle(arguments.settle)
                 root = work / f"destination-{len(runs)}"
-                with rclone_s3_server(root) as setup.destination:
+                # A fresh source server per run too: rclone's server spends more CPU per object the
+                # more it has served, which would favour whoever runs first.
+                with (
+                    rclone_s3_server(
+                        work / "source", access_key=setup.source.access_key, secret_key=setup.source.secret_key
+                    ) as setup.source,
+                    rclone_s3_server(root) as setup.destination,
+                ):
                     setup.destination.create_bucket("bench-destination")
                     command, environment = factory("bench-destination")
-                    run = run_measured(name, setup, command, environment, "bench-destination")
+                    run = run_measured(name, setup, command, environment, "bench-destination", busy)
                 shutil.rmtree(root)
                 runs.append(run)
                 print(
                     f"{name}: {run.objects_per_second:.0f} objects/s, {run.cpu_ms_per_object:.3f} ms CPU/object, "
-                    f"peak RSS {run.peak_rss / MiB:.0f} MB, load average {run.load:.1f} at the start"
+                    f"peak RSS {run.peak_rss / MiB:.0f} MB, CPUs {run.busy:.0f}% busy before it"
                     f"{'' if run.verified else ', INCOMPLETE'}",
                     flush=True,
                 )
