@@ -1,14 +1,21 @@
-"""A recording HTTP proxy in front of a real S3 server, for counting requests in tests.
+"""An HTTP proxy in front of a real S3 server, for tests that watch or disturb the traffic.
 
-It forwards every request unchanged (Host included, so SigV4 signatures made
-for the proxy's address still verify upstream) and records method, key and
-status. ``on_response`` lets a test react to traffic (e.g. kill a process
-after N completed PUTs) without sleeping.
+It forwards every request unchanged (Host and the raw, still-encoded path
+included, so SigV4 signatures made for the proxy's address still verify
+upstream) and records method, key and status. ``on_response`` lets a test
+react to traffic (e.g. kill a process after N completed PUTs) without
+sleeping; ``throttle_share`` answers that share of requests with 503 SlowDown
+or 429 instead of forwarding them, as rate-limited providers do.
+
+Use it as ``async with`` inside a test's event loop, or as ``with`` to run it
+on a thread of its own while the code under test runs in another process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +23,10 @@ from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
-
-from mastodon_s3_sync.demo.servers import free_port
+from yarl import URL
 
 HOP_BY_HOP = {"transfer-encoding", "connection", "keep-alive", "content-length"}
+SLOW_DOWN = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
 
 
 @dataclass(frozen=True)
@@ -35,28 +42,45 @@ class Exchange:
         return unquote(self.path.split("/", 2)[2]) if self.path.count("/") >= 2 else ""
 
 
-class RecordingProxy:
-    def __init__(self, upstream_url: str, on_response: Callable[[Exchange], None] | None = None):
+class S3Proxy:
+    def __init__(
+        self,
+        upstream_url: str,
+        *,
+        on_response: Callable[[Exchange], None] | None = None,
+        throttle_share: float = 0.0,
+        seed: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ):
         self.upstream_url = upstream_url.rstrip("/")
-        self.port = free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
-        self.exchanges: list[Exchange] = []
         self.on_response = on_response
+        self.throttle_share = throttle_share
+        self.random = random.Random(seed)
+        self.tls = tls
+        self.endpoint_url = ""
+        """Set once started."""
+        self.exchanges: list[Exchange] = []
+        self.throttled = 0
         self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
 
     def completed_puts(self) -> list[str]:
         with self._lock:
             return [e.key for e in self.exchanges if e.method == "PUT" and e.status == 200 and not e.query]
 
+    async def _throttle(self) -> web.Response:
+        self.throttled += 1
+        headers = {"Retry-After": "1"} if self.throttled <= 2 else {}
+        if self.throttled % 3 == 0:
+            return web.Response(status=429, text="Too Many Requests", headers=headers)
+        return web.Response(status=503, text=SLOW_DOWN, content_type="application/xml", headers=headers)
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+        if self.random.random() < self.throttle_share:
+            return await self._throttle()
         headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
-        async with self._session.request(
-            request.method, self.upstream_url + request.path_qs, headers=headers, data=body or None
-        ) as upstream:
+        url = URL(self.upstream_url + request.raw_path, encoded=True)
+        body = await request.read()
+        async with self._session.request(request.method, url, headers=headers, data=body or None) as upstream:
             payload = await upstream.read()
             response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
             if request.method == "HEAD" and "Content-Length" in upstream.headers:
@@ -69,33 +93,39 @@ class RecordingProxy:
             self.on_response(exchange)
         return web.Response(status=status, headers=response_headers, body=payload)
 
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        self._session = aiohttp.ClientSession(
-            auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent")
-        )
-        app = web.Application(client_max_size=1024**3)
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
+    async def __aenter__(self) -> S3Proxy:
+        self._session = aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent"))
+        application = web.Application(client_max_size=1024**3)
+        application.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(application, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.endpoint_url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self._runner.cleanup()
         await self._session.close()
 
-    def __enter__(self) -> RecordingProxy:
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._serve())
-            self._loop.close()
+    def __enter__(self) -> S3Proxy:
+        started = threading.Event()
+        self._loop = asyncio.new_event_loop()
 
-        self._thread = threading.Thread(target=run, name="s3-proxy", daemon=True)
+        async def serve() -> None:
+            self._stop = asyncio.Event()
+            async with self:
+                started.set()
+                await self._stop.wait()
+
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(serve(),), daemon=True)
         self._thread.start()
-        if not self._ready.wait(10):
+        if not started.wait(10):
             raise RuntimeError("the S3 proxy did not start")
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc_info) -> None:
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+        self._loop.close()

@@ -13,7 +13,7 @@ import threading
 from mastodon_s3_sync.demo.fake_instance import seed_bulk
 from mastodon_s3_sync.mastodon.layout import with_key_prefix
 from mastodon_s3_sync_tests.conftest import make_migration
-from mastodon_s3_sync_tests.s3_proxy import RecordingProxy
+from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 
 BULK_ROWS = 800
 KILL_AFTER_PUTS = 300
@@ -37,7 +37,7 @@ def test_killed_sync_resumes_without_copying_twice(database_url, rclone_source, 
         if exchange.method == "PUT" and len(proxy.completed_puts()) >= KILL_AFTER_PUTS:
             enough_copied.set()
 
-    with RecordingProxy(rclone_destination.endpoint_url, on_response=watch) as proxy:
+    with S3Proxy(rclone_destination.endpoint_url, on_response=watch) as proxy:
         destination = dataclasses.replace(rclone_destination, endpoint_url=proxy.endpoint_url)
         migration = make_migration(database_url, rclone_source, destination, destination_prefix="media")
         bulk_keys = seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=BULK_ROWS)

@@ -12,7 +12,6 @@ import datetime
 import functools
 import ipaddress
 import os
-import random
 import ssl
 import subprocess
 import sys
@@ -21,19 +20,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import botocore.auth
 import botocore.awsrequest
 import botocore.config
 import botocore.credentials
 import botocore.utils
 import pytest
-from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from yarl import URL
 
 from mastodon_s3_sync.demo.servers import S3Server, rclone_s3_server
 from mastodon_s3_sync.transfer import engine
@@ -53,6 +49,7 @@ from mastodon_s3_sync.transfer.http import ConnectionPool
 from mastodon_s3_sync.transfer.limiter import EndpointLimiter
 from mastodon_s3_sync.transfer.s3 import Bucket
 from mastodon_s3_sync.transfer.sigv4 import Signer, canonical_query, uri_encode
+from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 CACHE_CONTROL = "public, max-age=315576000, immutable"
@@ -338,66 +335,20 @@ def test_per_object_acls(rclone_source, moto):
 # Throttling ------------------------------------------------------------------------------------
 
 
-HOP_BY_HOP = ("connection", "keep-alive", "transfer-encoding", "content-length")
-
-
-class ThrottlingProxy:
-    """Forwards to an S3 server, answering a share of requests with 503 SlowDown or 429 instead."""
-
-    def __init__(self, upstream: str, share: float, seed: int = 0, tls: ssl.SSLContext | None = None):
-        self.upstream = upstream
-        self.share = share
-        self.tls = tls
-        self.random = random.Random(seed)
-        self.throttled = 0
-        self.forwarded = 0
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        if self.random.random() < self.share:
-            self.throttled += 1
-            headers = {"Retry-After": "1"} if self.throttled <= 2 else {}
-            if self.throttled % 3 == 0:
-                return web.Response(status=429, text="Too Many Requests", headers=headers)
-            body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-            return web.Response(status=503, text=body, content_type="application/xml", headers=headers)
-        self.forwarded += 1
-        headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
-        url = URL(self.upstream + request.raw_path, encoded=True)
-        async with self.session.request(request.method, url, headers=headers, data=await request.read()) as answer:
-            body = await answer.read()
-            kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
-            return web.Response(status=answer.status, body=body, headers=kept)
-
-    async def __aenter__(self) -> str:
-        self.session = aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent"))
-        application = web.Application(client_max_size=64 * MiB)
-        application.router.add_route("*", "/{path:.*}", self.handle)
-        self.runner = web.AppRunner(application)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.tls)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
-
-    async def __aexit__(self, *exc_info) -> None:
-        await self.runner.cleanup()
-        await self.session.close()
-
-
 def test_throttled_endpoints_slow_down_and_lose_nothing(rclone_source, rclone_destination):
     source = new_bucket(rclone_source, "src")
     destination = new_bucket(rclone_destination, "dst")
     keys = [f"t/{index:03d}.png" for index in range(60)]
     for key in keys:
         put(rclone_source, source, key, key.encode() * 50)
-    source_proxy = ThrottlingProxy(rclone_source.endpoint_url, 0.3, seed=1)
-    destination_proxy = ThrottlingProxy(rclone_destination.endpoint_url, 0.3, seed=2)
+    source_proxy = S3Proxy(rclone_source.endpoint_url, throttle_share=0.3, seed=1)
+    destination_proxy = S3Proxy(rclone_destination.endpoint_url, throttle_share=0.3, seed=2)
 
     async def run():
-        async with source_proxy as source_url, destination_proxy as destination_url:
+        async with source_proxy, destination_proxy:
             return await copy_batch_async(
-                dataclasses.replace(source, endpoint_url=source_url),
-                dataclasses.replace(destination, endpoint_url=destination_url),
+                dataclasses.replace(source, endpoint_url=source_proxy.endpoint_url),
+                dataclasses.replace(destination, endpoint_url=destination_proxy.endpoint_url),
                 [CopyItem(key, key) for key in keys],
                 TransferSettings(concurrency=16, max_in_flight_per_endpoint=16),
             )
@@ -475,12 +426,12 @@ def test_copy_over_https(rclone_source, rclone_destination, tmp_path, monkeypatc
 
     async def run():
         async with (
-            ThrottlingProxy(rclone_source.endpoint_url, 0.0, tls=tls) as source_url,
-            ThrottlingProxy(rclone_destination.endpoint_url, 0.0, tls=tls) as destination_url,
+            S3Proxy(rclone_source.endpoint_url, tls=tls) as source_proxy,
+            S3Proxy(rclone_destination.endpoint_url, tls=tls) as destination_proxy,
         ):
             return await copy_batch_async(
-                dataclasses.replace(source, endpoint_url=source_url),
-                dataclasses.replace(destination, endpoint_url=destination_url),
+                dataclasses.replace(source, endpoint_url=source_proxy.endpoint_url),
+                dataclasses.replace(destination, endpoint_url=destination_proxy.endpoint_url),
                 [CopyItem(object_key, object_key) for object_key in sizes],
                 SMALL_PARTS,
             )
