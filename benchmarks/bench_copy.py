@@ -354,7 +354,7 @@ def report(runs: list[Run], large: bool) -> None:
         print(
             f"{name:<24} {run.objects_per_second:>9.1f} {run.bytes / MB / run.seconds:>7.1f} {run.seconds:>7.2f} "
             f"{run.cpu_seconds:>7.2f} {run.cpu_ms_per_object:>10.3f} {run.peak_rss / MiB:>11.0f} "
-            f"{1000 * run.server_cpu_seconds / run.objects:>14.3f} {run.cpu_ceiling:>9.0f}  "
+            f"{1000 * run.server_cpu_seconds / run.objects:>14.3f} {'-' if large else f'{run.cpu_ceiling:.0f}':>9}  "
             f"{'yes' if run.verified else 'NO':<4} {all_runs}"
         )
     print(
