@@ -60,7 +60,7 @@ def plan_batches(
 ) -> Iterator[list[MediaObject]]:
     """Batches of the range's objects, cut by count and by expected bytes (originals' sizes)."""
     with database.connection() as connection:
-        [(stats.snapshot_at,)] = database.query("SELECT now() AT TIME ZONE 'UTC'", connection=connection)
+        stats.snapshot_at = database.clock(connection)
         rows = database.stream(
             table.select_sql("t.id BETWEEN %s AND %s"), (id_range.lo, id_range.hi), connection=connection
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dagster import AssetKey, DagsterInstance, DagsterInvalidConfigError, Definitions
@@ -43,8 +43,6 @@ def sync_tables(
     tables: Sequence[str],
     database: MastodonDatabase,
     tuning: SyncTuning,
-    *,
-    on_partition: Callable[[str, str, int, int], None] | None = None,
 ) -> list[TableSyncResult]:
     """Cut new partitions, then materialize every partition not yet synced or with changed rows, one run each.
 
@@ -60,9 +58,7 @@ def sync_tables(
         result.changed = sorted(stale)
         pending = unsynced_partitions(instance, table) + result.changed
         job = definitions.resolve_job_def(f"sync_{table}")
-        for position, key in enumerate(pending, start=1):
-            if on_partition:
-                on_partition(table, key, position, len(pending))
+        for key in pending:
             try:
                 run = job.execute_in_process(
                     run_config=QUIET_CONSOLE, instance=instance, partition_key=key, raise_on_error=False

@@ -52,7 +52,7 @@ def resync_changed_rows(context: SensorEvaluationContext, mastodon_db: MastodonD
     cursor = json.loads(context.cursor) if context.cursor else {}
     requests = []
     with mastodon_db.connection() as connection:
-        [(scan_started,)] = mastodon_db.query("SELECT now() AT TIME ZONE 'UTC'", connection=connection)
+        scan_started = mastodon_db.clock(connection)
         for name, table in TABLES.items():
             since = datetime.fromisoformat(cursor[name]) if name in cursor else oldest_snapshot(context.instance, name)
             stale = stale_partitions(context.instance, connection, table, since) if since else {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,9 @@ class MastodonDatabase(ConfigurableResource):
             with open_connection.cursor() as cursor:
                 cursor.execute(sql, parameters)
                 return cursor.fetchall()
+
+    def clock(self, connection: psycopg2.extensions.connection) -> datetime:
+        """The database's now() in UTC, as Mastodon's ``*_updated_at`` columns hold it: what row
+        changes are compared with, so no other machine's clock can skew the comparison."""
+        [(now,)] = self.query("SELECT now() AT TIME ZONE 'UTC'", connection=connection)
+        return now

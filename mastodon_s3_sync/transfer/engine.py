@@ -406,13 +406,13 @@ def _describe(error: BaseException) -> str:
 @asynccontextmanager
 async def open_clients(source: Bucket, destination: Bucket, settings: TransferSettings):
     """Two S3 clients sharing one connection pool; their limiters live as long as they do."""
+
+    def new_limiter() -> EndpointLimiter:
+        return EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second)
+
     pool = ConnectionPool()
-    source_limiter = EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second)
-    destination_limiter = (
-        source_limiter
-        if source.base_url == destination.base_url
-        else EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second)
-    )
+    source_limiter = new_limiter()
+    destination_limiter = source_limiter if source.base_url == destination.base_url else new_limiter()
     try:
         yield S3Client(source, pool, source_limiter), S3Client(destination, pool, destination_limiter)
     finally:
