@@ -507,15 +507,20 @@ def test_catalog_lists_the_seven_assets_with_their_partitions(demo_ui, expected,
         _screenshot(page, "01-asset-catalog")
 
 
+def _expect_emoji_metadata(page, expected) -> None:
+    """The custom_emojis materialization's numbers and its table of objects missing at the source."""
+    for label in NUMERIC_METADATA:
+        row = _metadata_row(page, label)
+        expect(row).to_be_visible()
+        expect(row).to_contain_text(_number(expected.emoji_metadata[label]))
+    expect(_metadata_row(page, "missing_at_source")).to_contain_text("missing at the source")
+
+
 def test_custom_emojis_overview_shows_the_latest_materialization_metadata(demo_ui, expected, page):
     with screenshot_on_failure(page, "02-custom_emojis-overview"):
         page.goto(f"{demo_ui.base_url}/assets/custom_emojis")
         expect(page.get_by_text("Latest materialization").first).to_be_visible()
-        for label in NUMERIC_METADATA:
-            row = _metadata_row(page, label)
-            expect(row).to_be_visible()
-            expect(row).to_contain_text(_number(expected.emoji_metadata[label]))
-        expect(_metadata_row(page, "missing_at_source")).to_contain_text("missing at the source")
+        _expect_emoji_metadata(page, expected)
         _screenshot(page, "02-custom_emojis-overview")
 
 
@@ -535,11 +540,7 @@ def test_custom_emojis_partition_shows_its_materialization(demo_ui, expected, pa
         expect(page.get_by_text("Materialized", exact=True)).to_be_visible()
         expect(page.get_by_text("Latest materialization").first).to_be_visible()
         expect(page.get_by_text("sync_custom_emojis").first).to_be_visible()
-        for label in NUMERIC_METADATA:
-            row = _metadata_row(page, label)
-            expect(row).to_be_visible()
-            expect(row).to_contain_text(_number(expected.emoji_metadata[label]))
-        expect(_metadata_row(page, "missing_at_source")).to_contain_text("missing at the source")
+        _expect_emoji_metadata(page, expected)
         _screenshot(page, "03-custom_emojis-partition")
 
 
