@@ -299,36 +299,37 @@ def seed(stack: ExitStack, arguments: argparse.Namespace, work: Path) -> Setup:
     from mastodon_s3_sync.demo.fake_instance import create_schema, seed_bulk
     from mastodon_s3_sync.demo.servers import fresh_database, postgres_server, rclone_s3_server
 
-    seeding = ExitStack()  # the seeding server; each run starts its own on the same files (see main)
-    source = seeding.enter_context(rclone_s3_server(work / "source"))
     database_url = stack.enter_context(fresh_database(stack.enter_context(postgres_server()), prefix="bench"))
-    create_schema(database_url)
-    source.create_bucket("bench-source")
-    client = source.client()
-    started = time.monotonic()
-    if arguments.large:
-        keys = seed_bulk(database_url, client, "bench-source", rows=arguments.large_objects)
-        originals = [key for key in keys if "/original/" in key]
-        size = arguments.large_mb * MB
-        config = TransferConfig(multipart_chunksize=64 * MiB, max_concurrency=4)
-        for position, key in enumerate(originals):
-            reader = io.BufferedReader(PatternReader(size, position), buffer_size=MiB)
-            client.upload_fileobj(reader, "bench-source", key, ExtraArgs={"ContentType": "image/jpeg"}, Config=config)
-        import psycopg2
+    # The seeding server; each run starts its own on the same files (see main).
+    with rclone_s3_server(work / "source") as source:
+        create_schema(database_url)
+        source.create_bucket("bench-source")
+        client = source.client()
+        started = time.monotonic()
+        if arguments.large:
+            keys = seed_bulk(database_url, client, "bench-source", rows=arguments.large_objects)
+            originals = [key for key in keys if "/original/" in key]
+            size = arguments.large_mb * MB
+            config = TransferConfig(multipart_chunksize=64 * MiB, max_concurrency=4)
+            for position, key in enumerate(originals):
+                reader = io.BufferedReader(PatternReader(size, position), buffer_size=MiB)
+                client.upload_fileobj(
+                    reader, "bench-source", key, ExtraArgs={"ContentType": "image/jpeg"}, Config=config
+                )
+            import psycopg2
 
-        with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
-            cursor.execute("UPDATE media_attachments SET file_file_size = %s", (size,))
-        connection.close()
-    else:
-        keys = seed_bulk(
-            database_url, client, "bench-source", rows=arguments.objects // 2, size_scale=arguments.size_scale
-        )
-    setup = Setup(source, "bench-source", keys, database_url, work)
-    sizes = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket="bench-source"):
-        sizes.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
-    setup.expected_bytes = sum(sizes[key] for key in keys)
-    seeding.close()
+            with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+                cursor.execute("UPDATE media_attachments SET file_file_size = %s", (size,))
+            connection.close()
+        else:
+            keys = seed_bulk(
+                database_url, client, "bench-source", rows=arguments.objects // 2, size_scale=arguments.size_scale
+            )
+        setup = Setup(source, "bench-source", keys, database_url, work)
+        sizes = {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket="bench-source"):
+            sizes.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
+        setup.expected_bytes = sum(sizes[key] for key in keys)
     print(
         f"seeded {len(keys)} objects, {setup.expected_bytes / MB:.0f} MB "
         f"(mean {setup.expected_bytes / len(keys) / 1000:.0f} kB) in {time.monotonic() - started:.0f} s",
@@ -389,7 +390,9 @@ def report(runs: list[Run], large: bool) -> None:
             ratio = dagster.objects_per_second / rclone.objects_per_second
             print(f"  dagster sync objects/s vs rclone: {ratio:.2f}x   target >= 1.2x")
         if engine is not None:
-            print(f"  CPU caps, engine vs rclone: {engine.cpu_ceiling / rclone.cpu_ceiling:.2f}x (the most it can show here)")
+            print(
+                f"  CPU caps, engine vs rclone: {engine.cpu_ceiling / rclone.cpu_ceiling:.2f}x (the most it can show here)"
+            )
     if not all(run.verified for run in runs):
         raise SystemExit("some runs left the destination incomplete")
 

@@ -94,7 +94,9 @@ class S3Proxy:
         return web.Response(status=status, headers=response_headers, body=payload)
 
     async def __aenter__(self) -> S3Proxy:
-        self._session = aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent"))
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent")
+        )
         application = web.Application(client_max_size=1024**3)
         application.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(application, access_log=None)

@@ -12,7 +12,15 @@ from dagster import AssetKey
 from mastodon_s3_sync.mastodon.tables import TABLES
 
 REPO = Path(__file__).resolve().parents[1]
-ASSETS = {"media_attachments", "accounts", "custom_emojis", "preview_cards", "site_uploads", "preview_card_providers", "backups"}
+ASSETS = {
+    "media_attachments",
+    "accounts",
+    "custom_emojis",
+    "preview_cards",
+    "site_uploads",
+    "preview_card_providers",
+    "backups",
+}
 
 
 def clean_environment(tmp_path) -> dict[str, str]:
@@ -46,4 +54,8 @@ def test_definitions_hold_the_public_interface(environment):
         assert [key.path[0] for key in job.asset_layer.executable_asset_keys] == [table]
     assert definitions.resolve_job_def("verify_destination") and definitions.resolve_job_def("plan_migration")
     graph = definitions.resolve_assets_def(AssetKey("media_attachments")).node_def
-    assert {node.name for node in graph.nodes} == {"media_attachments_plan", "media_attachments_copy", "media_attachments_report"}
+    assert {node.name for node in graph.nodes} == {
+        "media_attachments_plan",
+        "media_attachments_copy",
+        "media_attachments_report",
+    }

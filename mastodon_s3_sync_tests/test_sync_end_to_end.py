@@ -58,7 +58,7 @@ def test_cross_provider_sync_is_exact_and_reports_missing(
     assert sum(result.copied for result in results) == len(migration.instance.expected)
     total_missing, missing_text = missing_reported(dagster_instance)
     assert total_missing == len(migration.instance.missing)
-    for table, row_id, key in migration.instance.missing:
+    for _table, row_id, key in migration.instance.missing:
         assert f"| {row_id} | `{key}`" in missing_text
 
     again = run_sync(migration, environment, dagster_instance, partition_rows=4)
