@@ -243,6 +243,11 @@ def deployment(postgres_admin_url, rclone_source, rclone_destination, tmp_path_f
             "SYNC_PARTITION_ROWS": str(PARTITION_ROWS),
             **TEST_SPEED_ENV,
         }
+        # The same DAGSTER_HOME from this process: cut the partitions as the partitions sensor
+        # (or `mastodon-s3-sync sync`) does, and watch the runs. Opened first, so its storage
+        # exists before the daemon and webserver start: processes creating a fresh SQLite
+        # storage at the same moment can each stamp its schema ("more than one head").
+        instance = stack.enter_context(DagsterInstance.from_config(str(home)))
         background = Background(env, tmp_path_factory.mktemp("logs"))
         stack.callback(background.stop)
         background.start("dagster-daemon", [str(BIN / "dagster-daemon"), "run", "-w", WORKSPACE])
@@ -250,9 +255,6 @@ def deployment(postgres_admin_url, rclone_source, rclone_destination, tmp_path_f
         background.start(
             "dagster-webserver", [str(BIN / "dagster-webserver"), "-w", WORKSPACE, "-h", "127.0.0.1", "-p", str(port)]
         )
-        # The same DAGSTER_HOME from this process: cut the partitions as the partitions sensor
-        # (or `mastodon-s3-sync sync`) does, and watch the runs.
-        instance = stack.enter_context(DagsterInstance.from_config(str(home)))
         database = build_resources(env, as_env_vars=False)["mastodon_db"]
         for table in TABLES:
             add_new_partitions(instance, database, table, PARTITION_ROWS, include_tail=True)
