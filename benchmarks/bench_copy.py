@@ -296,8 +296,8 @@ class PatternReader(io.RawIOBase):
 def seed(stack: ExitStack, arguments: argparse.Namespace, work: Path) -> Setup:
     from boto3.s3.transfer import TransferConfig
 
-    from mastodon_s3_sync.demo.fake_instance import create_schema, seed_bulk
-    from mastodon_s3_sync.demo.servers import fresh_database, postgres_server, rclone_s3_server
+    from mastodon_s3_sync_demo.fake_instance import create_schema, seed_bulk
+    from mastodon_s3_sync_demo.servers import fresh_database, postgres_server, rclone_s3_server
 
     database_url = stack.enter_context(fresh_database(stack.enter_context(postgres_server()), prefix="bench"))
     # The seeding server; each run starts its own on the same files (see main).
@@ -402,8 +402,8 @@ def report(runs: list[Run], large: bool) -> None:
 
 def engine_worker(spec_text: str) -> None:
     """One contender process: copy the keys with ``copy_batch``, batch after batch; print the copy phase's cost."""
-    from mastodon_s3_sync.transfer.engine import CopyItem, Outcome, TransferSettings, copy_batch
-    from mastodon_s3_sync.transfer.s3 import Bucket
+    from mastodon_s3_sync.core.transfer.engine import CopyItem, Outcome, TransferSettings, copy_batch
+    from mastodon_s3_sync.core.transfer.s3 import Bucket
 
     spec = json.loads(spec_text)
     keys = Path(spec["keys_file"]).read_text().split("\n")[:-1]
@@ -468,7 +468,7 @@ def main() -> None:
     arguments = parser.parse_args()
     arguments.concurrency = arguments.concurrency or (arguments.large_objects if arguments.large else 64)
 
-    from mastodon_s3_sync.demo.servers import rclone_s3_server
+    from mastodon_s3_sync_demo.servers import rclone_s3_server
 
     runs: list[Run] = []
     with ExitStack() as stack:

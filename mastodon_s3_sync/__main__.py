@@ -1,5 +1,5 @@
 import sys
 
-from mastodon_s3_sync.cli import main
+from mastodon_s3_sync.cli.main import main
 
 sys.exit(main())

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, instance_for_test
 
-from mastodon_s3_sync.demo.fake_instance import FakeInstance, seed
-from mastodon_s3_sync.demo.servers import S3Server, fresh_database, moto_s3_server, postgres_server, rclone_s3_server
+from mastodon_s3_sync_demo.fake_instance import FakeInstance, seed
+from mastodon_s3_sync_demo.servers import S3Server, fresh_database, moto_s3_server, postgres_server, rclone_s3_server
 
 SOURCE_BUCKET = "mastodon-source"
 DESTINATION_BUCKET = "mastodon-destination"

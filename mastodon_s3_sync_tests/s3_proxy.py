@@ -7,6 +7,15 @@ react to traffic (e.g. kill a process after N completed PUTs) without
 sleeping; ``throttle_share`` answers that share of requests with 503 SlowDown
 or 429 instead of forwarding them, as rate-limited providers do.
 
+Faults for the integrity tests, each on a deterministic share of the keys
+(chosen by a hash of the key) and only on a key's first GET, so a retry
+succeeds: ``cut_share`` sends the headers with the full Content-Length, half
+the body, then closes the connection; ``flip_share`` flips a byte in the
+middle of the body; ``rewrite_etags`` replaces every ETag (headers and XML
+bodies) with 32 hex digits that are not the MD5 of anything the server
+holds, as KMS-encrypted buckets answer (or, given a predicate, only in the
+answers to the exchanges it selects).
+
 Use it as ``async with`` inside a test's event loop, or as ``with`` to run it
 on a thread of its own while the code under test runs in another process.
 """
@@ -14,9 +23,12 @@ on a thread of its own while the code under test runs in another process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
+import re
 import ssl
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -35,6 +47,8 @@ class Exchange:
     path: str
     query: str
     status: int
+    content_md5: str | None = None
+    """The request's Content-MD5 header, if it had one."""
 
     @property
     def key(self) -> str:
@@ -51,6 +65,9 @@ class S3Proxy:
         throttle_share: float = 0.0,
         seed: int = 0,
         tls: ssl.SSLContext | None = None,
+        cut_share: float = 0.0,
+        flip_share: float = 0.0,
+        rewrite_etags: bool | Callable[[Exchange], bool] = False,
     ):
         self.upstream_url = upstream_url.rstrip("/")
         self.on_response = on_response
@@ -61,6 +78,14 @@ class S3Proxy:
         """Set once started."""
         self.exchanges: list[Exchange] = []
         self.throttled = 0
+        self.cut_share = cut_share
+        self.flip_share = flip_share
+        self.rewrite_etags = rewrite_etags
+        self.cut: list[str] = []
+        """Keys whose GET body was cut short."""
+        self.flipped: list[str] = []
+        """Keys whose GET body had a byte flipped."""
+        self._faulted: set[str] = set()
         self._lock = threading.Lock()
 
     def completed_puts(self) -> list[str]:
@@ -74,6 +99,41 @@ class S3Proxy:
             return web.Response(status=429, text="Too Many Requests", headers=headers)
         return web.Response(status=503, text=SLOW_DOWN, content_type="application/xml", headers=headers)
 
+    @staticmethod
+    def selected(key: str, share: float, salt: str = "") -> bool:
+        """Whether ``key`` is in the deterministic ``share`` of keys (by a hash of the key)."""
+        return zlib.crc32(f"{salt}{key}".encode()) % 10_000 < share * 10_000
+
+    @staticmethod
+    def opaque_etag(etag: str) -> str:
+        """32 hex digits, like an MD5, but not the content's."""
+        return hashlib.md5(b"opaque:" + etag.strip('"').encode()).hexdigest()
+
+    def _rewrite(self, headers: dict[str, str], payload: bytes) -> bytes:
+        for name in list(headers):
+            if name.lower() == "etag":
+                headers[name] = f'"{self.opaque_etag(headers[name])}"'
+        return re.sub(
+            rb"<ETag>([^<]*)</ETag>",
+            lambda m: b"<ETag>&quot;" + self.opaque_etag(m.group(1).decode().replace("&quot;", "")).encode() + b"&quot;</ETag>",
+            payload,
+        )
+
+    def _fault(self, key: str) -> str | None:
+        """The fault for this GET of ``key``: 'cut', 'flip' or None (only a key's first GET is faulted)."""
+        with self._lock:
+            if key in self._faulted:
+                return None
+            if self.cut_share and self.selected(key, self.cut_share, "cut"):
+                self._faulted.add(key)
+                self.cut.append(key)
+                return "cut"
+            if self.flip_share and self.selected(key, self.flip_share, "flip"):
+                self._faulted.add(key)
+                self.flipped.append(key)
+                return "flip"
+        return None
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if self.random.random() < self.throttle_share:
             return await self._throttle()
@@ -86,11 +146,28 @@ class S3Proxy:
             if request.method == "HEAD" and "Content-Length" in upstream.headers:
                 response_headers["Content-Length"] = upstream.headers["Content-Length"]  # the object's size
             status = upstream.status
-        exchange = Exchange(request.method, request.path, request.query_string, status)
+        exchange = Exchange(
+            request.method, request.path, request.query_string, status, request.headers.get("Content-MD5")
+        )
         with self._lock:
             self.exchanges.append(exchange)
         if self.on_response:
             self.on_response(exchange)
+        if self.rewrite_etags is True or (callable(self.rewrite_etags) and self.rewrite_etags(exchange)):
+            payload = self._rewrite(response_headers, payload)
+        fault = None
+        if request.method == "GET" and status == 200 and not request.query_string and len(payload) > 1:
+            fault = self._fault(exchange.key)
+        if fault == "flip":
+            middle = len(payload) // 2
+            payload = payload[:middle] + bytes([payload[middle] ^ 0xFF]) + payload[middle + 1 :]
+        if fault == "cut":
+            response = web.StreamResponse(status=status, headers=response_headers)
+            response.content_length = len(payload)
+            await response.prepare(request)
+            await response.write(payload[: len(payload) // 2])
+            request.transport.close()
+            return response
         return web.Response(status=status, headers=response_headers, body=payload)
 
     async def __aenter__(self) -> S3Proxy:

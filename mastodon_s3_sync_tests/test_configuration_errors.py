@@ -9,9 +9,9 @@ import sys
 
 from dagster import EnvVar
 
-from mastodon_s3_sync.definitions import build_definitions
-from mastodon_s3_sync.resources import build_resources
-from mastodon_s3_sync.runner import sync_tables
+from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
 
@@ -81,7 +81,7 @@ def test_dagster_run_names_the_problem_and_keeps_secrets_out(
     assert source_resource.aws_secret_access_key == EnvVar("SOURCE_AWS_SECRET_ACCESS_KEY")
     assert definitions.resources["mastodon_db"].database_url == EnvVar("DATABASE_URL")
 
-    resources = build_resources(as_env_vars=False)
+    resources = configured()
     [result] = sync_tables(
         definitions, dagster_instance, ["custom_emojis"], resources["mastodon_db"], resources["sync_tuning"]
     )
@@ -102,7 +102,7 @@ def test_dagster_run_without_bucket_variable_names_it(
     variables = make_migration(database_url, rclone_source, rclone_destination).environment()
     del variables["DESTINATION_S3_BUCKET"]
     environment(variables)
-    resources = build_resources({**variables, "DESTINATION_S3_BUCKET": "unused"}, as_env_vars=False)
+    resources = configured({**variables, "DESTINATION_S3_BUCKET": "unused"})
     [result] = sync_tables(
         build_definitions(), dagster_instance, ["backups"], resources["mastodon_db"], resources["sync_tuning"]
     )

@@ -32,12 +32,13 @@ import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.execution.backfill import BulkActionStatus
 
-from mastodon_s3_sync.demo.fake_instance import BULK_START_ID, seed_bulk
-from mastodon_s3_sync.demo.servers import _tail, free_port, fresh_database
-from mastodon_s3_sync.jobs import SYNC_RUN_TAG
-from mastodon_s3_sync.mastodon.tables import TABLES
-from mastodon_s3_sync.partitions import IdRange, add_new_partitions, parse_partition_key, partitions_name
-from mastodon_s3_sync.resources import build_resources
+from mastodon_s3_sync_demo.fake_instance import BULK_START_ID, seed_bulk
+from mastodon_s3_sync_demo.servers import _tail, free_port, fresh_database
+from mastodon_s3_sync.orchestration.jobs import SYNC_RUN_TAG
+from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.id_ranges import IdRange, parse_partition_key
+from mastodon_s3_sync.orchestration.partitions import add_new_partitions, partitions_name
+from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync_tests.conftest import Migration, make_migration
 
 REPO = Path(__file__).resolve().parents[1]
@@ -255,7 +256,7 @@ def deployment(postgres_admin_url, rclone_source, rclone_destination, tmp_path_f
         background.start(
             "dagster-webserver", [str(BIN / "dagster-webserver"), "-w", WORKSPACE, "-h", "127.0.0.1", "-p", str(port)]
         )
-        database = build_resources(env, as_env_vars=False)["mastodon_db"]
+        database = configured(env)["mastodon_db"]
         for table in TABLES:
             add_new_partitions(instance, database, table, PARTITION_ROWS, include_tail=True)
         # The CLI commands of the README, started at once: each spends seconds loading the code
@@ -406,7 +407,7 @@ def test_run_killed_mid_partition_is_retried_and_loses_nothing(deployment):
     migration, instance, table = deployment.migration, deployment.instance, "media_attachments"
     covered = parse_partition_key(deployment.partitions(table)[-1]).hi
     bulk_keys = seed_bulk(migration.database_url, migration.source.client(), migration.source_bucket, rows=KILL_ROWS)
-    database = build_resources(deployment.env, as_env_vars=False)["mastodon_db"]
+    database = configured(deployment.env)["mastodon_db"]
     [key] = add_new_partitions(instance, database, table, KILL_ROWS, include_tail=True)
     assert parse_partition_key(key) == IdRange(covered + 1, BULK_START_ID + KILL_ROWS - 1)
 

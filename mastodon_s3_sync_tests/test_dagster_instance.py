@@ -16,11 +16,12 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from psycopg2.extensions import parse_dsn
 
-from mastodon_s3_sync.definitions import build_definitions
-from mastodon_s3_sync.demo.servers import fresh_database
-from mastodon_s3_sync.partitions import parse_partition_key, partitions_name
-from mastodon_s3_sync.resources import build_resources
-from mastodon_s3_sync.runner import sync_tables
+from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync_demo.servers import fresh_database
+from mastodon_s3_sync.core.id_ranges import parse_partition_key
+from mastodon_s3_sync.orchestration.partitions import partitions_name
+from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def test_sync_through_a_postgres_backed_instance(
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination)
     environment({**migration.environment(), "SYNC_PARTITION_ROWS": "4"})  # keeps the DAGSTER_PG_* variables
-    resources = build_resources(as_env_vars=False)
+    resources = configured()
 
     with DagsterInstance.get() as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)

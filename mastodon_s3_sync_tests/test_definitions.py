@@ -1,4 +1,4 @@
-"""The code location loads with no environment at all, and shows what DESIGN.md promises."""
+"""The code location loads with no environment at all, and shows the public interface the README promises."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dagster import AssetKey
 
-from mastodon_s3_sync.mastodon.tables import TABLES
+from mastodon_s3_sync.core.mastodon.tables import TABLES
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = {
@@ -42,7 +42,7 @@ def test_definitions_validate_with_no_environment(tmp_path):
 
 def test_definitions_hold_the_public_interface(environment):
     environment({})
-    from mastodon_s3_sync.definitions import build_definitions
+    from mastodon_s3_sync.orchestration.definitions import build_definitions
 
     definitions = build_definitions()
     assert set(TABLES) == ASSETS

@@ -3,20 +3,26 @@ changed-rows sensor and ``sync``'s own catch-up, against real PostgreSQL and S3.
 
 from __future__ import annotations
 
+import os
+
 from contextlib import closing
 from datetime import UTC, datetime
 
 import psycopg2
 from dagster import SensorResult, SkipReason, build_schedule_context, build_sensor_context
 
-from mastodon_s3_sync.definitions import build_definitions
-from mastodon_s3_sync.demo.fake_instance import CACHE_CONTROL, seed_bulk
-from mastodon_s3_sync.mastodon.tables import TABLES
-from mastodon_s3_sync.partitions import parse_partition_key, partitions_name
-from mastodon_s3_sync.resources import build_resources
-from mastodon_s3_sync.runner import sync_tables
-from mastodon_s3_sync.schedules import build_catch_up_schedule
-from mastodon_s3_sync.sensors import add_id_range_partitions, resync_changed_rows
+from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL, seed_bulk
+from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.id_ranges import parse_partition_key
+from mastodon_s3_sync.orchestration.partitions import partitions_name
+from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.orchestration.resources import build_resources
+from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.orchestration.schedules import build_catch_up_schedule
+from mastodon_s3_sync.orchestration.sensors import add_id_range_partitions, build_resync_changed_rows
+
+resync_changed_rows = build_resync_changed_rows(3600)
 from mastodon_s3_sync_tests.conftest import make_migration
 
 PARTITION_ROWS = 10
@@ -24,7 +30,12 @@ PARTITION_ROWS = 10
 
 def prepare(migration, environment, **extra):
     environment({**migration.environment(), "SYNC_PARTITION_ROWS": str(PARTITION_ROWS), **extra})
-    return build_resources(as_env_vars=False)
+    return configured()
+
+
+def dagster_resources():
+    """The code location's own resources, bound to the environment as a run binds them."""
+    return build_resources(os.environ)
 
 
 def execute(dagster_instance, request_or_key, table):
@@ -38,7 +49,7 @@ def test_partition_sensor_adds_exactly_the_new_full_partitions(
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination)
     resources = prepare(migration, environment)
-    context = build_sensor_context(instance=dagster_instance, resources=resources)
+    context = build_sensor_context(instance=dagster_instance, resources=dagster_resources())
 
     def tick():
         result = add_id_range_partitions(context)
@@ -66,10 +77,10 @@ def test_catch_up_schedule_syncs_new_rows_once(
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination)
     resources = prepare(migration, environment)
-    schedule = build_catch_up_schedule("custom_emojis")
+    schedule = build_catch_up_schedule("custom_emojis", "0 * * * *")
     context = build_schedule_context(
         instance=dagster_instance,
-        resources=resources,
+        resources=dagster_resources(),
         scheduled_execution_time=datetime.now(UTC),
         repository_def=build_definitions().get_repository_def(),
     )
@@ -100,7 +111,7 @@ def test_changed_avatar_is_resynced_by_the_sensor_and_by_sync(
     )
     assert not first.failed
 
-    context = build_sensor_context(instance=dagster_instance, resources=resources)
+    context = build_sensor_context(instance=dagster_instance, resources=dagster_resources())
     quiet = resync_changed_rows(context)
     assert not quiet.run_requests, "nothing changed since the sync"
 
@@ -124,14 +135,14 @@ def test_changed_avatar_is_resynced_by_the_sensor_and_by_sync(
             (new_name, account["id"]),
         )
 
-    context = build_sensor_context(instance=dagster_instance, resources=resources, cursor=quiet.cursor)
+    context = build_sensor_context(instance=dagster_instance, resources=dagster_resources(), cursor=quiet.cursor)
     [request] = resync_changed_rows(context).run_requests
     assert request.job_name == "sync_accounts"
     assert account["id"] in parse_partition_key(request.partition_key)
     execute(dagster_instance, request, "accounts")
     body = migration.destination.client().get_object(Bucket=migration.destination_bucket, Key=new_key)["Body"].read()
     assert body == b"a new avatar"
-    again = build_sensor_context(instance=dagster_instance, resources=resources, cursor=quiet.cursor)
+    again = build_sensor_context(instance=dagster_instance, resources=dagster_resources(), cursor=quiet.cursor)
     assert not resync_changed_rows(again).run_requests, "a re-synced partition is no longer stale"
 
     # sync's own catch-up sees the same kind of change

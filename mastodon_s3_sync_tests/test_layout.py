@@ -1,4 +1,4 @@
-"""The storage layout (mastodon/layout.py, mastodon/tables.py) against MASTODON_STORAGE.md.
+"""The storage layout (core/mastodon/layout.py, tables.py) against docs/mastodon-storage.md.
 
 Every expected key here is written by hand from the spec; nothing is computed
 with the code under test. The last tests feed every row of the hand-written
@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from mastodon_s3_sync.demo.fake_instance import (
+from mastodon_s3_sync_demo.fake_instance import (
     ATTACHMENTS,
     HAS_STORAGE_SCHEMA_VERSION,
     PRIVATE,
     TABLE_NAMES,
     build_fake_instance,
 )
-from mastodon_s3_sync.mastodon import layout
-from mastodon_s3_sync.mastodon.tables import TABLES, InvalidRow
+from mastodon_s3_sync.core.mastodon import layout
+from mastodon_s3_sync.core.mastodon.tables import TABLES, InvalidRow
 
 PUBLIC = "public-read"
 
@@ -127,31 +127,27 @@ def test_style_filename(file_name: str, style: str, style_format: str | None, ex
 # ----------------------------------------------------------------------------- key prefixes
 
 KEY_PREFIXES = [
-    ("empty", "", "accounts/avatars/000/000/001/original/a.png"),
-    ("none", None, "accounts/avatars/000/000/001/original/a.png"),
-    ("slash-only", "/", "accounts/avatars/000/000/001/original/a.png"),
+    # Mastodon: S3_KEY_PREFIX + "/" + key when set; kt-paperclip strips exactly one leading "/".
+    ("unset", None, "accounts/avatars/000/000/001/original/a.png"),
+    ("set-but-empty", "", "accounts/avatars/000/000/001/original/a.png"),
+    ("slash-only", "/", "/accounts/avatars/000/000/001/original/a.png"),
     ("media", "media", "media/accounts/avatars/000/000/001/original/a.png"),
-    ("media-trailing-slash", "media/", "media/accounts/avatars/000/000/001/original/a.png"),
-    ("slash-media-slash", "/media/", "media/accounts/avatars/000/000/001/original/a.png"),
+    ("media-trailing-slash", "media/", "media//accounts/avatars/000/000/001/original/a.png"),
+    ("slash-media", "/media", "media/accounts/avatars/000/000/001/original/a.png"),
+    ("slash-media-slash", "/media/", "media//accounts/avatars/000/000/001/original/a.png"),
+    ("double-leading-slash", "//media", "/media/accounts/avatars/000/000/001/original/a.png"),
     ("nested", "a/b", "a/b/accounts/avatars/000/000/001/original/a.png"),
 ]
 
 
 @pytest.mark.parametrize(("prefix", "full_key"), [c[1:] for c in KEY_PREFIXES], ids=[c[0] for c in KEY_PREFIXES])
-def test_with_and_strip_key_prefix(prefix: str | None, full_key: str) -> None:
-    key = "accounts/avatars/000/000/001/original/a.png"
-    assert layout.with_key_prefix(prefix, key) == full_key
-    assert layout.strip_key_prefix(prefix, full_key) == key
-
-
-def test_strip_key_prefix_outside_the_prefix() -> None:
-    assert layout.strip_key_prefix("media", "other/accounts/avatars/000/000/001/original/a.png") is None
-    assert layout.strip_key_prefix("media", "mediax/accounts/avatars/000/000/001/original/a.png") is None
+def test_key_prefix_is_joined_literally(prefix: str | None, full_key: str) -> None:
+    assert layout.with_key_prefix(prefix, "accounts/avatars/000/000/001/original/a.png") == full_key
 
 
 def test_cache_key_under_a_prefix() -> None:
     key = "cache/media_attachments/files/000/000/001/original/a.jpeg"
-    assert layout.with_key_prefix("/media/", key) == "media/cache/media_attachments/files/000/000/001/original/a.jpeg"
+    assert layout.with_key_prefix("/media", key) == "media/cache/media_attachments/files/000/000/001/original/a.jpeg"
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mastodon_s3_sync.config import ConfigError, load_environment, source_settings_from_mastodon_env
-from mastodon_s3_sync.resources import build_resources
+from mastodon_s3_sync.core.settings import ConfigError, load_environment, source_settings_from_mastodon_env
+from mastodon_s3_sync.core.configured import configured
 
 ENV_PRODUCTION = """\
 # Generated with mastodon:setup on 2023-02-11
@@ -66,7 +66,7 @@ def test_explicit_variables_win_and_resources_see_the_file(tmp_path):
     environ = {"MASTODON_ENV_FILE": str(write(tmp_path, ENV_PRODUCTION)), "DB_HOST": "10.0.0.5"}
     load_environment(environ)
     assert environ["DB_HOST"] == "10.0.0.5"
-    resources = build_resources({**environ, "DESTINATION_S3_BUCKET": "new"}, as_env_vars=False)
+    resources = configured({**environ, "DESTINATION_S3_BUCKET": "new"})
     assert resources["source_s3"].bucket == "files-social-example"
     assert resources["mastodon_db"].db_pass == "p@ss word#1"
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mastodon_s3_sync.partitions import MIN_ID, IdRange, last_range_end, next_ranges, parse_partition_key
+from mastodon_s3_sync.core.id_ranges import MIN_ID, IdRange, last_range_end, next_ranges, parse_partition_key
 
 TABLE = "ids_under_test"
 ids = st.one_of(
@@ -22,7 +22,7 @@ ids = st.one_of(
 
 @pytest.fixture(scope="module")
 def connection(postgres_admin_url):
-    from mastodon_s3_sync.demo.servers import fresh_database
+    from mastodon_s3_sync_demo.servers import fresh_database
 
     with fresh_database(postgres_admin_url) as url, closing(psycopg2.connect(url)) as conn:
         conn.autocommit = True

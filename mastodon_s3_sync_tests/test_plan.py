@@ -8,9 +8,9 @@ import sys
 
 from dagster import AssetKey, DagsterInstance
 
-from mastodon_s3_sync.mastodon.tables import TABLES
-from mastodon_s3_sync.plan import DERIVATIVE_SIZE_RATIO, PlanRates, plan_table
-from mastodon_s3_sync.resources import build_resources
+from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.planning import DERIVATIVE_SIZE_RATIO, PlanRates, plan_table
+from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync_tests.conftest import make_migration
 
 
@@ -28,7 +28,7 @@ def originals(instance, table):
 def test_plan_figures_match_the_fake_instance(database_url, rclone_source, rclone_destination, environment):
     migration = make_migration(database_url, rclone_source, rclone_destination)
     environment(migration.environment())
-    database = build_resources(as_env_vars=False)["mastodon_db"]
+    database = configured()["mastodon_db"]
     for table in TABLES:
         plan = plan_table(database, TABLES[table], [], 4)
         referenced = len(migration.instance.expected_for(table)) + len(migration.instance.missing_for(table))

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import threading
 
-from mastodon_s3_sync.demo.fake_instance import seed_bulk
-from mastodon_s3_sync.mastodon.layout import with_key_prefix
+from mastodon_s3_sync_demo.fake_instance import seed_bulk
+from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
 from mastodon_s3_sync_tests.conftest import make_migration
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 

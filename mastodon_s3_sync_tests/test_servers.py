@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 from sshtunnel import SSHTunnelForwarder
 
-from mastodon_s3_sync.demo.servers import (
+from mastodon_s3_sync_demo.servers import (
     LOCAL_POSTGRES_URL,
     embedded_postgres_server,
     fresh_database,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from mastodon_s3_sync.config import ConfigError
-from mastodon_s3_sync.definitions import build_definitions
-from mastodon_s3_sync.demo.servers import generate_client_key, sshd_server
-from mastodon_s3_sync.resources import MastodonDatabase, build_resources
-from mastodon_s3_sync.runner import sync_tables
+from mastodon_s3_sync.core.settings import ConfigError
+from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync_demo.servers import generate_client_key, sshd_server
+from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.core.database import MastodonDatabase
+from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
 
@@ -41,7 +42,7 @@ def test_sync_through_the_tunnel(sshd, database_url, rclone_source, rclone_desti
     variables = {**migration.environment(), **tunnel_variables(sshd, database_url)}
     del variables["DATABASE_URL"]
     environment(variables)
-    resources = build_resources(as_env_vars=False)
+    resources = configured()
     assert "through SSH" in resources["mastodon_db"].describe()
     [result] = sync_tables(
         build_definitions(), dagster_instance, ["custom_emojis"], resources["mastodon_db"], resources["sync_tuning"]

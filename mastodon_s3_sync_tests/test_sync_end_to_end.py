@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from dagster import AssetKey
 
-from mastodon_s3_sync.definitions import build_definitions
-from mastodon_s3_sync.demo.fake_instance import CACHE_CONTROL
-from mastodon_s3_sync.mastodon.layout import with_key_prefix
-from mastodon_s3_sync.mastodon.tables import TABLES
-from mastodon_s3_sync.resources import build_resources
-from mastodon_s3_sync.runner import sync_tables
-from mastodon_s3_sync.verify import verify_table
+from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL
+from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
+from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.core.verification import verify_table
 from mastodon_s3_sync_tests.conftest import Migration, make_migration
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -20,7 +20,7 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 def run_sync(migration: Migration, environment, dagster_instance, partition_rows: int = 25):
     environment({**migration.environment(), "SYNC_PARTITION_ROWS": str(partition_rows)})
-    resources = build_resources(as_env_vars=False)
+    resources = configured()
     return sync_tables(
         build_definitions(), dagster_instance, list(TABLES), resources["mastodon_db"], resources["sync_tuning"]
     )
@@ -64,7 +64,7 @@ def test_cross_provider_sync_is_exact_and_reports_missing(
     again = run_sync(migration, environment, dagster_instance, partition_rows=4)
     assert sum(len(result.succeeded) for result in again) == 0, "a second sync has nothing left to run"
 
-    resources = build_resources(as_env_vars=False)
+    resources = configured()
     for table in TABLES:
         verification = verify_table(
             resources["mastodon_db"], TABLES[table], resources["source_s3"], resources["destination_s3"]

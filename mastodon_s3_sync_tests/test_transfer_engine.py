@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mastodon_s3_sync.demo.servers import S3Server, rclone_s3_server
-from mastodon_s3_sync.transfer import engine
-from mastodon_s3_sync.transfer.engine import (
+from mastodon_s3_sync_demo.servers import S3Server, rclone_s3_server
+from mastodon_s3_sync.core.transfer import engine
+from mastodon_s3_sync.core.transfer.engine import (
     BucketUnavailable,
     CopyItem,
     MiB,
@@ -45,10 +45,10 @@ from mastodon_s3_sync.transfer.engine import (
     open_clients,
     run_async,
 )
-from mastodon_s3_sync.transfer.http import ConnectionPool
-from mastodon_s3_sync.transfer.limiter import EndpointLimiter
-from mastodon_s3_sync.transfer.s3 import Bucket
-from mastodon_s3_sync.transfer.sigv4 import Signer, canonical_query, uri_encode
+from mastodon_s3_sync.core.transfer.http import ConnectionPool
+from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter
+from mastodon_s3_sync.core.transfer.s3 import Bucket
+from mastodon_s3_sync.core.transfer.sigv4 import Signer, canonical_query, uri_encode
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -199,10 +199,13 @@ def test_present_with_same_size_is_skipped_by_listing_alone(rclone_source, rclon
     for key in keys:
         put(rclone_source, source, key, key.encode() * 10)
     put(rclone_destination, destination, keys[0], b"stale")  # other size: copied again
-    put(rclone_destination, destination, keys[1], b"s" * len(keys[1] * 10))  # same size: left alone
+    put(rclone_destination, destination, keys[1], keys[1].encode() * 10)  # same size and content: left alone
+    put(rclone_destination, destination, keys[2], b"s" * len(keys[2] * 10))  # same size, other ETag: copied again
 
     first = copy_batch(source, destination, [CopyItem(key, key) for key in keys])
     assert [item.outcome for item in first.results] == [Outcome.COPIED, Outcome.SKIPPED] + [Outcome.COPIED] * 3
+    assert [item.recopied_wrong_content for item in first.results] == [False, False, True, False, False]
+    assert first.progress.recopied_wrong_content == 1
     assert first.requests == {"ListObjectsV2": 2, "GetObject": 4, "PutObject": 4}
 
     again = copy_batch(source, destination, [CopyItem(key, key) for key in keys])
@@ -495,7 +498,7 @@ def test_request_on_a_dropped_keep_alive_connection_is_sent_again(flaky_keep_ali
 def test_engine_imports_neither_dagster_nor_boto3():
     """The engine stands alone: importing it (as a copy step's hot path does) loads no orchestration or SDK."""
     code = (
-        "import sys, mastodon_s3_sync.transfer.engine\n"
+        "import sys, mastodon_s3_sync.core.transfer.engine\n"
         "print(sorted({name.split('.')[0] for name in sys.modules} & {'dagster', 'dagster_aws', 'boto3', 'botocore'}))"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 import pytest
 
-from mastodon_s3_sync.demo.servers import free_port
+from mastodon_s3_sync_demo.servers import free_port
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser test needs Playwright: pip install -e '.[test]'"

@@ -10,12 +10,12 @@ import sys
 
 from dagster import AssetCheckKey, AssetKey
 
-from mastodon_s3_sync.checks import CHECK_NAME
-from mastodon_s3_sync.definitions import build_definitions
-from mastodon_s3_sync.mastodon.tables import TABLES
-from mastodon_s3_sync.resources import build_resources
-from mastodon_s3_sync.runner import sync_tables
-from mastodon_s3_sync.verify import Problem, verify_table
+from mastodon_s3_sync.orchestration.checks import CHECK_NAME
+from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.core.verification import Problem, verify_table
 from mastodon_s3_sync_tests.conftest import make_migration
 
 
@@ -47,7 +47,7 @@ def damage(migration):
 def test_verify_reports_each_kind_of_damage(database_url, rclone_source, moto, dagster_instance, environment, tmp_path):
     migration = make_migration(database_url, rclone_source, moto)
     environment({**migration.environment(), "SYNC_PARTITION_ROWS": "50"})
-    resources = build_resources(as_env_vars=False)
+    resources = configured()
     definitions = build_definitions()
     [synced] = sync_tables(
         definitions, dagster_instance, ["media_attachments"], resources["mastodon_db"], resources["sync_tuning"]

@@ -1,0 +1,182 @@
+"""``mastodon-s3-sync``: demo, plan, sync and verify from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.settings import ConfigError, load_environment
+
+COMMAND_PLUGINS = "mastodon_s3_sync.commands"
+"""Entry-point group through which other packages add commands (the demo package adds ``demo``)."""
+
+EXIT_INCOMPLETE = 1
+EXIT_CONFIG = 2
+
+
+def check_tables(database, tables: Sequence[str]) -> None:
+    """Connect (a one-line error if we cannot) and make sure the media tables exist."""
+    with database.connection() as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL", (list(tables),))
+        missing = [row[0] for row in cursor]
+    if missing:
+        raise ConfigError(f"the database {database.describe()} has no table {', '.join(missing)}")
+
+
+def checked_resources(tables: Sequence[str]) -> dict:
+    """The resources with real values, after checking the database and both buckets answer."""
+    from mastodon_s3_sync.core.buckets import check_distinct
+    from mastodon_s3_sync.core.configured import configured
+
+    resources = configured()
+    check_distinct(resources["source_s3"], resources["destination_s3"])
+    resources["destination_s3"].acl_permission()
+    check_tables(resources["mastodon_db"], tables)
+    resources["source_s3"].check_access()
+    resources["destination_s3"].check_access()
+    return resources
+
+
+def command_plan(arguments: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from mastodon_s3_sync.cli.render import plan_table_view, print_view
+    from mastodon_s3_sync.core.configured import configured
+    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
+    from mastodon_s3_sync.orchestration.plan_job import observe_plans
+
+    resources = configured(only=("mastodon_db", "sync_tuning"))
+    check_tables(resources["mastodon_db"], arguments.assets)
+    ensure_dagster_home()
+    with DagsterInstance.get() as instance:
+        observed = observe_plans(instance, resources["mastodon_db"], resources["sync_tuning"], arguments.assets)
+        for _, observation in observed:
+            instance.report_runless_asset_event(observation)
+    print_view(plan_table_view([plan for plan, _ in observed], resources["sync_tuning"].plan_rates()))
+    print("Nothing was copied. The figures are on each asset in the Dagster UI too.")
+    return 0
+
+
+def command_sync(arguments: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from mastodon_s3_sync.cli.progress import TerminalProgress
+    from mastodon_s3_sync.core.progress import PROGRESS
+    from mastodon_s3_sync.orchestration.definitions import build_definitions
+    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
+    from mastodon_s3_sync.orchestration.runs import sync_tables
+
+    resources = checked_resources(arguments.assets)
+    home = ensure_dagster_home()
+    print(f"Runs are recorded in DAGSTER_HOME={home}", file=sys.stderr, flush=True)
+    definitions = build_definitions()
+    results = []
+    with DagsterInstance.get() as instance:
+        for table in arguments.assets:
+            with TerminalProgress(table) as progress, PROGRESS.listening(progress):
+                results += sync_tables(
+                    definitions, instance, [table], resources["mastodon_db"], resources["sync_tuning"]
+                )
+    failed = False
+    for result in results:
+        print(
+            f"{result.table}: {len(result.new_partitions)} new partitions, {len(result.changed)} with changed rows, "
+            f"{len(result.succeeded)} synced, {len(result.failed)} failed; {result.copied} objects copied, "
+            f"{result.skipped} already there, {result.missing} missing at the source"
+        )
+        for key, message in result.failed.items():
+            failed = True
+            print(f"  failed {key}: {message}")
+    return EXIT_INCOMPLETE if failed else 0
+
+
+def command_verify(arguments: argparse.Namespace) -> int:
+    from mastodon_s3_sync.cli.progress import TerminalProgress
+    from mastodon_s3_sync.cli.render import print_view, verify_table_view, write_findings
+    from mastodon_s3_sync.core.planning import plan_table
+    from mastodon_s3_sync.core.verification import verify_table
+
+    resources = checked_resources(arguments.assets)
+    results = []
+    for table in arguments.assets:
+        total = plan_table(resources["mastodon_db"], TABLES[table], [], 1).objects
+        with TerminalProgress(f"verify {table}", total) as progress:
+            results.append(
+                verify_table(
+                    resources["mastodon_db"],
+                    TABLES[table],
+                    resources["source_s3"],
+                    resources["destination_s3"],
+                    deep=arguments.deep,
+                    on_progress=lambda checked, progress=progress: progress.advanced(checked, 0),
+                )
+            )
+    print_view(verify_table_view(results))
+    if arguments.output:
+        count = write_findings(results, Path(arguments.output))
+        print(f"{count} problem keys written to {arguments.output}")
+    complete = all(result.complete for result in results)
+    print("verified: complete" if complete else "verified: INCOMPLETE")
+    return 0 if complete else EXIT_INCOMPLETE
+
+
+def demo_not_installed(arguments: argparse.Namespace) -> int:
+    raise ConfigError("the demo is a separate package, not installed here: pip install ./demo (make demo does)")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="mastodon-s3-sync",
+        description="Copy exactly the media objects a Mastodon database references to another bucket.",
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+    for plugin in entry_points(group=COMMAND_PLUGINS):
+        plugin.load()(commands)
+    if "demo" not in commands.choices:
+        demo = commands.add_parser("demo", help="the embedded demo (a separate package: pip install ./demo)")
+        demo.set_defaults(handler=demo_not_installed)
+    for name, handler, text in (
+        ("plan", command_plan, "count rows, objects and bytes per table and estimate the time; copy nothing"),
+        ("sync", command_sync, "add new partitions, then copy every partition not yet synced or with changed rows"),
+        ("verify", command_verify, "check every referenced object at the destination"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("assets", nargs="*", metavar="ASSET", help=f"any of {', '.join(TABLES)} (default all)")
+        command.set_defaults(handler=handler)
+        if name == "verify":
+            command.add_argument(
+                "--output", metavar="FILE", help="write every problem key to FILE (.csv, else JSON Lines)"
+            )
+            command.add_argument(
+                "--deep",
+                action="store_true",
+                help="also download and hash the objects whose ETags cannot prove their content (multipart, encrypted)",
+            )
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    if hasattr(arguments, "assets"):
+        unknown = [name for name in arguments.assets if name not in TABLES]
+        if unknown:
+            print(f"error: unknown asset {', '.join(unknown)}; choose from {', '.join(TABLES)}", file=sys.stderr)
+            return EXIT_CONFIG
+        arguments.assets = arguments.assets or list(TABLES)
+    try:
+        load_environment()
+        return arguments.handler(arguments)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The terminal's view of progress: a live bar on a terminal, a line every few seconds elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        megabytes = task.fields.get("bytes", 0) / 1e6
+        return Text(f"{megabytes:,.1f} MB  {task.speed or 0:,.0f} objects/s")
+
+
+class TerminalProgress:
+    """A live bar (objects, bytes, rate, ETA) when attached to a terminal, else a line every 10 s."""
+
+    def __init__(self, label: str, total: int | None = None, interval: float = 10.0):
+        self.label = label
+        self.total = total or 0
+        self.done = 0
+        self.bytes = 0
+        self.interval = interval
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.live = sys.stderr.isatty()
+        self._bar: Progress | None = None
+
+    def __enter__(self) -> TerminalProgress:
+        if self.live:
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _RateColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total or None, bytes=0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar:
+            self._bar.stop()
+        else:
+            self._print_line()
+
+    def planned(self, objects: int) -> None:
+        self.total += objects
+        if self._bar:
+            self._bar.update(self._task, total=self.total)
+
+    def advanced(self, objects: int, bytes_copied: int) -> None:
+        self.done += objects
+        self.bytes += bytes_copied
+        if self._bar:
+            self._bar.update(self._task, advance=objects, bytes=self.bytes)
+        elif time.monotonic() - self.last_line >= self.interval:
+            self._print_line()
+
+    def _print_line(self) -> None:
+        self.last_line = time.monotonic()
+        elapsed = max(1e-6, self.last_line - self.started)
+        rate = self.done / elapsed
+        remaining = (self.total - self.done) / rate if rate and self.total > self.done else 0
+        of_total = f"/{self.total}" if self.total else ""
+        print(
+            f"{self.label}: {self.done}{of_total} objects"
+            + (f", {self.bytes / 1e6:,.1f} MB" if self.bytes else "")
+            + f", {rate:,.0f} objects/s"
+            + (f", about {remaining:,.0f} s left" if remaining else ""),
+            file=sys.stderr,
+            flush=True,
+        )

@@ -1,0 +1,106 @@
+"""Reports for the terminal and files: the plan table, the verify table, problem-key exports."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mastodon_s3_sync.core.planning import PlanRates, TablePlan
+from mastodon_s3_sync.core.verification import Problem, TableVerification
+
+
+def _human_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:,.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def _human_duration(seconds: float) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s"
+
+
+def _plan_cells(plan: TablePlan, rates: PlanRates) -> tuple[str, ...]:
+    return (
+        plan.table,
+        f"{plan.rows:,}",
+        f"{plan.rows_with_media:,}",
+        f"{plan.objects:,}",
+        _human_bytes(plan.original_bytes),
+        _human_bytes(plan.estimated_bytes),
+        f"{plan.partitions:,}",
+        _human_duration(plan.estimated_seconds(rates)),
+    )
+
+
+def plan_table_view(plans: Sequence[TablePlan], rates: PlanRates) -> Table:
+    view = Table(
+        title=f"Plan (estimated at {rates.objects_per_second:,.0f} objects/s, {rates.megabytes_per_second:,.0f} MB/s)"
+    )
+    for column in (
+        "table",
+        "rows",
+        "rows with media",
+        "objects",
+        "originals",
+        "all styles (est.)",
+        "partitions",
+        "time (est.)",
+    ):
+        view.add_column(column, justify="left" if column == "table" else "right")
+    total = TablePlan("total")
+    for plan in plans:
+        view.add_row(*_plan_cells(plan, rates))
+        total.rows += plan.rows
+        total.rows_with_media += plan.rows_with_media
+        total.objects += plan.objects
+        total.original_bytes += plan.original_bytes
+        total.estimated_derivative_bytes += plan.estimated_derivative_bytes
+        total.partitions += plan.partitions
+    view.add_row(*_plan_cells(total, rates), style="bold")
+    return view
+
+
+def verify_table_view(results: Sequence[TableVerification]) -> Table:
+    view = Table(title="Verify")
+    view.add_column("table")
+    for column in ("expected", "present", *(problem.value.replace("_", " ") for problem in Problem), "ACLs"):
+        view.add_column(column, justify="right")
+    for result in results:
+        counts = result.counts
+        view.add_row(
+            result.table,
+            f"{result.expected:,}",
+            f"{result.present:,}",
+            *(f"{counts[problem]:,}" for problem in Problem),
+            "checked" if result.acl_checked else "not reported",
+        )
+    return view
+
+
+def write_findings(results: Sequence[TableVerification], path: Path) -> int:
+    """Every problem key, as CSV (``.csv``) or JSON Lines (anything else); returns the count."""
+    findings = [finding for result in results for finding in result.findings]
+    fields = ("table", "row_id", "key", "problem", "detail")
+    with path.open("w", newline="") as output:
+        if path.suffix.lower() == ".csv":
+            writer = csv.writer(output)
+            writer.writerow(fields)
+            writer.writerows((f.table, f.row_id, f.key, f.problem.value, f.detail) for f in findings)
+        else:
+            for f in findings:
+                output.write(
+                    json.dumps(dict(zip(fields, (f.table, f.row_id, f.key, f.problem.value, f.detail)))) + "\n"
+                )
+    return len(findings)
+
+
+def print_view(view: Table) -> None:
+    Console(width=160).print(view)

@@ -1,0 +1,129 @@
+"""The source and destination buckets as the sync sees them: where they are, the
+credentials, the key prefix (joined literally, as Mastodon joins it) and, for the
+destination, the ACL and storage class. Field names follow dagster-aws's ``S3Resource``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mastodon_s3_sync.core import providers
+from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
+from mastodon_s3_sync.core.settings import ConfigError
+from mastodon_s3_sync.core.transfer.engine import TransferSettings, open_clients, run_async
+from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS
+from mastodon_s3_sync.core.transfer.s3 import Bucket, S3Error
+
+
+@dataclass(frozen=True)
+class MediaBucket:
+    """A bucket holding Mastodon media under an optional key prefix."""
+
+    bucket: str
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    profile_name: str | None = None
+    key_prefix: str | None = None
+    """Mastodon's ``S3_KEY_PREFIX`` as written: None when unset (``layout.with_key_prefix``)."""
+    path_style: bool | None = None
+    side: str = "SOURCE"
+    """Whose variables these are (``SOURCE`` or ``DESTINATION``), for error messages."""
+
+    def engine_bucket(self) -> Bucket:
+        """The bucket as the transfer engine sees it, with credentials resolved.
+
+        Without explicit keys, boto3's credential chain (instance role,
+        ~/.aws, AWS_* variables) supplies them.
+        """
+        access_key, secret_key, token = self.aws_access_key_id, self.aws_secret_access_key, self.aws_session_token
+        if not (access_key and secret_key):
+            import boto3
+
+            credentials = boto3.Session(profile_name=self.profile_name).get_credentials()
+            if credentials is None:
+                raise ConfigError(
+                    f"{self.side}_AWS_ACCESS_KEY_ID and {self.side}_AWS_SECRET_ACCESS_KEY "
+                    "are not set and no other AWS credentials were found"
+                )
+            frozen = credentials.get_frozen_credentials()
+            access_key, secret_key, token = frozen.access_key, frozen.secret_key, frozen.token
+        return Bucket(
+            name=self.bucket,
+            endpoint_url=self.endpoint_url or None,
+            region=self.region_name or providers.DEFAULT_REGION,
+            access_key_id=access_key,
+            secret_access_key=secret_key,
+            session_token=token,
+            path_style=self.path_style,
+        )
+
+    def explain(self, error: BaseException) -> str:
+        """One line naming the variable behind a failed bucket request."""
+        side, where = self.side, f"{self.endpoint_url or 'AWS S3'}"
+        if isinstance(error, S3Error):
+            if error.status in (401, 403) or error.code in providers.ACCESS_ERROR_CODES:
+                return (
+                    f"{side}_AWS_ACCESS_KEY_ID / {side}_AWS_SECRET_ACCESS_KEY: bucket {self.bucket!r} at {where} "
+                    f"refuses these credentials ({error.code})"
+                )
+            if error.status == 404 or error.code == "NoSuchBucket":
+                return f"{side}_S3_BUCKET: there is no bucket {self.bucket!r} at {where}"
+            return f"{side}_S3_ENDPOINT: {where} answered {error}"
+        return f"{side}_S3_ENDPOINT: cannot reach {where} ({type(error).__name__}: {error})"
+
+    def check_access(self) -> None:
+        """List one key under the prefix; a ``ConfigError`` says what is wrong."""
+
+        async def list_one() -> None:
+            settings = TransferSettings(max_in_flight_per_endpoint=1)
+            bucket = self.engine_bucket()
+            async with open_clients(bucket, bucket, settings) as (client, _):
+                await client.list_page(self.listing_prefix, None, None, max_keys=1)
+
+        try:
+            run_async(list_one())
+        except (S3Error, *NETWORK_ERRORS) as error:
+            raise ConfigError(self.explain(error)) from None
+
+    def full_key(self, key: str) -> str:
+        return with_key_prefix(self.key_prefix, key)
+
+    @property
+    def listing_prefix(self) -> str:
+        """What every key of this bucket's media starts with."""
+        return with_key_prefix(self.key_prefix, "")
+
+
+@dataclass(frozen=True)
+class SourceBucket(MediaBucket):
+    """Read only: the sync never writes to or deletes from it."""
+
+
+@dataclass(frozen=True)
+class DestinationBucket(MediaBucket):
+    permission: str = providers.DEFAULT_PERMISSION
+    """Canned ACL for public media; empty sends no ACL at all (R2, buckets with ACLs disabled)."""
+    storage_class: str | None = None
+    side: str = "DESTINATION"
+
+    def acl_permission(self) -> str | None:
+        permission = self.permission.strip()
+        if permission and permission not in providers.CANNED_ACLS:
+            raise ConfigError(
+                "DESTINATION_S3_PERMISSION must be empty or a canned ACL "
+                f"({', '.join(sorted(providers.CANNED_ACLS))}), not {permission!r}"
+            )
+        return permission or None
+
+
+def check_distinct(source: SourceBucket, destination: DestinationBucket) -> None:
+    """Refuse a destination that is the source itself: copying onto it would overwrite source objects."""
+    same_place = (source.endpoint_url or "", source.bucket) == (destination.endpoint_url or "", destination.bucket)
+    if same_place and source.listing_prefix == destination.listing_prefix:
+        raise ConfigError(
+            "DESTINATION_S3_BUCKET: the destination is the source bucket with the same key prefix; "
+            "set a different bucket or DESTINATION_S3_KEY_PREFIX"
+        )

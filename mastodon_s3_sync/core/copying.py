@@ -1,0 +1,147 @@
+"""Copy one batch of a partition's objects and add the batches up: the sync's logic without Dagster.
+
+``referenced_objects`` + ``batched`` cut a partition into batches;
+``copy_objects`` moves one batch with the transfer engine; ``PartitionReport``
+adds the batch reports up. The Dagster assets only wire these together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mastodon_s3_sync.core.settings import ConfigError
+from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
+from mastodon_s3_sync.core.mastodon.tables import MediaObject
+from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, ObjectProblem, ReadStats
+from mastodon_s3_sync.core.transfer.engine import (
+    BatchProgress,
+    BucketUnavailable,
+    CopyItem,
+    Outcome,
+    TransferSettings,
+    copy_batch,
+)
+
+@dataclass
+class BatchReport:
+    objects: int = 0
+    copied: int = 0
+    skipped: int = 0
+    bytes_copied: int = 0
+    seconds: float = 0.0
+    missing: list[ObjectProblem] = field(default_factory=list)
+    failed: list[ObjectProblem] = field(default_factory=list)
+    fallback_used: list[ObjectProblem] = field(default_factory=list)
+    requests: Counter = field(default_factory=Counter)
+    throttled: int = 0
+    absent_optional: int = 0
+    """Legacy styles (``MediaObject.optional``) that this instance never had: not missing."""
+    recopied_wrong_content: int = 0
+    """Copied again: the destination had the object with the source's size but other content (ETags)."""
+    rejected_attempts: int = 0
+    """Copy attempts whose bytes failed a content check (length, MD5, ETag) and were tried again."""
+
+
+def copy_items_for(objects: list[MediaObject], source: SourceBucket, destination: DestinationBucket) -> list[CopyItem]:
+    return [
+        CopyItem(
+            source_key=source.full_key(media_object.key),
+            destination_key=destination.full_key(media_object.key),
+            acl=media_object.acl,
+            fallback_source_key=source.full_key(media_object.fallback_key) if media_object.fallback_key else None,
+            fallback_destination_key=(
+                destination.full_key(media_object.fallback_key) if media_object.fallback_key else None
+            ),
+        )
+        for media_object in objects
+    ]
+
+
+def copy_objects(
+    objects: list[MediaObject],
+    source: SourceBucket,
+    destination: DestinationBucket,
+    settings: TransferSettings,
+    on_progress: Callable[[BatchProgress], None] | None = None,
+) -> BatchReport:
+    """Copy one batch; a bucket that cannot be listed at all is a ``ConfigError`` naming its variables."""
+    started = time.monotonic()
+    items = copy_items_for(objects, source, destination)
+    try:
+        result = copy_batch(source.engine_bucket(), destination.engine_bucket(), items, settings, on_progress)
+    except BucketUnavailable as unavailable:
+        bucket = source if unavailable.role == "source" else destination
+        raise ConfigError(bucket.explain(unavailable.error)) from None
+    report = BatchReport(
+        objects=len(objects),
+        requests=result.requests,
+        throttled=result.source_limiter.throttled + result.destination_limiter.throttled,
+        recopied_wrong_content=result.progress.recopied_wrong_content,
+        rejected_attempts=result.progress.rejected_attempts,
+    )
+    for media_object, item in zip(objects, result.results):
+        problem = ObjectProblem(media_object.table, media_object.row_id, item.destination_key, item.error or "")
+        if item.outcome is Outcome.COPIED:
+            report.copied += 1
+            report.bytes_copied += item.size
+        elif item.outcome is Outcome.SKIPPED:
+            report.skipped += 1
+        elif item.outcome is Outcome.MISSING and media_object.optional:
+            report.absent_optional += 1
+        elif item.outcome is Outcome.MISSING:
+            report.missing.append(
+                ObjectProblem(media_object.table, media_object.row_id, item.source_key, "missing at the source")
+            )
+        else:
+            report.failed.append(problem)
+        if item.used_fallback:
+            report.fallback_used.append(
+                ObjectProblem(
+                    media_object.table, media_object.row_id, item.source_key, "found under the other cache/ variant"
+                )
+            )
+    report.seconds = time.monotonic() - started
+    return report
+
+
+@dataclass
+class PartitionReport:
+    snapshot_at: datetime | None
+    rows: int
+    planned: int
+    copied: int
+    skipped: int
+    missing: int
+    failed: int
+    bytes_copied: int
+    invalid_rows: int
+    fallback_used: int
+    missing_objects: list[ObjectProblem]
+    problems: list[ObjectProblem]
+    recopied_wrong_content: int = 0
+    rejected_attempts: int = 0
+
+    @classmethod
+    def combine(cls, stats: ReadStats, batches: list[BatchReport]) -> PartitionReport:
+        missing = [problem for batch in batches for problem in batch.missing]
+        fallback = [problem for batch in batches for problem in batch.fallback_used]
+        return cls(
+            snapshot_at=stats.snapshot_at,
+            rows=stats.rows,
+            planned=stats.objects,
+            copied=sum(batch.copied for batch in batches),
+            skipped=sum(batch.skipped for batch in batches),
+            missing=len(missing),
+            failed=sum(len(batch.failed) for batch in batches),
+            bytes_copied=sum(batch.bytes_copied for batch in batches),
+            invalid_rows=stats.invalid_rows,
+            fallback_used=len(fallback),
+            missing_objects=missing[:MAX_LISTED_PROBLEMS],
+            problems=(stats.invalid_examples + fallback)[:MAX_LISTED_PROBLEMS],
+            recopied_wrong_content=sum(batch.recopied_wrong_content for batch in batches),
+            rejected_attempts=sum(batch.rejected_attempts for batch in batches),
+        )

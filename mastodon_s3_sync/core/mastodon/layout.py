@@ -1,0 +1,77 @@
+"""Mastodon's object-key layout (kt-paperclip interpolations), as pure functions.
+
+See docs/mastodon-storage.md: ``[prefix/][cache/]<class>/<attachment>/<id_partition>/<style>/<filename>``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+ID_PARTITION_LIMIT = 1_000_000_000
+_THREE_DIGITS = re.compile(r"\d{3}")
+
+
+def id_partition(record_id: int) -> str:
+    """kt-paperclip's ``:id_partition``: 9 digits below 10^9, else at least 12.
+
+    ``scan(/\\d{3}/)`` drops a trailing group of 1-2 digits (13- and 14-digit ids
+    lose their last digits) and skips the sign of a negative id, exactly as here.
+    """
+    padded = f"{record_id:09d}" if record_id < ID_PARTITION_LIMIT else f"{record_id:012d}"
+    return "/".join(_THREE_DIGITS.findall(padded))
+
+
+def _ruby_extname(file_name: str) -> str:
+    """Ruby's ``File.extname`` without the dot: a leading dot is not an extension."""
+    stem, ext = posixpath.splitext(file_name)
+    return ext[1:] if stem else ""
+
+
+def style_filename(file_name: str, style: str, style_format: str | None) -> str:
+    """``:filename`` for one style: the stored name for ``original``, else basename + format."""
+    if style == "original":
+        return file_name
+    original_extension = _ruby_extname(file_name)
+    basename = file_name[: -len(original_extension) - 1] if original_extension else file_name
+    extension = style_format or original_extension
+    return f"{basename}.{extension}" if extension else basename
+
+
+def object_key(
+    class_dir: str,
+    attachment_dir: str,
+    record_id: int,
+    style: str,
+    filename: str,
+    *,
+    cached: bool,
+) -> str:
+    """The key Mastodon writes, relative to the bucket's key prefix."""
+    key = f"{class_dir}/{attachment_dir}/{id_partition(record_id)}/{style}/{filename}"
+    return f"cache/{key}" if cached else key
+
+
+def uses_cache_prefix(storage_schema_version: int | None, is_remote: bool) -> bool:
+    """``cache/`` iff the record is remote and its schema version is >= 1 (NULL counts as 0)."""
+    return is_remote and (storage_schema_version or 0) >= 1
+
+
+def toggle_cache_prefix(key: str) -> str:
+    """The other variant of a key, for buckets whose layout drifted from the rows."""
+    return key[len("cache/") :] if key.startswith("cache/") else f"cache/{key}"
+
+
+def with_key_prefix(prefix: str | None, key: str) -> str:
+    """The bucket key for a layout key under Mastodon's ``S3_KEY_PREFIX``, joined literally.
+
+    Mastodon's path is ``S3_KEY_PREFIX + "/" + key`` when the variable is set, and
+    kt-paperclip's S3 storage strips exactly one leading ``/``: ``media/`` gives
+    ``media//accounts/...``, ``/media`` gives ``media/accounts/...``, set but empty
+    gives ``accounts/...``. Keys are opaque to S3, so a normalized prefix would miss
+    every object of an instance whose prefix is written oddly.
+    """
+    if prefix is None:
+        return key
+    path = f"{prefix}/{key}"
+    return path[1:] if path.startswith("/") else path

@@ -1,0 +1,85 @@
+"""Rows -> the objects they reference -> batches: the one path that planning a copy,
+copying and verifying all read the database through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mastodon_s3_sync.core.database import MastodonDatabase
+from mastodon_s3_sync.core.id_ranges import IdRange
+from mastodon_s3_sync.core.mastodon.tables import InvalidRow, MediaObject, MediaTable
+
+MAX_LISTED_PROBLEMS = 1000
+"""Problem objects kept per report; the counts stay exact beyond it, so memory stays flat."""
+
+
+@dataclass(frozen=True)
+class ObjectProblem:
+    table: str
+    row_id: int
+    key: str
+    reason: str
+
+
+@dataclass
+class ReadStats:
+    snapshot_at: datetime | None = None
+    """The database's clock (UTC) when the rows were read: rows changed after it need a re-sync."""
+    rows: int = 0
+    objects: int = 0
+    expected_bytes: int = 0
+    invalid_rows: int = 0
+    invalid_examples: list[ObjectProblem] = field(default_factory=list)
+    """The first ``MAX_LISTED_PROBLEMS`` invalid rows."""
+
+    def invalid(self, problem: ObjectProblem) -> None:
+        self.invalid_rows += 1
+        if len(self.invalid_examples) < MAX_LISTED_PROBLEMS:
+            self.invalid_examples.append(problem)
+
+
+def referenced_objects(
+    database: MastodonDatabase,
+    table: MediaTable,
+    permission: str | None,
+    id_range: IdRange | None = None,
+    stats: ReadStats | None = None,
+) -> Iterator[MediaObject]:
+    """Every object that the table's rows (in ``id_range``, else all) reference, in id order.
+
+    A row whose values cannot name an object is counted in ``stats`` and skipped: the rest go on.
+    The scan walks the primary key index (``ORDER BY id``, ``id BETWEEN``).
+    """
+    stats = stats if stats is not None else ReadStats()
+    where, parameters = ("t.id BETWEEN %s AND %s", (id_range.lo, id_range.hi)) if id_range else ("TRUE", ())
+    with database.connection() as connection:
+        stats.snapshot_at = database.clock(connection)
+        for row in database.stream(table.select_sql(where), parameters, connection=connection):
+            stats.rows += 1
+            try:
+                objects = table.objects_for_row(row, permission)
+            except InvalidRow as error:
+                stats.invalid(ObjectProblem(table.name, row["id"], "", str(error)))
+                continue
+            for media_object in objects:
+                stats.objects += 1
+                stats.expected_bytes += media_object.expected_size or 0
+                yield media_object
+
+
+def batched(
+    objects: Iterator[MediaObject], max_objects: int, max_bytes: int | None = None
+) -> Iterator[list[MediaObject]]:
+    """Batches cut by count and, when given, by expected bytes (the originals' sizes)."""
+    batch: list[MediaObject] = []
+    batch_bytes = 0
+    for media_object in objects:
+        batch.append(media_object)
+        batch_bytes += media_object.expected_size or 0
+        if len(batch) >= max_objects or (max_bytes is not None and batch_bytes >= max_bytes):
+            yield batch
+            batch, batch_bytes = [], 0
+    if batch:
+        yield batch

@@ -1,0 +1,240 @@
+"""Configuration: one table of every variable the tool reads, and the one place that reads them.
+
+``VARIABLES`` drives everything that deals with configuration: the Dagster
+resources bind their fields to these names as ``EnvVar``s (the UI shows names,
+never values), the CLI and the schedules read typed values through ``value``
+and ``resource_values``, a bad value is a one-line ``ConfigError`` naming the
+variable, and the README's configuration reference is rendered from it
+(``python -m mastodon_s3_sync.core.settings``; a test keeps the two equal).
+
+Values come from the process environment, a ``.env`` in the working directory
+(as ``dagster dev`` loads it) and, when ``MASTODON_ENV_FILE`` names the
+instance's ``.env.production``, its database and S3 settings (translated to the
+``SOURCE_*`` names). Explicitly set variables always win. Nothing here runs at
+import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values, load_dotenv
+
+from mastodon_s3_sync.core.tuning import Tuning
+
+
+class ConfigError(Exception):
+    """A configuration problem, said in one line that names the variable."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    section: str
+    description: str
+    resource: str | None = None
+    """The resource key whose field this variable sets (``mastodon_db``, ``source_s3``, ...)."""
+    field: str | None = None
+    kind: type = str
+    default: Any = None
+    secret: bool = False
+    keep_empty: bool = False
+    """Set but empty means something (``DESTINATION_S3_PERMISSION=``: send no ACL)."""
+
+    def parse(self, raw: str) -> Any:
+        if self.kind is str:
+            return raw
+        try:
+            return self.kind(raw)
+        except ValueError:
+            noun = "a whole number" if self.kind is int else "a number"
+            raise ConfigError(f"{self.name} must be {noun}, not {raw!r}") from None
+
+
+DATABASE = "Database (Mastodon's own names)"
+TUNNEL = "SSH tunnel to the database (on when DB_SSH_HOST is set)"
+SOURCE = "Source bucket"
+DESTINATION = "Destination bucket"
+TUNING = "Tuning"
+SCHEDULING = "Schedules and sensors"
+DAGSTER = "Dagster instance"
+
+
+def _bucket_variables(side: str, section: str) -> list[Variable]:
+    resource = f"{side.lower()}_s3"
+    return [
+        Variable(f"{side}_S3_BUCKET", section, "the bucket name (required)", resource, "bucket"),
+        Variable(f"{side}_S3_ENDPOINT", section, "endpoint URL; empty for AWS S3", resource, "endpoint_url"),
+        Variable(f"{side}_S3_REGION", section, "region (default us-east-1)", resource, "region_name"),
+        Variable(
+            f"{side}_S3_KEY_PREFIX",
+            section,
+            "Mastodon's S3_KEY_PREFIX, joined literally as Mastodon does (`media/` gives `media//accounts/...`)",
+            resource,
+            "key_prefix",
+        ),
+        Variable(f"{side}_AWS_ACCESS_KEY_ID", section, "access key", resource, "aws_access_key_id", secret=True),
+        Variable(
+            f"{side}_AWS_SECRET_ACCESS_KEY", section, "secret key", resource, "aws_secret_access_key", secret=True
+        ),
+    ]
+
+
+def _tuning(name: str, description: str, field: str, kind: type) -> Variable:
+    """A tuning knob: its default is the ``Tuning`` dataclass's own."""
+    return Variable(name, TUNING, description, "sync_tuning", field, kind, getattr(Tuning, field))
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("MASTODON_ENV_FILE", DATABASE, "the instance's .env.production: database and source-bucket settings"),
+    Variable("DATABASE_URL", DATABASE, "wins over the DB_* settings", "mastodon_db", "database_url", secret=True),
+    Variable("DB_HOST", DATABASE, "host (default localhost)", "mastodon_db", "db_host"),
+    Variable("DB_PORT", DATABASE, "port (default 5432)", "mastodon_db", "db_port", int),
+    Variable("DB_NAME", DATABASE, "database (default mastodon_production)", "mastodon_db", "db_name"),
+    Variable("DB_USER", DATABASE, "user (default mastodon)", "mastodon_db", "db_user"),
+    Variable("DB_PASS", DATABASE, "password", "mastodon_db", "db_pass", secret=True),
+    Variable("DB_SSH_HOST", TUNNEL, "SSH host; DB_HOST/DB_PORT are then resolved there", "mastodon_db", "ssh_host"),
+    Variable("DB_SSH_PORT", TUNNEL, "SSH port (default 22)", "mastodon_db", "ssh_port", int),
+    Variable("DB_SSH_USER", TUNNEL, "SSH user", "mastodon_db", "ssh_user"),
+    Variable("DB_SSH_KEY_FILE", TUNNEL, "private key file", "mastodon_db", "ssh_key_file"),
+    Variable("DB_SSH_PASSWORD", TUNNEL, "password, instead of a key", "mastodon_db", "ssh_password", secret=True),
+    Variable(
+        "DB_SSH_KNOWN_HOSTS", TUNNEL, "known_hosts file (default ~/.ssh/known_hosts)", "mastodon_db", "ssh_known_hosts"
+    ),
+    *_bucket_variables("SOURCE", SOURCE),
+    *_bucket_variables("DESTINATION", DESTINATION),
+    Variable(
+        "DESTINATION_S3_PERMISSION",
+        DESTINATION,
+        "ACL for public media (default public-read); set but empty = send no ACL (Cloudflare R2, ACLs disabled)",
+        "destination_s3",
+        "permission",
+        keep_empty=True,
+    ),
+    Variable("DESTINATION_S3_STORAGE_CLASS", DESTINATION, "storage class", "destination_s3", "storage_class"),
+    _tuning("SYNC_PARTITION_ROWS", "rows per id-range partition", "partition_rows", int),
+    _tuning("SYNC_BATCH_OBJECTS", "objects per copy step", "batch_objects", int),
+    _tuning("SYNC_BATCH_MB", "expected megabytes per copy step", "batch_megabytes", int),
+    _tuning("SYNC_CONCURRENCY", "objects in flight per copy step", "concurrency", int),
+    _tuning("SYNC_REQUESTS_PER_SECOND", "requests per second per endpoint, for providers with hard limits (default: no limit)", "requests_per_second", float),
+    _tuning("SYNC_MEMORY_MB", "object bytes held at once per step", "memory_megabytes", int),
+    _tuning("SYNC_PART_SIZE_MB", "multipart part size", "part_size_megabytes", int),
+    _tuning("SYNC_MULTIPART_THRESHOLD_MB", "objects above this size are copied in parts", "multipart_threshold_megabytes", int),
+    _tuning("SYNC_PLAN_OBJECTS_PER_SECOND", "the rate `plan` estimates the time with", "plan_objects_per_second", float),
+    _tuning("SYNC_PLAN_MB_PER_SECOND", "the bandwidth `plan` estimates the time with", "plan_megabytes_per_second", float),
+    Variable("SYNC_SCHEDULE_CRON", SCHEDULING, "when the catch-up schedules run", default="0 * * * *"),
+    Variable("SYNC_VERIFY_CRON", SCHEDULING, "when the daily verify schedule runs", default="30 4 * * *"),
+    Variable(
+        "SYNC_CHANGES_INTERVAL_SECONDS",
+        SCHEDULING,
+        "seconds between the changed-rows sensor's scans",
+        kind=int,
+        default=3600,
+    ),
+    Variable("DAGSTER_HOME", DAGSTER, "where runs are recorded (default ./.dagster_home)"),
+    Variable("DAGSTER_PG_HOST", DAGSTER, "set to keep Dagster's records in PostgreSQL (dagster-postgres.yaml)"),
+    Variable("DAGSTER_PG_PORT", DAGSTER, "its port"),
+    Variable("DAGSTER_PG_USER", DAGSTER, "its user"),
+    Variable("DAGSTER_PG_PASSWORD", DAGSTER, "its password", secret=True),
+    Variable("DAGSTER_PG_DB", DAGSTER, "its database"),
+)
+BY_NAME: dict[str, Variable] = {variable.name: variable for variable in VARIABLES}
+SECRET_VARIABLES = frozenset(variable.name for variable in VARIABLES if variable.secret)
+
+MASTODON_TO_SOURCE = {
+    "DATABASE_URL": "DATABASE_URL",
+    "DB_HOST": "DB_HOST",
+    "DB_PORT": "DB_PORT",
+    "DB_NAME": "DB_NAME",
+    "DB_USER": "DB_USER",
+    "DB_PASS": "DB_PASS",
+    "S3_BUCKET": "SOURCE_S3_BUCKET",
+    "S3_ENDPOINT": "SOURCE_S3_ENDPOINT",
+    "S3_REGION": "SOURCE_S3_REGION",
+    "S3_KEY_PREFIX": "SOURCE_S3_KEY_PREFIX",
+    "AWS_ACCESS_KEY_ID": "SOURCE_AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "SOURCE_AWS_SECRET_ACCESS_KEY",
+}
+"""Mastodon's ``.env.production`` name -> the name this tool reads."""
+
+
+def variables_for(resource: str) -> list[Variable]:
+    return [variable for variable in VARIABLES if variable.resource == resource]
+
+
+def source_settings_from_mastodon_env(path: str | Path) -> dict[str, str]:
+    """The database and source-bucket variables that an instance's ``.env.production`` sets."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"MASTODON_ENV_FILE: {file} is not a readable file")
+    values = {name: value for name, value in dotenv_values(file).items() if value not in (None, "")}
+    if values.get("S3_ENABLED", "").lower() != "true":
+        raise ConfigError(
+            f"MASTODON_ENV_FILE: S3_ENABLED is not true in {file}; this instance keeps its media on local disk"
+        )
+    if "S3_BUCKET" not in values:
+        raise ConfigError(f"MASTODON_ENV_FILE: S3_BUCKET is missing from {file}")
+    return {ours: values[theirs] for theirs, ours in MASTODON_TO_SOURCE.items() if theirs in values}
+
+
+def load_environment(environ: dict[str, str] | None = None) -> None:
+    """Fill ``environ`` (default ``os.environ``) from ``./.env`` and ``MASTODON_ENV_FILE``."""
+    target = os.environ if environ is None else environ
+    if environ is None:
+        load_dotenv(Path.cwd() / ".env", override=False)
+    env_file = target.get("MASTODON_ENV_FILE")
+    if env_file:
+        for name, value in source_settings_from_mastodon_env(env_file).items():
+            target.setdefault(name, value)
+
+
+def is_set(variable: Variable, environ: Mapping[str, str]) -> bool:
+    """Non-empty, or present at all for a variable whose empty value means something."""
+    raw = environ.get(variable.name)
+    return raw not in (None, "") or (variable.keep_empty and raw is not None)
+
+
+def value(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """The variable's typed value, or its default when it is not set."""
+    environ = os.environ if environ is None else environ
+    variable = BY_NAME[name]
+    return variable.parse(environ[name]) if is_set(variable, environ) else variable.default
+
+
+def resource_values(resource: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Field -> typed value for each variable of ``resource`` that is set (unset fields keep
+    their defaults)."""
+    environ = os.environ if environ is None else environ
+    return {
+        variable.field: variable.parse(environ[variable.name])
+        for variable in variables_for(resource)
+        if is_set(variable, environ)
+    }
+
+
+def required(name: str, what: str, environ: Mapping[str, str] | None = None) -> str:
+    found = value(name, environ)
+    if found in (None, ""):
+        raise ConfigError(f"{name} is not set: it names {what}")
+    return found
+
+
+def reference_markdown() -> str:
+    """The README's configuration reference, one table per section."""
+    lines: list[str] = []
+    for section in dict.fromkeys(variable.section for variable in VARIABLES):
+        lines += [f"**{section}**", "", "| variable | meaning |", "|---|---|"]
+        for variable in (v for v in VARIABLES if v.section == section):
+            default = f" (default {variable.default})" if variable.default is not None and variable.kind else ""
+            secret = " Secret: never logged." if variable.secret else ""
+            lines.append(f"| `{variable.name}` | {variable.description}{default}.{secret} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

@@ -1,0 +1,155 @@
+"""One graph-backed, id-range-partitioned asset per media table.
+
+plan (reads the range, fans out batches) -> copy (per batch, retried) -> report (fan-in,
+materialization metadata). Each copy step carries thousands of objects with
+many requests in flight inside it, so step start-up cost stays negligible.
+"""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from dagster import (
+    AssetsDefinition,
+    Backoff,
+    DynamicOut,
+    DynamicOutput,
+    Failure,
+    Jitter,
+    MetadataValue,
+    OpExecutionContext,
+    Out,
+    Output,
+    RetryPolicy,
+    graph_asset,
+    op,
+)
+
+from mastodon_s3_sync.core.copying import BatchReport, PartitionReport, copy_objects
+from mastodon_s3_sync.core.id_ranges import parse_partition_key
+from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject, MediaTable
+from mastodon_s3_sync.core.progress import PROGRESS, BatchDeltas
+from mastodon_s3_sync.core.referenced_objects import ReadStats, batched, referenced_objects
+from mastodon_s3_sync.core.settings import ConfigError
+from mastodon_s3_sync.core.transfer.engine import MiB, BatchProgress
+from mastodon_s3_sync.orchestration.metadata import partition_metadata, problems_markdown
+from mastodon_s3_sync.orchestration.partitions import ID_RANGE_PARTITIONS
+from mastodon_s3_sync.orchestration.resources import (
+    DestinationS3Resource,
+    MastodonDbResource,
+    SourceS3Resource,
+    SyncTuningResource,
+)
+
+LOG_INTERVAL = 15.0
+"""Seconds between a batch's progress lines in the run log: no event per object."""
+COPY_RETRY_POLICY = RetryPolicy(max_retries=3, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
+@contextmanager
+def configuration_failures() -> Iterator[None]:
+    """Show a configuration problem as a one-line failure, not retried (a retry cannot fix it)."""
+    try:
+        yield
+    except ConfigError as error:
+        raise Failure(description=str(error), allow_retries=False) from None
+
+
+def build_media_asset(table: MediaTable) -> AssetsDefinition:
+    @op(name=f"{table.name}_plan", out={"batch": DynamicOut(list), "stats": Out(ReadStats)})
+    def plan(
+        context: OpExecutionContext,
+        mastodon_db: MastodonDbResource,
+        destination_s3: DestinationS3Resource,
+        sync_tuning: SyncTuningResource,
+    ):
+        id_range = parse_partition_key(context.partition_key)
+        stats = ReadStats()
+        count = 0
+        with configuration_failures():
+            objects = referenced_objects(
+                mastodon_db.client(), table, destination_s3.client().acl_permission(), id_range, stats
+            )
+            batches = batched(objects, sync_tuning.batch_objects, sync_tuning.batch_megabytes * MiB)
+            for count, batch in enumerate(batches, start=1):
+                yield DynamicOutput(batch, output_name="batch", mapping_key=f"batch_{count:05d}")
+        if count == 0:  # an empty range still materializes: fan-in needs one upstream batch
+            yield DynamicOutput([], output_name="batch", mapping_key="batch_00000")
+        PROGRESS.planned(stats.objects)
+        context.log.info(
+            f"{table.name} {id_range.key}: {stats.rows} rows, {stats.objects} objects in {max(count, 1)} batches, "
+            f"{stats.expected_bytes / MiB:.1f} MiB of originals, {stats.invalid_rows} invalid rows"
+        )
+        yield Output(stats, output_name="stats")
+
+    @op(name=f"{table.name}_copy", retry_policy=COPY_RETRY_POLICY)
+    def copy(
+        context: OpExecutionContext,
+        source_s3: SourceS3Resource,
+        destination_s3: DestinationS3Resource,
+        sync_tuning: SyncTuningResource,
+        batch: list,
+    ) -> BatchReport:
+        objects: list[MediaObject] = batch
+
+        terminal = BatchDeltas()
+        last_logged = time.monotonic()
+
+        def log_progress(progress: BatchProgress) -> None:
+            nonlocal last_logged
+            terminal(progress.done, progress.bytes_copied)
+            if time.monotonic() - last_logged < LOG_INTERVAL and progress.done < progress.total:
+                return
+            last_logged = time.monotonic()
+            context.log.info(
+                f"{progress.done}/{progress.total} objects: {progress.copied} copied, {progress.skipped} skipped, "
+                f"{progress.missing} missing, {progress.failed} failed, {progress.bytes_copied / MiB:.1f} MiB, "
+                f"{progress.objects_per_second:.0f} objects/s"
+            )
+
+        with configuration_failures():
+            report = copy_objects(
+                objects,
+                source_s3.client(),
+                destination_s3.client(),
+                replace(
+                    sync_tuning.client().transfer_settings(destination_s3.storage_class),
+                    progress_interval=0.5 if PROGRESS.active else LOG_INTERVAL,
+                ),
+                on_progress=log_progress,
+            )
+        if report.failed:
+            raise Failure(
+                description=f"{len(report.failed)} of {report.objects} objects failed to copy; "
+                "the retry skips the ones already copied",
+                metadata={"failed_objects": MetadataValue.md(problems_markdown(report.failed, len(report.failed)))},
+            )
+        return report
+
+    @op(name=f"{table.name}_report")
+    def report(context: OpExecutionContext, stats: ReadStats, batch_reports: list) -> Output:
+        partition = PartitionReport.combine(stats, batch_reports)
+        id_range = parse_partition_key(context.partition_key)
+        if partition.missing:
+            context.log.warning(f"{partition.missing} referenced objects are missing at the source")
+        return Output(
+            {"copied": partition.copied, "skipped": partition.skipped, "missing": partition.missing},
+            metadata=partition_metadata(partition, id_range),
+        )
+
+    @graph_asset(
+        name=table.name,
+        partitions_def=ID_RANGE_PARTITIONS[table.name],
+        group_name="mastodon_media",
+        description=f"Every object that rows of `{table.name}` reference, copied to the destination bucket.",
+        kinds={"s3", "postgres"},
+    )
+    def media_asset():
+        batches, stats = plan()
+        return report(stats, batches.map(copy).collect())
+
+    return media_asset
+
+
+MEDIA_ASSETS = [build_media_asset(table) for table in TABLES.values()]

@@ -1,0 +1,147 @@
+"""The Dagster resources: ``mastodon_db``, ``source_s3``, ``destination_s3`` and ``sync_tuning``.
+
+Each field is bound to its variable of ``core.settings.VARIABLES`` as an
+``EnvVar`` (only the variables that are set, so unset ones keep the field's
+default), so the UI shows variable names, never values, and every run reads
+the values itself. A resource hands the ops the core object that does the
+work (``client()``).
+
+The buckets are dagster-aws ``S3Resource``s, so Dagster users find its fields
+and credential options (profile, session token, ``verify``, unsigned). Copy
+steps never use a boto3 client, so the resource is what the op gets, not the
+client ``S3Resource`` would otherwise build for every step that has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import ConfigurableResource, EnvVar
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+from mastodon_s3_sync.core import providers
+from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
+from mastodon_s3_sync.core.database import MastodonDatabase
+from mastodon_s3_sync.core.settings import BY_NAME, is_set, value, variables_for
+from mastodon_s3_sync.core.tuning import Tuning
+
+
+def _described(name: str, default: Any = None) -> Any:
+    return Field(default=default, description=f"{name}: {BY_NAME[name].description}")
+
+
+class MastodonDbResource(ConfigurableResource):
+    """Mastodon's PostgreSQL (read-only), with an optional SSH tunnel."""
+
+    database_url: str | None = _described("DATABASE_URL")
+    db_host: str = _described("DB_HOST", MastodonDatabase.db_host)
+    db_port: int = _described("DB_PORT", MastodonDatabase.db_port)
+    db_name: str = _described("DB_NAME", MastodonDatabase.db_name)
+    db_user: str = _described("DB_USER", MastodonDatabase.db_user)
+    db_pass: str | None = _described("DB_PASS")
+    ssh_host: str | None = _described("DB_SSH_HOST")
+    ssh_port: int = _described("DB_SSH_PORT", MastodonDatabase.ssh_port)
+    ssh_user: str | None = _described("DB_SSH_USER")
+    ssh_key_file: str | None = _described("DB_SSH_KEY_FILE")
+    ssh_password: str | None = _described("DB_SSH_PASSWORD")
+    ssh_known_hosts: str | None = _described("DB_SSH_KNOWN_HOSTS")
+
+    def client(self) -> MastodonDatabase:
+        return MastodonDatabase(**self._field_values())
+
+    def _field_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+
+class MediaBucketResource(S3Resource):
+    """A bucket of Mastodon media: dagster-aws's S3 fields plus the bucket and key prefix."""
+
+    bucket: str = Field(description="the bucket name")
+    key_prefix: str | None = Field(default=None, description="Mastodon's S3_KEY_PREFIX, joined literally")
+
+    def get_object_to_set_on_execution_context(self) -> Any:
+        return self  # not a boto3 client per step: the copy steps run the transfer engine
+
+    def _bucket_fields(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "endpoint_url": self.endpoint_url,
+            "region_name": self.region_name,
+            "aws_access_key_id": self.aws_access_key_id,
+            "aws_secret_access_key": self.aws_secret_access_key,
+            "aws_session_token": self.aws_session_token,
+            "profile_name": self.profile_name,
+            "key_prefix": self.key_prefix,
+        }
+
+
+class SourceS3Resource(MediaBucketResource):
+    """The bucket the instance uses today; read only."""
+
+    def client(self) -> SourceBucket:
+        return SourceBucket(**self._bucket_fields())
+
+
+class DestinationS3Resource(MediaBucketResource):
+    """The bucket the media moves to."""
+
+    permission: str = _described("DESTINATION_S3_PERMISSION", providers.DEFAULT_PERMISSION)
+    storage_class: str | None = _described("DESTINATION_S3_STORAGE_CLASS")
+
+    def client(self) -> DestinationBucket:
+        return DestinationBucket(
+            **self._bucket_fields(), permission=self.permission, storage_class=self.storage_class
+        )
+
+
+class SyncTuningResource(ConfigurableResource):
+    """Tuning knobs (``SYNC_*``); the defaults suit most instances."""
+
+    partition_rows: int = _described("SYNC_PARTITION_ROWS", Tuning.partition_rows)
+    batch_objects: int = _described("SYNC_BATCH_OBJECTS", Tuning.batch_objects)
+    batch_megabytes: int = _described("SYNC_BATCH_MB", Tuning.batch_megabytes)
+    concurrency: int = _described("SYNC_CONCURRENCY", Tuning.concurrency)
+    requests_per_second: float | None = _described("SYNC_REQUESTS_PER_SECOND", Tuning.requests_per_second)
+    memory_megabytes: int = _described("SYNC_MEMORY_MB", Tuning.memory_megabytes)
+    part_size_megabytes: int = _described("SYNC_PART_SIZE_MB", Tuning.part_size_megabytes)
+    multipart_threshold_megabytes: int = _described(
+        "SYNC_MULTIPART_THRESHOLD_MB", Tuning.multipart_threshold_megabytes
+    )
+    plan_objects_per_second: float = _described("SYNC_PLAN_OBJECTS_PER_SECOND", Tuning.plan_objects_per_second)
+    plan_megabytes_per_second: float = _described("SYNC_PLAN_MB_PER_SECOND", Tuning.plan_megabytes_per_second)
+
+    def client(self) -> Tuning:
+        return Tuning(**{name: getattr(self, name) for name in type(self).model_fields})
+
+
+RESOURCE_CLASSES: dict[str, type[ConfigurableResource]] = {
+    "mastodon_db": MastodonDbResource,
+    "source_s3": SourceS3Resource,
+    "destination_s3": DestinationS3Resource,
+    "sync_tuning": SyncTuningResource,
+}
+
+
+def _env_var(name: str) -> Any:
+    return EnvVar.int(name) if BY_NAME[name].kind is int else EnvVar(name)
+
+
+def build_resources(environ: Mapping[str, str]) -> dict[str, ConfigurableResource]:
+    """The resources with each set variable bound as an ``EnvVar``. The bucket names are bound
+    even when unset: a run then fails with Dagster's message naming the variable. Tuning is
+    bound to its values (not secret, and shown in the UI that way)."""
+    resources: dict[str, ConfigurableResource] = {}
+    for key, resource_class in RESOURCE_CLASSES.items():
+        variables = variables_for(key)
+        if key == "sync_tuning":
+            fields = {v.field: value(v.name, environ) for v in variables if is_set(v, environ)}
+        else:
+            fields = {
+                v.field: _env_var(v.name)
+                for v in variables
+                if is_set(v, environ) or v.name.endswith("_S3_BUCKET")
+            }
+        resources[key] = resource_class(**fields)
+    return resources
