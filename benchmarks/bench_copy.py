@@ -9,6 +9,8 @@ more CPU per object the more objects it has served, which would handicap
 whoever runs later.
 
 - engine: ``copy_batch`` alone, in batches, as a copy step runs it;
+- engine, checks off (``--integrity``): the same with ``TransferSettings(verify_content=False)``,
+  to measure what proving every copy equal to its source costs;
 - dagster: ``python -m mastodon_s3_sync sync media_attachments``, planning included;
 - rclone: ``rclone copy --files-from-raw`` at its best, with and without --no-traverse.
 
@@ -135,7 +137,7 @@ def run_measured(
         server_cpu,
         (count, size) == (len(setup.keys), setup.expected_bytes),
         busy,
-        log.read_text(errors="replace").strip().splitlines()[-1] if contender == "engine" else "",
+        log.read_text(errors="replace").strip().splitlines()[-1] if contender.startswith("engine") else "",
     )
 
 
@@ -159,8 +161,11 @@ def measure(output: str, command: list[str]) -> None:
     sys.exit(process.returncode)
 
 
-def engine_command(setup: Setup, bucket: str, concurrency: int, batch_objects: int) -> list[str]:
+def engine_command(
+    setup: Setup, bucket: str, concurrency: int, batch_objects: int, verify_content: bool = True
+) -> list[str]:
     spec = {
+        "verify_content": verify_content,
         "source": bucket_spec(setup.source, setup.source_bucket),
         "destination": bucket_spec(setup.destination, bucket),
         "keys_file": str(setup.keys_file),
@@ -233,6 +238,14 @@ def contenders(setup: Setup, arguments: argparse.Namespace):
             dict(os.environ),
         ),
     )
+    if arguments.integrity:
+        yield (
+            "engine, checks off",
+            lambda bucket: (
+                engine_command(setup, bucket, arguments.concurrency, arguments.batch_objects, verify_content=False),
+                dict(os.environ),
+            ),
+        )
     if not arguments.no_dagster:
         yield (
             "dagster sync",
@@ -393,6 +406,30 @@ def report(runs: list[Run], large: bool) -> None:
             print(
                 f"  CPU caps, engine vs rclone: {engine.cpu_ceiling / rclone.cpu_ceiling:.2f}x (the most it can show here)"
             )
+        unchecked = best.get("engine, checks off")
+        if engine is not None and unchecked is not None:
+            checked_phase = json.loads(engine.note.removeprefix("copy-phase "))
+            unchecked_phase = json.loads(unchecked.note.removeprefix("copy-phase "))
+            print("integrity checks (engine with checks on vs off, best runs, copy phase):")
+            print(
+                f"  objects/s: {unchecked_phase['seconds'] / checked_phase['seconds']:.3f}x "
+                f"(whole process {engine.objects_per_second / unchecked.objects_per_second:.3f}x)   target >= 0.95x"
+            )
+            print(
+                f"  client CPU/object: {checked_phase['cpu_seconds'] / unchecked_phase['cpu_seconds']:.3f}x "
+                f"({1000 * checked_phase['cpu_seconds'] / engine.objects:.3f} vs "
+                f"{1000 * unchecked_phase['cpu_seconds'] / unchecked.objects:.3f} ms)"
+            )
+            checks = {name: value for name, value in checked_phase.items() if name.startswith("check ")}
+            print(f"  how the copies were proven: {checks}; rejected attempts: {checked_phase.get('rejected', 0)}")
+            per_round = [
+                f"{on.objects_per_second / off.objects_per_second:.3f}x"
+                for on, off in zip(
+                    [run for run in runs if run.contender == "engine"],
+                    [run for run in runs if run.contender == "engine, checks off"],
+                )
+            ]
+            print(f"  objects/s on vs off per round (whole process): {', '.join(per_round)}")
     if not all(run.verified for run in runs):
         raise SystemExit("some runs left the destination incomplete")
 
@@ -407,14 +444,23 @@ def engine_worker(spec_text: str) -> None:
 
     spec = json.loads(spec_text)
     keys = Path(spec["keys_file"]).read_text().split("\n")[:-1]
-    settings = TransferSettings(concurrency=spec["concurrency"], max_in_flight_per_endpoint=spec["concurrency"])
+    settings = TransferSettings(
+        concurrency=spec["concurrency"],
+        max_in_flight_per_endpoint=spec["concurrency"],
+        verify_content=spec.get("verify_content", True),
+    )
     source, destination = Bucket(**spec["source"]), Bucket(**spec["destination"])
     started, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
     outcomes: dict[str, int] = {}
     for start in range(0, len(keys), spec["batch_objects"]):
         batch = [CopyItem(key, key) for key in keys[start : start + spec["batch_objects"]]]
-        for result in copy_batch(source, destination, batch, settings).results:
+        batch_result = copy_batch(source, destination, batch, settings)
+        for result in batch_result.results:
             outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+            if result.check is not None:
+                outcomes[f"check {result.check.value}"] = outcomes.get(f"check {result.check.value}", 0) + 1
+        if batch_result.progress.rejected_attempts:
+            outcomes["rejected"] = outcomes.get("rejected", 0) + batch_result.progress.rejected_attempts
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_seconds = usage.ru_utime - cpu.ru_utime + usage.ru_stime - cpu.ru_stime
     summary = {"seconds": round(time.monotonic() - started, 3), "cpu_seconds": round(cpu_seconds, 3), **outcomes}
@@ -461,6 +507,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--sync-env", action="append", default=[], metavar="NAME=VALUE", help="e.g. SYNC_CONCURRENCY=96"
+    )
+    parser.add_argument(
+        "--integrity",
+        action="store_true",
+        help="also run the engine with its content checks off (verify_content=False), to measure their cost",
     )
     parser.add_argument("--large", action="store_true", help="copy a few large objects instead, for peak memory")
     parser.add_argument("--large-objects", type=int, default=16)

@@ -13,8 +13,19 @@ from dagster import DagsterInstance, instance_for_test
 from mastodon_s3_sync_demo.fake_instance import FakeInstance, seed
 from mastodon_s3_sync_demo.servers import S3Server, fresh_database, moto_s3_server, postgres_server, rclone_s3_server
 
+SERVER_FIXTURES = frozenset(
+    {"postgres_admin_url", "database_url", "rclone_source", "rclone_destination", "moto", "sshd"}
+)
+"""Tests that use these are the ``integration`` tier: ``pytest -m "not integration"`` runs without servers."""
+
 SOURCE_BUCKET = "mastodon-source"
 DESTINATION_BUCKET = "mastodon-destination"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

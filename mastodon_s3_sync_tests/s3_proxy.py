@@ -86,6 +86,7 @@ class S3Proxy:
         self.flipped: list[str] = []
         """Keys whose GET body had a byte flipped."""
         self._faulted: set[str] = set()
+        self._opaque: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def completed_puts(self) -> list[str]:
@@ -104,20 +105,29 @@ class S3Proxy:
         """Whether ``key`` is in the deterministic ``share`` of keys (by a hash of the key)."""
         return zlib.crc32(f"{salt}{key}".encode()) % 10_000 < share * 10_000
 
-    @staticmethod
-    def opaque_etag(etag: str) -> str:
-        """32 hex digits, like an MD5, but not the content's."""
-        return hashlib.md5(b"opaque:" + etag.strip('"').encode()).hexdigest()
+    def opaque_etag(self, etag: str) -> str:
+        """32 hex digits, like an MD5, but not the content's (remembered, so that the part ETags a
+        CompleteMultipartUpload sends back can be given to the server as it made them)."""
+        original = etag.strip('"')
+        opaque = hashlib.md5(b"opaque:" + original.encode()).hexdigest()
+        self._opaque[opaque] = original
+        return opaque
+
+    def _restore(self, body: bytes) -> bytes:
+        return re.sub(
+            rb"[0-9a-f]{32}", lambda m: self._opaque.get(m.group(0).decode(), m.group(0).decode()).encode(), body
+        )
 
     def _rewrite(self, headers: dict[str, str], payload: bytes) -> bytes:
         for name in list(headers):
             if name.lower() == "etag":
                 headers[name] = f'"{self.opaque_etag(headers[name])}"'
-        return re.sub(
-            rb"<ETag>([^<]*)</ETag>",
-            lambda m: b"<ETag>&quot;" + self.opaque_etag(m.group(1).decode().replace("&quot;", "")).encode() + b"&quot;</ETag>",
-            payload,
-        )
+
+        def opaque(match: re.Match) -> bytes:
+            etag = self.opaque_etag(match.group(1).decode().replace("&quot;", ""))
+            return f"<ETag>&quot;{etag}&quot;</ETag>".encode()
+
+        return re.sub(rb"<ETag>([^<]*)</ETag>", opaque, payload)
 
     def _fault(self, key: str) -> str | None:
         """The fault for this GET of ``key``: 'cut', 'flip' or None (only a key's first GET is faulted)."""
@@ -140,6 +150,8 @@ class S3Proxy:
         headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
         url = URL(self.upstream_url + request.raw_path, encoded=True)
         body = await request.read()
+        if self.rewrite_etags and body and request.method == "POST" and "uploadId" in request.query:
+            body = self._restore(body)
         async with self._session.request(request.method, url, headers=headers, data=body or None) as upstream:
             payload = await upstream.read()
             response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}

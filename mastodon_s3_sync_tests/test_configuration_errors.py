@@ -3,6 +3,8 @@ secrets never in the definitions or the event log."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -13,6 +15,8 @@ from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
+
+pytestmark = pytest.mark.integration  # real servers or Dagster processes
 
 
 def run_cli(*arguments: str, environment: dict[str, str], cwd) -> subprocess.CompletedProcess:

@@ -41,6 +41,8 @@ from mastodon_s3_sync.orchestration.partitions import add_new_partitions, partit
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync_tests.conftest import Migration, make_migration
 
+pytestmark = pytest.mark.integration  # real servers or Dagster processes
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 WORKSPACE = str(REPO / "workspace.yaml")

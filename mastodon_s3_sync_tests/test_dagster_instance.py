@@ -24,6 +24,8 @@ from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
+pytestmark = pytest.mark.integration  # real servers or Dagster processes
+
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey
 
 from mastodon_s3_sync.core.mastodon.tables import TABLES
@@ -27,6 +28,7 @@ def clean_environment(tmp_path) -> dict[str, str]:
     return {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path)}
 
 
+@pytest.mark.integration  # runs the dagster CLI in a subprocess
 def test_definitions_validate_with_no_environment(tmp_path):
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", str(REPO / "workspace.yaml")],

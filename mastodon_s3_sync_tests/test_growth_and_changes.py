@@ -3,12 +3,14 @@ changed-rows sensor and ``sync``'s own catch-up, against real PostgreSQL and S3.
 
 from __future__ import annotations
 
+import json
 import os
 
 from contextlib import closing
 from datetime import UTC, datetime
 
 import psycopg2
+import psycopg2.extensions
 from dagster import SensorResult, SkipReason, build_schedule_context, build_sensor_context
 
 from mastodon_s3_sync.orchestration.definitions import build_definitions
@@ -157,9 +159,76 @@ def test_changed_avatar_is_resynced_by_the_sensor_and_by_sync(
     assert second.succeeded == [request.partition_key] and second.copied == 0, "already there: skipped cheaply"
 
 
+def test_changed_rows_sensor_reads_one_slice_per_tick_and_finds_a_change_within_a_pass(
+    database_url, rclone_source, rclone_destination, dagster_instance, environment
+):
+    """With a budget of two partitions per tick, each tick reads a bounded id slice of each
+    table (a range, never the table), the cursor walks the partitions, and a changed avatar
+    is found within one pass of the change, exactly once."""
+    migration = make_migration(database_url, rclone_source, rclone_destination)
+    resources = prepare(migration, environment)
+    sliced = build_resync_changed_rows(3600, rows_per_tick=2 * PARTITION_ROWS)
+    synced = sync_tables(
+        build_definitions(), dagster_instance, list(TABLES), resources["mastodon_db"], resources["sync_tuning"]
+    )
+    assert not any(result.failed for result in synced)
+    partitions = sum(len(dagster_instance.get_dynamic_partitions(partitions_name(t))) for t in TABLES)
+    ticks_per_pass = -(-partitions // 2)
+    assert ticks_per_pass > 2, "the fake instance has enough partitions to need several ticks"
+
+    statements: list[tuple[str, tuple]] = []
+    original_execute = psycopg2.extensions.cursor.execute
+
+    class Recording(psycopg2.extensions.cursor):
+        def execute(self, sql, parameters=None):
+            statements.append((sql, parameters))
+            return original_execute(self, sql, parameters)
+
+    connect = psycopg2.connect
+
+    def recording_connect(*args, **kwargs):
+        return connect(*args, **{**kwargs, "cursor_factory": Recording})
+
+    def tick(cursor):
+        context = build_sensor_context(instance=dagster_instance, resources=dagster_resources(), cursor=cursor)
+        statements.clear()
+        psycopg2.connect = recording_connect
+        try:
+            return sliced(context)
+        finally:
+            psycopg2.connect = connect
+
+    cursor, positions = None, set()
+    for _ in range(ticks_per_pass):  # a first pass over every table: nothing changed since the syncs
+        result = tick(cursor)
+        assert not result.run_requests
+        scans = [sql for sql, _ in statements if "updated_at" in sql]
+        assert scans and all("id BETWEEN" in sql for sql in scans), "every read is one id slice"
+        cursor = result.cursor
+        positions.add(json.loads(cursor)["tables"]["media_attachments"]["next"])
+    assert len(positions) > 1, "the cursor walks media_attachments' partitions"
+
+    account = next(row for row in migration.instance.rows["accounts"] if row["avatar_file_name"])
+    with closing(psycopg2.connect(migration.database_url)) as connection, connection, connection.cursor() as db:
+        db.execute("UPDATE accounts SET avatar_updated_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (account["id"],))
+    found = []
+    for _ in range(ticks_per_pass):  # found within one pass of the change
+        result = tick(cursor)
+        found += result.run_requests
+        cursor = result.cursor
+    assert {request.run_key for request in found} == {found[0].run_key}, "one run key: Dagster requests it once"
+    request = found[0]
+    assert request.job_name == "sync_accounts" and account["id"] in parse_partition_key(request.partition_key)
+    execute(dagster_instance, request, "accounts")
+    for _ in range(ticks_per_pass):  # re-synced: no longer stale
+        result = tick(cursor)
+        assert not result.run_requests
+        cursor = result.cursor
+
+
 def test_all_tables_have_sensors_and_schedules():
     definitions = build_definitions()
-    assert {s.name for s in definitions.schedules} == {f"catch_up_{table}" for table in TABLES} | {
+    assert {s.name for s in definitions.schedules} >= {f"catch_up_{table}" for table in TABLES} | {
         "verify_destination_daily"
-    }
-    assert {s.name for s in definitions.sensors} == {"add_id_range_partitions", "resync_changed_rows"}
+    }, "other schedules may exist beside these"
+    assert {s.name for s in definitions.sensors} >= {"add_id_range_partitions", "resync_changed_rows"}

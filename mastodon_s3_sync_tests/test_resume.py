@@ -3,6 +3,8 @@ without copying again what was already copied: the destination's PUTs are counte
 
 from __future__ import annotations
 
+import pytest
+
 import dataclasses
 import os
 import signal
@@ -14,6 +16,8 @@ from mastodon_s3_sync_demo.fake_instance import seed_bulk
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
 from mastodon_s3_sync_tests.conftest import make_migration
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy
+
+pytestmark = pytest.mark.integration  # real servers or Dagster processes
 
 BULK_ROWS = 800
 KILL_AFTER_PUTS = 300

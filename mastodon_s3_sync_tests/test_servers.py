@@ -20,6 +20,8 @@ from mastodon_s3_sync_demo.servers import (
     sshd_server,
 )
 
+pytestmark = pytest.mark.integration  # real servers or Dagster processes
+
 CACHE_CONTROL = "public, max-age=315576000, immutable"
 
 

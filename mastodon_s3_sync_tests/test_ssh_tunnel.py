@@ -13,6 +13,8 @@ from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
+pytestmark = pytest.mark.integration  # real servers or Dagster processes
+
 
 @pytest.fixture
 def sshd(tmp_path):

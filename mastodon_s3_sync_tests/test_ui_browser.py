@@ -45,7 +45,7 @@ sync_api = pytest.importorskip(
 expect = sync_api.expect
 
 # A fresh demo plus a browser is about a minute and a half; a first-time `apt-get install chromium` adds more.
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.integration]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"

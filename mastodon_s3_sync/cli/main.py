@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -68,11 +69,16 @@ def command_sync(arguments: argparse.Namespace) -> int:
     from mastodon_s3_sync.core.progress import PROGRESS
     from mastodon_s3_sync.orchestration.definitions import build_definitions
     from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
-    from mastodon_s3_sync.orchestration.runs import sync_tables
+    from mastodon_s3_sync.orchestration.runs import refresh_acls_in_process, sync_tables
 
+    if arguments.accept_missing:
+        os.environ["SYNC_ACCEPT_MISSING"] = "true"
     resources = checked_resources(arguments.assets)
     home = ensure_dagster_home()
     print(f"Runs are recorded in DAGSTER_HOME={home}", file=sys.stderr, flush=True)
+    aborted = resources["destination_s3"].abort_stale_uploads()
+    if aborted:
+        print(f"Aborted {aborted} unfinished multipart uploads older than a day at the destination.", flush=True)
     definitions = build_definitions()
     results = []
     with DagsterInstance.get() as instance:
@@ -81,6 +87,7 @@ def command_sync(arguments: argparse.Namespace) -> int:
                 results += sync_tables(
                     definitions, instance, [table], resources["mastodon_db"], resources["sync_tuning"]
                 )
+        acls = refresh_acls_in_process(definitions, instance) if "media_attachments" in arguments.assets else None
     failed = False
     for result in results:
         print(
@@ -91,6 +98,15 @@ def command_sync(arguments: argparse.Namespace) -> int:
         for key, message in result.failed.items():
             failed = True
             print(f"  failed {key}: {message}")
+    if acls is not None:
+        figures = acls.metadata
+        print(
+            f"ACLs: {figures.get('acls_set', 0)} set on the destination "
+            f"({figures.get('accounts_suspended_or_unsuspended', 0)} accounts suspended or unsuspended, "
+            f"{figures.get('statuses_deleted', 0)} statuses deleted since the last refresh)"
+            + (f"; failed: {acls.error}" if acls.error else "")
+        )
+        failed = failed or acls.error is not None
     return EXIT_INCOMPLETE if failed else 0
 
 
@@ -119,6 +135,9 @@ def command_verify(arguments: argparse.Namespace) -> int:
     if arguments.output:
         count = write_findings(results, Path(arguments.output))
         print(f"{count} problem keys written to {arguments.output}")
+    stale = resources["destination_s3"].stale_uploads()
+    if stale:
+        print(f"{len(stale)} unfinished multipart uploads older than a day at the destination (`sync` aborts them).")
     complete = all(result.complete for result in results)
     print("verified: complete" if complete else "verified: INCOMPLETE")
     return 0 if complete else EXIT_INCOMPLETE
@@ -147,6 +166,12 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("assets", nargs="*", metavar="ASSET", help=f"any of {', '.join(TABLES)} (default all)")
         command.set_defaults(handler=handler)
+        if name == "sync":
+            command.add_argument(
+                "--accept-missing",
+                action="store_true",
+                help="go on when most referenced objects are missing at the source (SYNC_ACCEPT_MISSING)",
+            )
         if name == "verify":
             command.add_argument(
                 "--output", metavar="FILE", help="write every problem key to FILE (.csv, else JSON Lines)"

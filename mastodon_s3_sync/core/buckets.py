@@ -6,13 +6,23 @@ destination, the ACL and storage class. Field names follow dagster-aws's ``S3Res
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
 from mastodon_s3_sync.core.settings import ConfigError
-from mastodon_s3_sync.core.transfer.engine import TransferSettings, open_clients, run_async
+from mastodon_s3_sync.core.transfer.engine import (
+    TransferSettings,
+    abort_uploads,
+    list_stale_uploads,
+    open_clients,
+    run_async,
+)
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS
-from mastodon_s3_sync.core.transfer.s3 import Bucket, S3Error
+from mastodon_s3_sync.core.transfer.s3 import Bucket, PendingUpload, S3Error
+
+STALE_UPLOAD_AGE = timedelta(days=1)
+"""Multipart uploads unfinished for longer are abandoned copies: most buckets keep (and bill) them forever."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,17 @@ class MediaBucket:
             run_async(list_one())
         except (S3Error, *NETWORK_ERRORS) as error:
             raise ConfigError(self.explain(error)) from None
+
+    def stale_uploads(self) -> list[PendingUpload]:
+        """Unfinished multipart uploads under the prefix older than ``STALE_UPLOAD_AGE``."""
+        try:
+            return list_stale_uploads(self.engine_bucket(), self.listing_prefix, STALE_UPLOAD_AGE)
+        except (S3Error, *NETWORK_ERRORS) as error:
+            raise ConfigError(self.explain(error)) from None
+
+    def abort_stale_uploads(self) -> int:
+        stale = self.stale_uploads()
+        return abort_uploads(self.engine_bucket(), stale) if stale else 0
 
     def full_key(self, key: str) -> str:
         return with_key_prefix(self.key_prefix, key)

@@ -26,6 +26,26 @@ from mastodon_s3_sync.core.transfer.engine import (
     copy_batch,
 )
 
+MOSTLY_MISSING = "most referenced objects are missing at the source"
+MOSTLY_MISSING_MIN_OBJECTS = 100
+
+
+def mostly_missing_error(missing: int, looked_up: int, example_key: str | None = None) -> str | None:
+    """The one-line error for a misconfiguration that would otherwise look like success.
+
+    With a wrong bucket, endpoint or key prefix every referenced object is "missing at the
+    source"; more than half of at least a hundred says so far more often than a real loss does.
+    """
+    if looked_up < MOSTLY_MISSING_MIN_OBJECTS or missing * 2 <= looked_up:
+        return None
+    where = f" (for example {example_key})" if example_key else ""
+    return (
+        f"{MOSTLY_MISSING}: {missing} of {looked_up}{where}. Check SOURCE_S3_BUCKET, SOURCE_S3_ENDPOINT and "
+        "SOURCE_S3_KEY_PREFIX; if this instance really lost that media, set SYNC_ACCEPT_MISSING=true "
+        "(`sync --accept-missing`)"
+    )
+
+
 @dataclass
 class BatchReport:
     objects: int = 0
@@ -38,6 +58,10 @@ class BatchReport:
     fallback_used: list[ObjectProblem] = field(default_factory=list)
     requests: Counter = field(default_factory=Counter)
     throttled: int = 0
+
+    def mostly_missing(self) -> str | None:
+        example = self.missing[0].key if self.missing else None
+        return mostly_missing_error(len(self.missing), self.copied + self.skipped + len(self.missing), example)
     absent_optional: int = 0
     """Legacy styles (``MediaObject.optional``) that this instance never had: not missing."""
     recopied_wrong_content: int = 0

@@ -1,8 +1,9 @@
 """The dry run: rows, objects and bytes per table, partitions, and a time estimate.
 
-One aggregate query per attachment, grouped by what decides the styles
-(content type, site upload ``var``), so even a 50-million-row table is one
-scan on the database server and no rows travel to the client.
+One aggregate query per table, grouped by what decides the styles (content
+type, site upload ``var``) of each attachment, so even a 50-million-row table
+is one scan on the database server (parallel where PostgreSQL can) and no rows
+travel to the client.
 """
 
 from __future__ import annotations
@@ -46,40 +47,62 @@ class TablePlan:
         return max(self.objects / rates.objects_per_second, self.estimated_bytes / 1e6 / rates.megabytes_per_second)
 
 
-def _style_groups_sql(table: MediaTable, attachment) -> tuple[str, list[str]]:
-    """Counts and original bytes per group of rows that share a style set."""
-    group_columns = [attachment.column("content_type")] + (["var"] if table.name == "site_uploads" else [])
-    selected = ", ".join(group_columns)
+def plan_sql(table: MediaTable) -> tuple[str, list[str]]:
+    """One pass over the table (parameters: covered_up_to twice): per group of rows sharing
+    each attachment's file name state (``IS NULL``, ``= ''``) and style-deciding columns
+    (content type, site upload ``var``), the rows, the rows past the partitions, and each
+    attachment's original bytes. Returns the SQL and the names of its group columns.
+
+    The group columns are plain columns and comparisons, whose few distinct values
+    PostgreSQL's statistics know, so it aggregates in a hash table (with parallel workers
+    on a large table) rather than sorting the rows; only the groups reach the client."""
+    group_sql = []
+    for attachment in table.attachments:
+        name = attachment.column("file_name")
+        group_sql += [f"{name} IS NULL", f"{name} = ''", attachment.column("content_type")]
+    if table.name == "site_uploads":
+        group_sql.append("var")
+    group_names = [f"g{n}" for n in range(len(group_sql))]
+    sizes = [
+        f"coalesce(sum({a.column('file_size')}) FILTER (WHERE {a.column('file_name')} <> ''), 0)"
+        for a in table.attachments
+    ]
     sql = (
-        f"SELECT {selected}, count(*), coalesce(sum({attachment.column('file_size')}), 0) FROM {table.name} "
-        f"WHERE {attachment.column('file_name')} IS NOT NULL AND {attachment.column('file_name')} <> '' "
-        f"GROUP BY {selected}"
+        f"SELECT {', '.join(group_sql)}, count(*), count(*) FILTER (WHERE %s::bigint IS NULL OR id > %s::bigint), "
+        f"{', '.join(sizes)} FROM {table.name} GROUP BY {', '.join(str(n + 1) for n in range(len(group_sql)))}"
     )
-    return sql, group_columns
+    return sql, group_names
 
 
 def plan_table(
     database: MastodonDatabase, table: MediaTable, existing: list[IdRange], rows_per_partition: int
 ) -> TablePlan:
     plan = TablePlan(table.name)
-    with database.connection() as connection:
-        covered_up_to = max((r.hi for r in existing), default=None)
-        [(plan.rows, uncovered)] = database.query(
-            f"SELECT count(*), count(*) FILTER (WHERE %s IS NULL OR id > %s) FROM {table.name}",
-            (covered_up_to, covered_up_to),
-            connection=connection,
-        )
-        plan.partitions = len(existing) + math.ceil(uncovered / rows_per_partition)
-        with_media = " OR ".join(f"{a.column('file_name')} IS NOT NULL" for a in table.attachments)
-        [(plan.rows_with_media,)] = database.query(
-            f"SELECT count(*) FROM {table.name} WHERE {with_media}", connection=connection
-        )
-        for attachment in table.attachments:
-            sql, group_columns = _style_groups_sql(table, attachment)
-            for *group, count, original_bytes in database.query(sql, connection=connection):
-                styles = attachment.styles(dict(zip(group_columns, group)))
-                plan.objects += count * len(styles)
-                plan.original_bytes += int(original_bytes)
-                average = int(original_bytes) / count if count else 0
-                plan.estimated_derivative_bytes += int(count * (len(styles) - 1) * average * DERIVATIVE_SIZE_RATIO)
+    covered_up_to = max((r.hi for r in existing), default=None)
+    sql, group_names = plan_sql(table)
+    counts: dict[tuple, list[int]] = {}  # (attachment index, (content type, var)) -> [files, bytes]
+    uncovered = 0
+    for record in database.query(sql, (covered_up_to, covered_up_to)):
+        groups = record[: len(group_names)]
+        rows, rows_uncovered, *sizes = record[len(group_names) :]
+        plan.rows += rows
+        uncovered += rows_uncovered
+        var = groups[-1] if table.name == "site_uploads" else None
+        attachments = [groups[3 * index : 3 * index + 3] for index in range(len(table.attachments))]
+        if any(not is_null for is_null, _, _ in attachments):  # any file name, even an empty one
+            plan.rows_with_media += rows
+        for index, (is_null, is_empty, content_type) in enumerate(attachments):
+            if is_null or is_empty:
+                continue
+            totals = counts.setdefault((index, (content_type, var)), [0, 0])
+            totals[0] += rows
+            totals[1] += int(sizes[index])
+    plan.partitions = len(existing) + math.ceil(uncovered / rows_per_partition)
+    for (index, (content_type, var)), (count, original_bytes) in counts.items():
+        attachment = table.attachments[index]
+        styles = attachment.styles({attachment.column("content_type"): content_type, "var": var})
+        plan.objects += count * len(styles)
+        plan.original_bytes += original_bytes
+        average = original_bytes / count if count else 0
+        plan.estimated_derivative_bytes += int(count * (len(styles) - 1) * average * DERIVATIVE_SIZE_RATIO)
     return plan

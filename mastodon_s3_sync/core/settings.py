@@ -27,6 +27,9 @@ from dotenv import dotenv_values, load_dotenv
 from mastodon_s3_sync.core.tuning import Tuning
 
 
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 class ConfigError(Exception):
     """A configuration problem, said in one line that names the variable."""
 
@@ -48,6 +51,10 @@ class Variable:
     def parse(self, raw: str) -> Any:
         if self.kind is str:
             return raw
+        if self.kind is bool:
+            if raw.strip().lower() not in BOOLEANS:
+                raise ConfigError(f"{self.name} must be true or false, not {raw!r}")
+            return BOOLEANS[raw.strip().lower()]
         try:
             return self.kind(raw)
         except ValueError:
@@ -126,7 +133,19 @@ VARIABLES: tuple[Variable, ...] = (
     _tuning("SYNC_MULTIPART_THRESHOLD_MB", "objects above this size are copied in parts", "multipart_threshold_megabytes", int),
     _tuning("SYNC_PLAN_OBJECTS_PER_SECOND", "the rate `plan` estimates the time with", "plan_objects_per_second", float),
     _tuning("SYNC_PLAN_MB_PER_SECOND", "the bandwidth `plan` estimates the time with", "plan_megabytes_per_second", float),
+    _tuning(
+        "SYNC_ACCEPT_MISSING",
+        "go on when most referenced objects are missing at the source (an instance that really lost its media)",
+        "accept_missing",
+        bool,
+    ),
     Variable("SYNC_SCHEDULE_CRON", SCHEDULING, "when the catch-up schedules run", default="0 * * * *"),
+    Variable(
+        "SYNC_ACL_REFRESH_CRON",
+        SCHEDULING,
+        "when the ACL refresh schedule brings suspensions and deletions to the destination",
+        default="*/15 * * * *",
+    ),
     Variable("SYNC_VERIFY_CRON", SCHEDULING, "when the daily verify schedule runs", default="30 4 * * *"),
     Variable(
         "SYNC_CHANGES_INTERVAL_SECONDS",

@@ -20,6 +20,8 @@ class Tuning:
     multipart_threshold_megabytes: int = 16
     plan_objects_per_second: float = 500.0
     plan_megabytes_per_second: float = 50.0
+    accept_missing: bool = False
+    """Go on when most referenced objects are missing at the source (``copying.mostly_missing_error``)."""
 
     def plan_rates(self) -> PlanRates:
         return PlanRates(self.plan_objects_per_second, self.plan_megabytes_per_second)

@@ -119,6 +119,9 @@ def build_media_asset(table: MediaTable) -> AssetsDefinition:
                 ),
                 on_progress=log_progress,
             )
+        mostly_missing = report.mostly_missing()
+        if mostly_missing and not sync_tuning.accept_missing:
+            raise Failure(description=mostly_missing, allow_retries=False)
         if report.failed:
             raise Failure(
                 description=f"{len(report.failed)} of {report.objects} objects failed to copy; "

@@ -14,7 +14,7 @@ from datetime import datetime
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DynamicPartitionsDefinition
 
 from mastodon_s3_sync.core.changes import changes_by_partition
-from mastodon_s3_sync.core.id_ranges import last_range_end, next_ranges, parse_partition_key
+from mastodon_s3_sync.core.id_ranges import IdRange, last_range_end, next_ranges, parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaTable
 
 SNAPSHOT_AT = "db_snapshot_at"
@@ -81,13 +81,20 @@ def oldest_snapshot(instance: DagsterInstance, table: str) -> datetime | None:
 
 
 def stale_partitions(
-    instance: DagsterInstance, connection, table: MediaTable, since: datetime | None = None
+    instance: DagsterInstance,
+    connection,
+    table: MediaTable,
+    since: datetime | None = None,
+    within: IdRange | None = None,
 ) -> dict[str, datetime]:
-    """Synced partitions with rows changed after their last sync read them -> latest change."""
+    """Synced partitions with rows changed after their last sync read them -> latest change.
+
+    Without ``within`` the whole table is read (``sync``, once per call); with it only
+    the rows and partitions inside that id range (the sensor's slice of a pass)."""
     since = since or oldest_snapshot(instance, table.name)
     if since is None:
         return {}
     ranges = [parse_partition_key(key) for key in instance.get_dynamic_partitions(partitions_name(table.name))]
-    changes = changes_by_partition(connection, table, since, ranges)
+    changes = changes_by_partition(connection, table, since, ranges, within)
     snapshots = snapshot_times(instance, table.name, changes)
     return {key: changed_at for key, changed_at in changes.items() if key in snapshots and changed_at > snapshots[key]}

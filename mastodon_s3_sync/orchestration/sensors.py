@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 
 from dagster import (
     DefaultSensorStatus,
@@ -15,7 +16,7 @@ from dagster import (
     sensor,
 )
 
-from mastodon_s3_sync.core.id_ranges import last_range_end, next_ranges
+from mastodon_s3_sync.core.id_ranges import MIN_ID, IdRange, last_range_end, next_ranges, parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.orchestration.jobs import SYNC_JOBS, sync_job_name
 from mastodon_s3_sync.orchestration.partitions import (
@@ -50,37 +51,103 @@ def add_id_range_partitions(
     return SensorResult(dynamic_partitions_requests=requests)
 
 
-def build_resync_changed_rows(interval_seconds: int) -> SensorDefinition:
-    """The changed-rows scan reads whole tables (the columns have no index): hourly by default."""
+DEFAULT_ROWS_PER_TICK = 5_000_000
+"""Rows the changed-rows sensor reads per tick, all tables together (about 2-3 s of one
+PostgreSQL core at 50M rows, see benchmarks/scale-results.md)."""
+SCAN_OVERLAP = timedelta(minutes=10)
+"""A pass looks for changes from this long before the previous pass started: rows whose
+``*_updated_at`` Rails stamped before that start but whose transaction committed after it."""
+CURSOR_VERSION = 2
+
+
+def _table_state(raw, since: datetime, started: datetime) -> dict:
+    """A table's pass in the cursor: the threshold of this pass, when it started, where it is."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):  # a version-1 cursor: the last full scan's start
+        since = datetime.fromisoformat(raw)
+    return {"since": since.isoformat(), "started": started.isoformat(), "next": MIN_ID}
+
+
+def plan_slices(ranges_by_table: dict[str, list[IdRange]], rows_per_tick: int, partition_rows: int) -> int:
+    """The number of ticks a pass takes: every table's pass takes as many ticks (each reads
+    ``ceil(partitions / ticks)`` of its partitions per tick) and a tick reads about
+    ``rows_per_tick`` rows in all."""
+    partitions = sum(len(ranges) for ranges in ranges_by_table.values())
+    per_tick = max(1, rows_per_tick // max(1, partition_rows))
+    return max(1, math.ceil(partitions / per_tick))
+
+
+def build_resync_changed_rows(interval_seconds: int, rows_per_tick: int = DEFAULT_ROWS_PER_TICK) -> SensorDefinition:
+    """Re-sync partitions whose rows changed, reading one id slice of each table per tick.
+
+    The ``*_updated_at`` columns have no index, so a change can only be found by reading
+    the row. Each tick reads, per table, the next slice of its partitions (``id BETWEEN
+    lo AND hi``, a range scan of the primary key), sized so that a tick reads about
+    ``rows_per_tick`` rows in all and every table's pass over its partitions takes the same
+    number of ticks. The cursor keeps, per table, where the pass is, when it started and
+    its threshold: a pass looks for rows changed after the previous pass started (less
+    ``SCAN_OVERLAP``), so a row changed at any time is found by the next pass's read of its
+    slice: within one pass (``ceil(rows / rows_per_tick)`` ticks) of the change. Whether a
+    partition is stale is still decided by its own ``db_snapshot_at``, as for ``sync``.
+    """
 
     @sensor(
         name="resync_changed_rows",
         jobs=list(SYNC_JOBS.values()),
         minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.STOPPED,
-        description="Re-syncs partitions whose rows' <att>_updated_at moved past the partition's last sync.",
+        description="Re-syncs partitions whose rows' <att>_updated_at moved past the partition's last sync; "
+        f"reads a slice of about {rows_per_tick:,} rows per tick (primary key range scans), a full pass "
+        "over several ticks.",
     )
-    def resync_changed_rows(context: SensorEvaluationContext, mastodon_db: MastodonDbResource):
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        requests = []
+    def resync_changed_rows(
+        context: SensorEvaluationContext, mastodon_db: MastodonDbResource, sync_tuning: SyncTuningResource
+    ):
+        loaded = json.loads(context.cursor) if context.cursor else {}
+        states = loaded.get("tables", {}) if loaded.get("version") == CURSOR_VERSION else loaded
+        ranges_by_table = {
+            name: sorted(parse_partition_key(key) for key in context.instance.get_dynamic_partitions(partitions_name(name)))
+            for name in TABLES
+        }
+        ticks_per_pass = plan_slices(ranges_by_table, rows_per_tick, sync_tuning.partition_rows)
+        requests, scanned = [], []
         database = mastodon_db.client()
         with database.connection() as connection:
-            scan_started = database.clock(connection)
+            now = database.clock(connection)
             for name, table in TABLES.items():
-                since = (
-                    datetime.fromisoformat(cursor[name]) if name in cursor else oldest_snapshot(context.instance, name)
-                )
-                stale = stale_partitions(context.instance, connection, table, since) if since else {}
-                requests += [
-                    RunRequest(
-                        job_name=sync_job_name(name),
-                        partition_key=key,
-                        run_key=f"{name}:{key}:{changed_at.isoformat()}",
-                        tags={"mastodon_s3_sync/reason": "changed rows"},
-                    )
-                    for key, changed_at in sorted(stale.items())
-                ]
-                cursor[name] = scan_started.isoformat()
-        return SensorResult(run_requests=requests, cursor=json.dumps(cursor))
+                state = states.get(name)
+                if state is None:
+                    state = _table_state(None, oldest_snapshot(context.instance, name) or now, now)
+                state = _table_state(state, now, now)
+                ranges = ranges_by_table[name]
+                pending = [r for r in ranges if r.lo >= state["next"]]
+                take = pending[: math.ceil(len(ranges) / ticks_per_pass)]
+                if take:
+                    within = IdRange(take[0].lo, take[-1].hi)
+                    since = datetime.fromisoformat(state["since"])
+                    stale = stale_partitions(context.instance, connection, table, since, within)
+                    scanned.append(f"{name} {len(take)}/{len(ranges)}")
+                    requests += [
+                        RunRequest(
+                            job_name=sync_job_name(name),
+                            partition_key=key,
+                            run_key=f"{name}:{key}:{changed_at.isoformat()}",
+                            tags={"mastodon_s3_sync/reason": "changed rows"},
+                        )
+                        for key, changed_at in sorted(stale.items())
+                    ]
+                if len(take) == len(pending):  # the pass is complete: the next one starts
+                    state = {
+                        "since": (datetime.fromisoformat(state["started"]) - SCAN_OVERLAP).isoformat(),
+                        "started": now.isoformat(),
+                        "next": MIN_ID,
+                    }
+                else:
+                    state = {**state, "next": take[-1].hi + 1}
+                states[name] = state
+        if scanned:
+            context.log.info(f"read partitions: {', '.join(scanned)} ({ticks_per_pass} ticks per pass)")
+        return SensorResult(run_requests=requests, cursor=json.dumps({"version": CURSOR_VERSION, "tables": states}))
 
     return resync_changed_rows

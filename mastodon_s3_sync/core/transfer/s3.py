@@ -412,9 +412,8 @@ class S3Client:
         uploads = []
         for upload in root.iter(f"{ns}Upload"):
             initiated = upload.findtext(f"{ns}Initiated")
-            uploads.append(
-                PendingUpload(upload.findtext(f"{ns}Key") or "", upload.findtext(f"{ns}UploadId") or "", _timestamp(initiated))
-            )
+            key, upload_id = upload.findtext(f"{ns}Key") or "", upload.findtext(f"{ns}UploadId") or ""
+            uploads.append(PendingUpload(key, upload_id, _timestamp(initiated)))
         truncated = (root.findtext(f"{ns}IsTruncated") or "").strip().lower() == "true"
         next_key = root.findtext(f"{ns}NextKeyMarker")
         if not truncated or not next_key:

@@ -1,0 +1,171 @@
+"""ACL changes after the copy (a status deleted by a moderator, an account suspended, an account
+unsuspended) reach the destination through PutObjectAcl alone: no object body is PUT again,
+``verify`` reports them before and is clean after; through ``sync`` and through the Dagster job
+that the ACL schedule launches."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from contextlib import closing
+
+import psycopg2
+import pytest
+from dagster import build_schedule_context
+
+from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.verification import Problem, verify_table
+from mastodon_s3_sync.orchestration.acl_refresh import build_acl_refresh_schedule
+from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync.orchestration.runs import refresh_acls_in_process, sync_tables
+from mastodon_s3_sync_tests.conftest import make_migration
+from mastodon_s3_sync_tests.s3_proxy import S3Proxy
+
+pytestmark = pytest.mark.integration
+
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+MEDIA = "media_attachments"
+
+
+def execute(sql: str, parameters: tuple, database_url: str) -> None:
+    with closing(psycopg2.connect(database_url)) as connection, connection, connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+
+
+def wrong_acls(resources) -> set[str]:
+    result = verify_table(
+        resources["mastodon_db"], TABLES[MEDIA], resources["source_s3"], resources["destination_s3"]
+    )
+    assert result.acl_checked
+    return {finding.key for finding in result.findings if finding.problem is Problem.WRONG_ACL}
+
+
+def is_public(client, bucket: str, key: str) -> bool:
+    grants = client.get_object_acl(Bucket=bucket, Key=key)["Grants"]
+    return any(grant["Grantee"].get("URI") == ALL_USERS for grant in grants)
+
+
+@pytest.fixture
+def synced(database_url, rclone_source, moto, dagster_instance, environment):
+    """The fake instance's media synced to moto, through a proxy that records every request."""
+    with S3Proxy(moto.endpoint_url) as proxy:
+        destination = dataclasses.replace(moto, endpoint_url=proxy.endpoint_url)
+        migration = make_migration(database_url, rclone_source, destination)
+        environment({**migration.environment(), "SYNC_PARTITION_ROWS": "50"})
+        definitions = build_definitions()
+        resources = configured()
+        [result] = sync_tables(
+            definitions, dagster_instance, [MEDIA], resources["mastodon_db"], resources["sync_tuning"]
+        )
+        assert not result.failed
+        first = refresh_acls_in_process(definitions, dagster_instance)
+        assert first.error is None
+        assert wrong_acls(resources) == set()
+        yield migration, definitions, resources, proxy
+
+
+def change_acls_in_mastodon(migration) -> dict[str, bool]:
+    """Delete a status, suspend an account, unsuspend another, as Mastodon's moderation does;
+    returns {destination key: whether it must now be public}."""
+    instance = migration.instance
+    rows = {row["id"]: row for row in instance.rows[MEDIA]}
+    public = [o for o in instance.expected_for(MEDIA) if o.acl_kind == "permission"]
+    statuses = {row["status_id"] for row in instance.rows[MEDIA] if row["status_id"]}
+    accounts = {row["account_id"] for row in instance.rows[MEDIA]}
+    suspended = {a["id"] for a in instance.rows["accounts"] if a["suspended_at"] is not None}
+    deleted = {s["id"] for s in instance.statuses if s["deleted_at"] is not None}
+
+    status_to_delete = next(rows[o.row_id]["status_id"] for o in public if rows[o.row_id]["status_id"])
+    account_to_suspend = next(
+        rows[o.row_id]["account_id"]
+        for o in public
+        if rows[o.row_id]["status_id"] != status_to_delete and rows[o.row_id]["account_id"] not in suspended
+    )
+    account_to_unsuspend = next(a for a in sorted(suspended) if a in accounts)
+    execute("UPDATE statuses SET deleted_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (status_to_delete,),
+            migration.database_url)  # fmt: skip
+    execute("UPDATE accounts SET suspended_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (account_to_suspend,),
+            migration.database_url)  # fmt: skip
+    execute("UPDATE accounts SET suspended_at = NULL WHERE id = %s", (account_to_unsuspend,), migration.database_url)
+    assert status_to_delete in statuses
+
+    suspended = (suspended | {account_to_suspend}) - {account_to_unsuspend}
+    deleted = deleted | {status_to_delete}
+    expected = {}
+    for obj in instance.expected_for(MEDIA):
+        row = rows[obj.row_id]
+        private = row["account_id"] in suspended or row["status_id"] in deleted
+        expected[obj.key] = not private
+    return expected
+
+
+def assert_acls(migration, expected: dict[str, bool]) -> None:
+    client = migration.destination.client()
+    actual = {key: is_public(client, migration.destination_bucket, key) for key in expected}
+    assert actual == expected
+
+
+def body_puts(proxy: S3Proxy, since: int) -> list[str]:
+    return [e.key for e in proxy.exchanges[since:] if e.method in ("PUT", "POST") and "acl" not in e.query]
+
+
+def acl_puts(proxy: S3Proxy, since: int) -> list[str]:
+    return [e.key for e in proxy.exchanges[since:] if e.method == "PUT" and e.query == "acl=" and e.status == 200]
+
+
+def test_sync_brings_acl_changes_without_copying_bodies(synced, dagster_instance):
+    migration, definitions, resources, proxy = synced
+    expected = change_acls_in_mastodon(migration)
+    changed = {key for key, public in expected.items() if public != is_public(
+        migration.destination.client(), migration.destination_bucket, key)}  # fmt: skip
+    assert changed, "the changes touch copied objects"
+    assert wrong_acls(resources) == changed, "verify sees every changed ACL before the refresh"
+
+    before = len(proxy.exchanges)
+    [again] = sync_tables(definitions, dagster_instance, [MEDIA], resources["mastodon_db"], resources["sync_tuning"])
+    refresh = refresh_acls_in_process(definitions, dagster_instance)
+    assert not again.failed and refresh.error is None
+    assert body_puts(proxy, before) == [], "no object body is copied again"
+    assert changed <= set(acl_puts(proxy, before))
+    assert refresh.metadata["acls_set"] == len(acl_puts(proxy, before))
+    assert refresh.metadata["accounts_suspended_or_unsuspended"] == 2
+    assert refresh.metadata["statuses_deleted"] == 1
+    assert_acls(migration, expected)
+    assert wrong_acls(resources) == set()
+
+    quiet = len(proxy.exchanges)
+    assert refresh_acls_in_process(definitions, dagster_instance).metadata["acls_set"] == 0
+    assert acl_puts(proxy, quiet) == [], "nothing changed since: nothing to set"
+
+
+def test_acl_schedule_launches_the_refresh(synced, dagster_instance):
+    migration, definitions, resources, proxy = synced
+    expected = change_acls_in_mastodon(migration)
+    schedule = build_acl_refresh_schedule("*/15 * * * *")
+    [request] = schedule.evaluate_tick(build_schedule_context(instance=dagster_instance)).run_requests
+    job = definitions.resolve_job_def(schedule.job_name)
+    before = len(proxy.exchanges)
+    assert job.execute_in_process(instance=dagster_instance, tags=request.tags).success
+    assert body_puts(proxy, before) == []
+    assert_acls(migration, expected)
+    assert wrong_acls(resources) == set()
+
+
+def test_cli_sync_prints_the_acl_summary(synced, dagster_instance):
+    migration, _, resources, _ = synced
+    expected = change_acls_in_mastodon(migration)
+    result = subprocess.run(
+        [sys.executable, "-m", "mastodon_s3_sync", "sync", MEDIA],
+        env={**os.environ, "DAGSTER_HOME": dagster_instance.root_directory},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("ACLs: ")]
+    assert line.endswith("(2 accounts suspended or unsuspended, 1 statuses deleted since the last refresh)"), line
+    assert_acls(migration, expected)
+    assert wrong_acls(resources) == set()

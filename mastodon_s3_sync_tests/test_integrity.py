@@ -1,0 +1,339 @@
+"""Every copied object is proven equal to its source: faults injected by the test proxy on real servers.
+
+The proxy (``s3_proxy.S3Proxy``) cuts GET bodies short, flips bytes in them
+(each on a key's first GET only, so retries can succeed) or rewrites ETags
+as KMS-encrypted buckets answer; the destination is then compared object by
+object (MD5 of every body) with the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import os
+from datetime import timedelta
+
+import pytest
+
+from mastodon_s3_sync.core import providers
+from mastodon_s3_sync.core.transfer import engine
+from mastodon_s3_sync.core.transfer.engine import (
+    Check,
+    CopyItem,
+    MiB,
+    Outcome,
+    TransferSettings,
+    abort_uploads,
+    copy_batch,
+    copy_batch_async,
+    list_stale_uploads,
+)
+from mastodon_s3_sync.core.transfer.s3 import Bucket
+from mastodon_s3_sync_tests.s3_proxy import S3Proxy
+from mastodon_s3_sync_tests.test_transfer_engine import SMALL_PARTS, boto, new_bucket, put
+
+pytestmark = pytest.mark.integration
+
+FAST_RETRIES = dataclasses.replace(SMALL_PARTS, concurrency=16, max_in_flight_per_endpoint=16)
+
+
+def md5s(server, bucket: Bucket) -> dict[str, str]:
+    """MD5 of every object's body, by key."""
+    client = boto(server)
+    keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket.name).get("Contents", [])]
+    return {key: hashlib.md5(client.get_object(Bucket=bucket.name, Key=key)["Body"].read()).hexdigest() for key in keys}
+
+
+def seed_objects(server, bucket: Bucket, count: int, large: dict[str, int] | None = None) -> list[str]:
+    keys = [f"media/{index:03d}.png" for index in range(count)]
+    for key in keys:
+        put(server, bucket, key, os.urandom(2000 + hash(key) % 5000))
+    for key, size in (large or {}).items():
+        put(server, bucket, key, os.urandom(size))
+        keys.append(key)
+    return keys
+
+
+def through_proxies(source: Bucket, destination: Bucket, items, settings, source_proxy=None, destination_proxy=None):
+    """Run a batch with the buckets reached through the given proxies (None: directly)."""
+
+    async def run():
+        proxies = [proxy for proxy in (source_proxy, destination_proxy) if proxy is not None]
+        for proxy in proxies:
+            await proxy.__aenter__()
+        try:
+            return await copy_batch_async(
+                dataclasses.replace(source, endpoint_url=source_proxy.endpoint_url) if source_proxy else source,
+                dataclasses.replace(destination, endpoint_url=destination_proxy.endpoint_url)
+                if destination_proxy
+                else destination,
+                items,
+                settings,
+            )
+        finally:
+            for proxy in proxies:
+                await proxy.__aexit__(None, None, None)
+
+    return asyncio.run(run())
+
+
+def test_truncated_get_bodies_never_reach_a_put_and_are_retried(rclone_source, rclone_destination):
+    source = new_bucket(rclone_source, "src")
+    destination = new_bucket(rclone_destination, "dst")
+    keys = seed_objects(rclone_source, source, 40, {"big/a.bin": 11 * MiB + 3, "big/b.bin": 7 * MiB})
+    source_proxy = S3Proxy(rclone_source.endpoint_url, cut_share=0.3)
+    destination_proxy = S3Proxy(rclone_destination.endpoint_url)
+
+    result = through_proxies(
+        source, destination, [CopyItem(key, key) for key in keys], FAST_RETRIES, source_proxy, destination_proxy
+    )
+
+    assert {item.outcome for item in result.results} == {Outcome.COPIED}
+    assert len(source_proxy.cut) >= 5
+    cut = set(source_proxy.cut)
+    assert {item.source_key for item in result.results if item.rejected_attempts} == cut
+    assert result.progress.rejected_attempts == len(cut)
+    # each small object was PUT once, after its good GET: no cut body reached a PUT
+    assert sorted(destination_proxy.completed_puts()) == sorted(key for key in keys if not key.startswith("big/"))
+    assert md5s(rclone_destination, destination) == md5s(rclone_source, source)
+    assert boto(rclone_destination).list_multipart_uploads(Bucket=destination.name).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("destination_server", ["rclone", "moto"])
+def test_flipped_bytes_are_caught_retried_and_never_counted_copied(
+    rclone_source, rclone_destination, moto, destination_server
+):
+    """rclone's server checks Content-MD5 (BadDigest); moto does not, so the PUT's ETag catches it."""
+    destination_s3 = rclone_destination if destination_server == "rclone" else moto
+    source = new_bucket(rclone_source, "src")
+    destination = new_bucket(destination_s3, "dst")
+    keys = seed_objects(rclone_source, source, 40, {"big/a.bin": 11 * MiB + 3})
+    items = [CopyItem(key, key) for key in keys]
+    source_proxy = S3Proxy(rclone_source.endpoint_url, flip_share=0.25)
+
+    result = through_proxies(source, destination, items, FAST_RETRIES, source_proxy)
+
+    flipped = set(source_proxy.flipped)
+    assert len(flipped) >= 5
+    assert {item.outcome for item in result.results} == {Outcome.COPIED}
+    assert {item.source_key: item.rejected_attempts for item in result.results if item.rejected_attempts} == {
+        key: 1 for key in flipped
+    }
+    assert result.progress.rejected_attempts == len(flipped)
+    assert result.progress.copied == len(keys) and result.progress.checks["etag"] + result.progress.checks[
+        "md5"
+    ] == len(keys)
+    assert md5s(destination_s3, destination) == md5s(rclone_source, source)
+
+    # the same faults with the checks off: corrupt objects counted as copied (what the checks prevent)
+    unchecked = new_bucket(destination_s3, "off")
+    off = through_proxies(
+        source,
+        unchecked,
+        items,
+        dataclasses.replace(FAST_RETRIES, verify_content=False),
+        S3Proxy(rclone_source.endpoint_url, flip_share=0.25),
+    )
+    assert off.progress.copied == len(keys) and off.progress.rejected_attempts == 0
+    damaged = {key for key, md5 in md5s(destination_s3, unchecked).items() if md5 != md5s(rclone_source, source)[key]}
+    assert damaged == flipped
+
+
+def test_same_size_other_content_is_recopied_and_reported(rclone_source, rclone_destination):
+    source = new_bucket(rclone_source, "src")
+    destination = new_bucket(rclone_destination, "dst")
+    keys = [f"k/{index}" for index in range(6)]
+    for key in keys:
+        put(rclone_source, source, key, key.encode() * 100)
+    for key in keys[:4]:
+        put(rclone_destination, destination, key, key.encode() * 100)  # right
+    put(rclone_destination, destination, keys[4], b"x" * len(keys[4] * 100))  # old partial object of the same size
+
+    result = copy_batch(source, destination, [CopyItem(key, key) for key in keys])
+
+    assert [item.outcome for item in result.results] == [Outcome.SKIPPED] * 4 + [Outcome.COPIED] * 2
+    assert [item.recopied_wrong_content for item in result.results] == [False] * 4 + [True, False]
+    assert result.progress.recopied_wrong_content == 1
+    assert result.requests == {"ListObjectsV2": 2, "GetObject": 2, "PutObject": 2}  # no request beyond listings
+    assert md5s(rclone_destination, destination) == md5s(rclone_source, source)
+    again = copy_batch(source, destination, [CopyItem(key, key) for key in keys])
+    assert {item.outcome for item in again.results} == {Outcome.SKIPPED}
+
+
+@pytest.mark.parametrize("source_server", ["rclone", "moto"])
+def test_multipart_copy_sends_part_md5s_and_checks_the_assembly(
+    rclone_source, rclone_destination, moto, source_server
+):
+    """rclone's source states the whole body's MD5 (checked here); moto's keeps the multipart ETag of
+    a 5 MiB layout, which the copy's parts reproduce (``multipart_etag``)."""
+    source_s3 = rclone_source if source_server == "rclone" else moto
+    source = new_bucket(source_s3, "src")
+    destination = new_bucket(rclone_destination, "dst")
+    body = os.urandom(12 * MiB + 5)
+    client = boto(source_s3)
+    upload = client.create_multipart_upload(Bucket=source.name, Key="big.bin")["UploadId"]
+    parts = [
+        {"PartNumber": number, "ETag": client.upload_part(
+            Bucket=source.name, Key="big.bin", UploadId=upload, PartNumber=number, Body=body[start : start + 5 * MiB]
+        )["ETag"]}
+        for number, start in enumerate(range(0, len(body), 5 * MiB), start=1)
+    ]  # fmt: skip
+    client.complete_multipart_upload(
+        Bucket=source.name, Key="big.bin", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    destination_proxy = S3Proxy(rclone_destination.endpoint_url)
+
+    items = [CopyItem("big.bin", "big.bin")]
+    result = through_proxies(source, destination, items, SMALL_PARTS, None, destination_proxy)
+
+    [item] = result.results
+    assert (item.outcome, item.check) == (
+        Outcome.COPIED,
+        Check.MD5 if source_server == "rclone" else Check.MULTIPART_ETAG,
+    )
+    part_requests = [e for e in destination_proxy.exchanges if e.method == "PUT" and "partNumber" in e.query]
+    assert len(part_requests) == 3
+    assert [e.content_md5 for e in part_requests] == [
+        base64.b64encode(hashlib.md5(body[start : start + 5 * MiB]).digest()).decode()
+        for start in range(0, len(body), 5 * MiB)
+    ]
+    assert md5s(rclone_destination, destination) == {"big.bin": hashlib.md5(body).hexdigest()}
+
+
+def test_destination_without_md5_etags_gets_content_md5_and_is_checked(rclone_source, rclone_destination):
+    """ETags rewritten as KMS-encrypted buckets answer: the engine finds out from the first PUTs and
+    falls back to hashing each body and sending its Content-MD5; no ETag mismatch fails a copy then."""
+    source = new_bucket(rclone_source, "src")
+    destination = new_bucket(rclone_destination, "dst")
+    keys = seed_objects(rclone_source, source, 30, {"big/a.bin": 11 * MiB + 3})
+    destination_proxy = S3Proxy(rclone_destination.endpoint_url, rewrite_etags=True)
+
+    items = [CopyItem(key, key) for key in keys]
+    result = through_proxies(source, destination, items, FAST_RETRIES, None, destination_proxy)
+
+    assert {item.outcome for item in result.results} == {Outcome.COPIED}
+    assert result.progress.checks["md5"] == len(keys)
+    assert result.progress.rejected_attempts < providers.ETAG_PROBES  # the probes that decided, no more
+    puts = [e for e in destination_proxy.exchanges if e.method == "PUT" and e.status == 200]
+    assert puts and all(e.content_md5 for e in puts)
+    assert md5s(rclone_destination, destination) == md5s(rclone_source, source)
+
+    # the next run: listed ETags that compare to nothing are not taken for wrong content
+    again = through_proxies(
+        source, destination, [CopyItem(key, key) for key in keys], FAST_RETRIES, None,
+        S3Proxy(rclone_destination.endpoint_url, rewrite_etags=True),
+    )  # fmt: skip
+    assert again.progress.recopied_wrong_content == 0
+    assert again.progress.skipped + again.progress.copied == len(keys)
+
+
+def test_server_side_copy_compares_etags(moto, monkeypatch):
+    monkeypatch.setattr(engine, "MAX_SINGLE_COPY", 6 * MiB)
+    monkeypatch.setattr(engine, "SERVER_SIDE_PART", 5 * MiB)
+    source = new_bucket(moto, "src")
+    destination = new_bucket(moto, "dst")
+    sizes = {"one.png": 1000, "parts.bin": 12 * MiB + 1}
+    for key, size in sizes.items():
+        put(moto, source, key, os.urandom(size))
+    items = [CopyItem(key, key) for key in sizes]
+
+    result = copy_batch(source, destination, items, SMALL_PARTS)
+    assert [(item.outcome, item.check) for item in result.results] == [
+        (Outcome.COPIED, Check.SERVER_SIDE_ETAG),
+        (Outcome.COPIED, Check.SERVER_SIDE),  # a plain MD5 source, copied in parts: nothing more to compare
+    ]
+    assert md5s(moto, destination) == md5s(moto, source)
+
+    # a CopyObject whose answer states other content fails each attempt and is never counted copied
+    corrupting = S3Proxy(moto.endpoint_url, rewrite_etags=lambda sent: sent.method == "PUT" and not sent.query)
+
+    async def run():
+        async with corrupting:
+            return await copy_batch_async(
+                dataclasses.replace(source, endpoint_url=corrupting.endpoint_url),
+                dataclasses.replace(new_bucket(moto, "dst2"), endpoint_url=corrupting.endpoint_url),
+                items[:1],
+                dataclasses.replace(SMALL_PARTS, max_attempts=2),
+            )
+
+    [failed] = asyncio.run(run()).results
+    assert failed.outcome is Outcome.FAILED and failed.rejected_attempts == 2
+    assert "ETag" in failed.error
+
+
+@pytest.mark.parametrize("server_name", ["moto", "rclone"])
+def test_stale_multipart_uploads_are_listed_and_aborted(moto, rclone_destination, server_name):
+    """moto dates every upload 2010-11-10, so all of them are old; rclone dates them now."""
+    server = moto if server_name == "moto" else rclone_destination
+    bucket = new_bucket(server, "mpu")
+    client = boto(server)
+    started = {
+        key: client.create_multipart_upload(Bucket=bucket.name, Key=key)["UploadId"]
+        for key in ("cache/a/1.bin", "cache/a/2.bin", "cache/b/3.bin", "media/4.bin")
+    }
+
+    stale = list_stale_uploads(bucket, "cache/", older_than=timedelta(0))
+    assert {(upload.key, upload.upload_id) for upload in stale} == {
+        (key, upload) for key, upload in started.items() if key.startswith("cache/")
+    }
+    recent = list_stale_uploads(bucket, "", older_than=timedelta(hours=1))
+    assert len(recent) == (4 if server_name == "moto" else 0)
+
+    assert abort_uploads(bucket, stale) == 3
+    remaining = client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", [])
+    assert [upload["Key"] for upload in remaining] == ["media/4.bin"]
+    assert list_stale_uploads(bucket, "cache/", older_than=timedelta(0)) == []
+
+
+def test_verify_reports_wrong_content_and_deep_downloads_what_etags_cannot_prove(
+    database_url, rclone_source, moto, environment
+):
+    """Same size, other content: a plain-MD5 ETag that differs is ``wrong_content`` from the listings alone;
+    an object uploaded in parts (a multipart ETag proves nothing) only with ``deep``, which downloads it."""
+    from mastodon_s3_sync.core.configured import configured
+    from mastodon_s3_sync.core.mastodon.tables import TABLES
+    from mastodon_s3_sync.core.verification import Problem, verify_table
+    from mastodon_s3_sync_tests.conftest import make_migration
+
+    migration = make_migration(database_url, rclone_source, moto)
+    environment(migration.environment())
+    resources = configured()
+    source, destination = resources["source_s3"], resources["destination_s3"]
+    listed = boto(rclone_source).list_objects_v2(Bucket=migration.source_bucket)["Contents"]
+    keys = [item["Key"] for item in listed]
+    copied = copy_batch(source.engine_bucket(), destination.engine_bucket(), [CopyItem(key, key) for key in keys])
+    assert {item.outcome for item in copied.results} == {Outcome.COPIED}
+
+    def verify(deep: bool):
+        return verify_table(
+            resources["mastodon_db"], TABLES["media_attachments"], source, destination, thorough=False, deep=deep
+        )
+
+    clean = verify(deep=False)
+    assert clean.complete and clean.counts[Problem.WRONG_CONTENT] == 0 and clean.content_unproven == 0
+
+    referenced = [o.key for o in migration.instance.expected_for("media_attachments") if o.key in keys]
+    replaced, multipart = referenced[0], referenced[1]
+    client = boto(moto)
+    size = lambda key: next(item["Size"] for item in listed if item["Key"] == key)  # noqa: E731
+    client.put_object(Bucket=migration.destination_bucket, Key=replaced, Body=b"\0" * size(replaced))
+    upload = client.create_multipart_upload(Bucket=migration.destination_bucket, Key=multipart)["UploadId"]
+    etag = client.upload_part(
+        Bucket=migration.destination_bucket, Key=multipart, UploadId=upload, PartNumber=1, Body=b"\1" * size(multipart)
+    )["ETag"]
+    client.complete_multipart_upload(
+        Bucket=migration.destination_bucket, Key=multipart, UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )  # fmt: skip
+
+    shallow = verify(deep=False)
+    wrong = {f.key for f in shallow.findings if f.problem is Problem.WRONG_CONTENT}
+    assert wrong == {replaced}
+    assert shallow.content_unproven == 1 and shallow.downloaded == 0
+
+    deep = verify(deep=True)
+    assert {f.key for f in deep.findings if f.problem is Problem.WRONG_CONTENT} == {replaced, multipart}
+    assert deep.content_unproven == 0 and deep.downloaded == 2  # the destination's copy, then the source's
+    assert not deep.complete
