@@ -35,7 +35,7 @@ def make_row(table: str, **values: Any) -> dict[str, Any]:
             row[f"{attachment}_storage_schema_version"] = None
     row.update(
         {
-            "media_attachments": {"remote_url": "", "account_suspended_at": None},
+            "media_attachments": {"remote_url": "", "account_suspended_at": None, "status_deleted_at": None},
             "accounts": {"domain": None},
             "custom_emojis": {"domain": None},
             "site_uploads": {"var": ""},
@@ -307,6 +307,23 @@ MEDIA_STYLE_CASES = [
         "audio-original-only",
         {"type": 4, "file_file_name": "ab.mp3", "file_content_type": "audio/mpeg", "file_file_size": 1007},
         [("file", "original", f"{M}/original/ab.mp3", f"cache/{M}/original/ab.mp3", PUBLIC, 1007)],
+    ),
+    (
+        # Mastodon lists video/x-ms-asf under audio (AUDIO_MIME_TYPES): transcoded to mp3, no small.
+        "x-ms-asf-is-audio-original-only",
+        {"type": 4, "file_file_name": "ab.mp3", "file_content_type": "video/x-ms-asf", "file_file_size": 1009},
+        [("file", "original", f"{M}/original/ab.mp3", f"cache/{M}/original/ab.mp3", PUBLIC, 1009)],
+    ),
+    *(
+        (
+            f"{content_type.split('/')[1]}-small-as-jpeg",
+            {"type": 0, "file_file_name": "ab.heic", "file_content_type": content_type, "file_file_size": 1010},
+            [
+                ("file", "original", f"{M}/original/ab.heic", f"cache/{M}/original/ab.heic", PUBLIC, 1010),
+                ("file", "small", f"{M}/small/ab.jpeg", f"cache/{M}/small/ab.jpeg", PUBLIC, None),
+            ],
+        )
+        for content_type in ("image/heic", "image/heif", "image/avif")
     ),
     (
         "unknown-original-only",
@@ -659,6 +676,28 @@ ACL_CASES = [
         "authenticated-read",
         PRIVATE,
     ),
+    (
+        # RemoveStatusService -> UpdateMediaAttachmentsPermissionsService(..., :private)
+        "deleted-status-media-private",
+        "media_attachments",
+        {**_MEDIA_FILE, "status_deleted_at": "2024-02-21"},
+        "public-read",
+        PRIVATE,
+    ),
+    (
+        "deleted-status-of-suspended-account-private",
+        "media_attachments",
+        {**_MEDIA_FILE, "status_deleted_at": "2024-02-21", "account_suspended_at": "2024-02-20"},
+        "public-read",
+        PRIVATE,
+    ),
+    (
+        "deleted-status-empty-permission-no-acl",
+        "media_attachments",
+        {**_MEDIA_FILE, "status_deleted_at": "2024-02-21"},
+        "",
+        None,
+    ),
     # "empty means send no ACL" (what R2 and ACL-less buckets need) wins over private.
     (
         "suspended-media-empty-permission-no-acl",
@@ -871,3 +910,16 @@ def test_fake_instance_covers_the_spec() -> None:
     assert INSTANCE.missing and INSTANCE.orphans
     for obj in INSTANCE.expected:
         assert 50 <= obj.size <= 3000
+
+
+def test_only_the_legacy_favicon_ico_is_optional() -> None:
+    objects = TABLES["site_uploads"].objects_for_row(
+        make_row("site_uploads", id=2, var="favicon", file_file_name="ab.png", file_content_type="image/png"), PUBLIC
+    )
+    assert {o.style: o.optional for o in objects} == {
+        "original": False,
+        "ico": True,
+        "16": False,
+        "32": False,
+        "48": False,
+    }

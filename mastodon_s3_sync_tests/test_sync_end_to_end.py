@@ -101,3 +101,66 @@ def test_acls_follow_mastodon(database_url, rclone_source, moto, dagster_instanc
         grants = client.get_object_acl(Bucket=migration.destination_bucket, Key=obj.key)["Grants"]
         public = any(grant["Grantee"].get("URI") == ALL_USERS for grant in grants)
         assert public == (obj.acl(permission) == "public-read"), (obj.key, obj.acl_kind, grants)
+
+
+def test_absent_legacy_ico_is_not_missing_and_a_present_one_is_copied(
+    database_url, rclone_source, rclone_destination, dagster_instance, environment
+):
+    migration = make_migration(database_url, rclone_source, rclone_destination)
+    [ico] = [o for o in migration.instance.expected_for("site_uploads") if o.style == "ico"]
+    migration.source.client().delete_object(Bucket=migration.source_bucket, Key=ico.key)
+    environment(migration.environment())
+    resources = configured()
+    [result] = sync_tables(
+        build_definitions(), dagster_instance, ["site_uploads"], resources["mastodon_db"], resources["sync_tuning"]
+    )
+    assert not result.failed
+    assert result.missing == len(migration.instance.missing_for("site_uploads")), "an absent ico is not missing"
+    assert result.copied == len(migration.instance.expected_for("site_uploads")) - 1
+    verification = verify_table(
+        resources["mastodon_db"], TABLES["site_uploads"], resources["source_s3"], resources["destination_s3"]
+    )
+    assert verification.complete and verification.absent_optional == 1
+    assert with_key_prefix(migration.destination_prefix, ico.key) not in migration.destination_keys()
+
+
+def test_wrong_key_prefix_stops_early_with_one_clear_error(
+    database_url, rclone_source, rclone_destination, tmp_path
+):
+    import subprocess
+    import sys
+
+    from mastodon_s3_sync_demo.fake_instance import seed_bulk
+
+    migration = make_migration(database_url, rclone_source, rclone_destination)
+    seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=60)
+    environment = {
+        **migration.environment(),
+        "SOURCE_S3_KEY_PREFIX": "media",  # the objects are at the bucket's root
+        "SYNC_PARTITION_ROWS": "1000",
+        "DAGSTER_HOME": str(tmp_path / "home"),
+    }
+
+    def sync(*options: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mastodon_s3_sync", "sync", "media_attachments", *options],
+            env={**__import__("os").environ, **environment},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    refused = sync()
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    [line] = refused.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: most referenced objects are missing at the source: "), line
+    for variable in ("SOURCE_S3_BUCKET", "SOURCE_S3_ENDPOINT", "SOURCE_S3_KEY_PREFIX", "SYNC_ACCEPT_MISSING"):
+        assert variable in line, line
+    assert migration.destination_keys() == set(), "nothing was copied"
+
+    accepted = sync("--accept-missing")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    referenced = len(migration.instance.expected_for("media_attachments")) + len(
+        migration.instance.missing_for("media_attachments")
+    )
+    assert f"0 objects copied, 0 already there, {referenced + 2 * 60} missing at the source" in accepted.stdout

@@ -126,3 +126,11 @@ def content_md5_of(etag: str | None, headers: dict[str, str] | None = None) -> s
         if SSE_CUSTOMER_HEADER in headers:
             return None
     return plain_md5(etag)
+
+
+NO_UPLOADS_CODES = frozenset({"NoSuchUpload"})
+"""rclone's server answers ListMultipartUploads with 404 NoSuchUpload when a bucket has none."""
+
+
+def no_uploads(status: int, code: str) -> bool:
+    return status == 404 and code in NO_UPLOADS_CODES

@@ -663,9 +663,14 @@ async def list_stale_uploads_async(
     markers: tuple[str, str] | None = None
     while True:
         key_marker, upload_marker = markers or (None, None)
-        uploads, markers = await with_retries(
-            lambda: client.list_multipart_uploads(prefix, key_marker, upload_marker), 5, 30
-        )
+        try:
+            uploads, markers = await with_retries(
+                lambda: client.list_multipart_uploads(prefix, key_marker, upload_marker), 5, 30
+            )
+        except S3Error as error:
+            if providers.no_uploads(error.status, error.code):
+                return stale
+            raise
         stale.extend(upload for upload in uploads if upload.initiated is not None and upload.initiated <= cutoff)
         if markers is None:
             return stale
