@@ -1,0 +1,94 @@
+"""The one table of configuration variables: typed values, one-line errors, EnvVar binding, and the
+README's reference generated from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import EnvVar
+
+from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.core.settings import BY_NAME, VARIABLES, ConfigError, reference_markdown, value
+from mastodon_s3_sync.orchestration.resources import RESOURCE_CLASSES, build_resources
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_reference_is_the_table() -> None:
+    text = README.read_text()
+    begin = text.index("<!-- configuration reference: begin -->\n") + len("<!-- configuration reference: begin -->\n")
+    end = text.index("<!-- configuration reference: end -->")
+    assert text[begin:end] == reference_markdown()
+
+
+def test_every_bound_variable_has_its_resource_field() -> None:
+    for key, resource_class in RESOURCE_CLASSES.items():
+        bound = {v.field for v in VARIABLES if v.resource == key}
+        assert bound <= set(resource_class.model_fields), key
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"),
+    [
+        ("DB_PORT", "6432", 6432),
+        ("SYNC_REQUESTS_PER_SECOND", "2.5", 2.5),
+        ("SYNC_ACCEPT_MISSING", "TRUE", True),
+        ("SYNC_ACCEPT_MISSING", "no", False),
+        ("SYNC_SCHEDULE_CRON", "*/5 * * * *", "*/5 * * * *"),
+    ],
+)
+def test_typed_values(name: str, raw: str, expected) -> None:
+    assert value(name, {name: raw}) == expected
+
+
+def test_defaults_when_unset_or_empty() -> None:
+    assert value("SYNC_PARTITION_ROWS", {}) == 20_000
+    assert value("SYNC_PARTITION_ROWS", {"SYNC_PARTITION_ROWS": ""}) == 20_000
+    assert value("SYNC_SCHEDULE_CRON", {}) == "0 * * * *"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("DB_PORT", "five", "DB_PORT must be a whole number, not 'five'"),
+        ("SYNC_REQUESTS_PER_SECOND", "fast", "SYNC_REQUESTS_PER_SECOND must be a number, not 'fast'"),
+        ("SYNC_ACCEPT_MISSING", "maybe", "SYNC_ACCEPT_MISSING must be true or false, not 'maybe'"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, raw: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        value(name, {name: raw})
+    assert str(error.value) == message
+
+
+def test_empty_permission_is_kept_and_means_no_acl() -> None:
+    environ = {"SOURCE_S3_BUCKET": "a", "DESTINATION_S3_BUCKET": "b", "DESTINATION_S3_PERMISSION": ""}
+    destination = configured(environ, only=("destination_s3",))["destination_s3"]
+    assert destination.permission == "" and destination.acl_permission() is None
+
+
+def test_missing_bucket_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as error:
+        configured({"DESTINATION_S3_BUCKET": "b"}, only=("source_s3",))
+    assert str(error.value) == "SOURCE_S3_BUCKET is not set: it names the source bucket"
+
+
+def test_dagster_resources_hold_env_var_names_for_every_set_variable() -> None:
+    environ = {
+        "DATABASE_URL": "postgresql://u:secret@h/db",
+        "DB_PORT": "6432",
+        "SOURCE_S3_BUCKET": "a",
+        "SOURCE_AWS_SECRET_ACCESS_KEY": "s3cr3t",
+        "DESTINATION_S3_BUCKET": "b",
+        "DESTINATION_S3_PERMISSION": "",
+        "SYNC_CONCURRENCY": "8",
+    }
+    resources = build_resources(environ)
+    assert resources["mastodon_db"].database_url == EnvVar("DATABASE_URL")
+    assert resources["mastodon_db"].db_port == EnvVar.int("DB_PORT")
+    assert resources["source_s3"].aws_secret_access_key == EnvVar("SOURCE_AWS_SECRET_ACCESS_KEY")
+    assert resources["destination_s3"].permission == EnvVar("DESTINATION_S3_PERMISSION")
+    assert resources["sync_tuning"].concurrency == 8, "tuning is not secret: bound to its value"
+    assert resources["mastodon_db"].db_pass is None, "unset variables keep the field's default"
+    assert all(BY_NAME[name].secret for name in ("DATABASE_URL", "SOURCE_AWS_SECRET_ACCESS_KEY"))
