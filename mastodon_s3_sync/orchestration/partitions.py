@@ -9,7 +9,7 @@ changed is ``core.changes``. Here they meet the instance's records.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DynamicPartitionsDefinition
 
@@ -20,6 +20,11 @@ from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaTable
 SNAPSHOT_AT = "db_snapshot_at"
 """Materialization metadata key: the database clock (UTC) when the partition's rows were read.
 Staleness is decided against it, so it is part of the record, not only of the UI."""
+
+
+SNAPSHOT_OVERLAP = timedelta(minutes=10)
+"""Rails stamps ``<att>_updated_at`` before its transaction commits, so a change can become
+visible after a scan that started later than its stamp: the sensor's passes look back this far."""
 
 
 def partitions_name(table: str) -> str:

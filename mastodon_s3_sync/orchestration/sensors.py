@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from dagster import (
     DefaultSensorStatus,
@@ -21,6 +21,7 @@ from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.orchestration.jobs import SYNC_JOBS, sync_job_name
 from mastodon_s3_sync.orchestration.partitions import (
     ID_RANGE_PARTITIONS,
+    SNAPSHOT_OVERLAP,
     oldest_snapshot,
     partitions_name,
     stale_partitions,
@@ -54,9 +55,6 @@ def add_id_range_partitions(
 DEFAULT_ROWS_PER_TICK = 5_000_000
 """Rows the changed-rows sensor reads per tick, all tables together (about 2-3 s of one
 PostgreSQL core at 50M rows, see benchmarks/scale-results.md)."""
-SCAN_OVERLAP = timedelta(minutes=10)
-"""A pass looks for changes from this long before the previous pass started: rows whose
-``*_updated_at`` Rails stamped before that start but whose transaction committed after it."""
 CURSOR_VERSION = 2
 
 
@@ -87,7 +85,7 @@ def build_resync_changed_rows(interval_seconds: int, rows_per_tick: int = DEFAUL
     ``rows_per_tick`` rows in all and every table's pass over its partitions takes the same
     number of ticks. The cursor keeps, per table, where the pass is, when it started and
     its threshold: a pass looks for rows changed after the previous pass started (less
-    ``SCAN_OVERLAP``), so a row changed at any time is found by the next pass's read of its
+    ``SNAPSHOT_OVERLAP``), so a row changed at any time is found by the next pass's read of its
     slice: within one pass (``ceil(rows / rows_per_tick)`` ticks) of the change. Whether a
     partition is stale is still decided by its own ``db_snapshot_at``, as for ``sync``.
     """
@@ -106,8 +104,9 @@ def build_resync_changed_rows(interval_seconds: int, rows_per_tick: int = DEFAUL
     ):
         loaded = json.loads(context.cursor) if context.cursor else {}
         states = loaded.get("tables", {}) if loaded.get("version") == CURSOR_VERSION else loaded
+        instance = context.instance
         ranges_by_table = {
-            name: sorted(parse_partition_key(key) for key in context.instance.get_dynamic_partitions(partitions_name(name)))
+            name: sorted(parse_partition_key(key) for key in instance.get_dynamic_partitions(partitions_name(name)))
             for name in TABLES
         }
         ticks_per_pass = plan_slices(ranges_by_table, rows_per_tick, sync_tuning.partition_rows)
@@ -139,7 +138,7 @@ def build_resync_changed_rows(interval_seconds: int, rows_per_tick: int = DEFAUL
                     ]
                 if len(take) == len(pending):  # the pass is complete: the next one starts
                     state = {
-                        "since": (datetime.fromisoformat(state["started"]) - SCAN_OVERLAP).isoformat(),
+                        "since": (datetime.fromisoformat(state["started"]) - SNAPSHOT_OVERLAP).isoformat(),
                         "started": now.isoformat(),
                         "next": MIN_ID,
                     }

@@ -22,7 +22,14 @@ PRIVATE = "private"
 
 
 class InvalidRow(ValueError):
-    """A row whose values cannot name an object; reported, never fatal."""
+    """A row whose values cannot name an object; reported, never fatal.
+
+    ``objects``: what the row's other, valid attachments reference (an account whose avatar
+    name is garbage still has its header copied)."""
+
+    def __init__(self, message: str, objects: list[MediaObject] | None = None):
+        super().__init__(message)
+        self.objects = objects or []
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +118,13 @@ class MediaTable:
     attachments: tuple[Attachment, ...]
     is_remote: Callable[[Row], bool]
     extra_columns: tuple[str, ...] = ()
-    """SQL expressions over ``t`` (and joins), each ending in its result name."""
-    joins: str = ""
+    """SQL expressions over ``t``, each ending in its result name."""
     always_private: bool = False
 
     def select_sql(self, where: str) -> str:
         columns = ["t.id"] + [f"t.{column}" for a in self.attachments for column in a.columns]
         columns += list(self.extra_columns)
-        return f"SELECT {', '.join(columns)} FROM {self.name} t {self.joins} WHERE {where} ORDER BY t.id"
+        return f"SELECT {', '.join(columns)} FROM {self.name} t WHERE {where} ORDER BY t.id"
 
     def acl_for(self, row: Row, permission: str | None) -> str | None:
         """Mastodon's ACL: backups, media of suspended accounts and of deleted-but-kept statuses
@@ -135,11 +141,16 @@ class MediaTable:
         row_id = row["id"]
         acl = self.acl_for(row, permission)
         objects = []
+        problems = []
         for attachment in self.attachments:
             file_name = row[attachment.column("file_name")]
-            if not file_name:
+            if file_name is None:
                 continue
-            _check_file_name(file_name)
+            try:
+                _check_file_name(file_name)
+            except InvalidRow as error:
+                problems.append(f"{attachment.name}: {error}" if len(self.attachments) > 1 else str(error))
+                continue
             cached = attachment.has_storage_schema_version and uses_cache_prefix(
                 row[attachment.column("storage_schema_version")], self.is_remote(row)
             )
@@ -161,16 +172,31 @@ class MediaTable:
                         key=key,
                         fallback_key=toggle_cache_prefix(key) if attachment.has_storage_schema_version else None,
                         acl=acl,
-                        expected_size=row[attachment.column("file_size")] if style == "original" else None,
+                        expected_size=_file_size(row[attachment.column("file_size")]) if style == "original" else None,
                         optional=style in LEGACY_STYLES,
                     )
                 )
+        if problems:
+            raise InvalidRow("; ".join(problems), objects)
         return objects
 
 
 def _check_file_name(file_name: str) -> None:
-    if "/" in file_name or any(ord(character) < 32 for character in file_name) or file_name in (".", ".."):
+    """Names Paperclip could not have written: empty or blank (Mastodon treats a blank name as no
+    file at all), or not one path segment. Unicode, spaces inside, ``%``, ``+``, ``?`` and ``#``
+    are fine: keys are percent-encoded on the wire."""
+    if not file_name.strip():
+        raise InvalidRow(f"file name {file_name!r} is empty or blank")
+    if "/" in file_name or any(ord(character) < 32 or ord(character) == 127 for character in file_name):
         raise InvalidRow(f"file name {file_name!r} cannot be part of an object key")
+    if file_name in (".", ".."):
+        raise InvalidRow(f"file name {file_name!r} cannot be part of an object key")
+
+
+def _file_size(value: Any) -> int | None:
+    """The original's size as the row states it; None when unknown or garbage (negative): the
+    source bucket then says how big it is."""
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 def _has_domain(row: Row) -> bool:
@@ -187,13 +213,13 @@ TABLES: dict[str, MediaTable] = {
                 Attachment("thumbnail", "thumbnails", _always(ORIGINAL_ONLY), has_storage_schema_version=True),
             ),
             is_remote=lambda row: bool(row["remote_url"]),
+            # One primary-key lookup per row (accounts_pkey, statuses_pkey): as joins, the planner
+            # hashed the whole accounts table for every 20,000-row partition at 10M rows.
             extra_columns=(
                 "t.remote_url",
-                "a.suspended_at AS account_suspended_at",
-                "s.deleted_at AS status_deleted_at",
+                "(SELECT a.suspended_at FROM accounts a WHERE a.id = t.account_id) AS account_suspended_at",
+                "(SELECT s.deleted_at FROM statuses s WHERE s.id = t.status_id) AS status_deleted_at",
             ),
-            # Both joins walk primary keys (accounts_pkey, statuses_pkey), one row each.
-            joins="LEFT JOIN accounts a ON a.id = t.account_id LEFT JOIN statuses s ON s.id = t.status_id",
         ),
         MediaTable(
             name="accounts",
