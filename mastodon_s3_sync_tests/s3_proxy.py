@@ -16,6 +16,14 @@ bodies) with 32 hex digits that are not the MD5 of anything the server
 holds, as KMS-encrypted buckets answer (or, given a predicate, only in the
 answers to the exchanges it selects).
 
+Faults for the fault matrix: ``outage(seconds)`` makes the server "die": the
+listening socket closes (new connections are refused) and every open connection
+is aborted mid-request, then it listens again on the same port ``seconds``
+later, with the upstream's objects intact (a restarted rclone would have lost
+their metadata, moto all of them). ``error_answer`` answers every request with
+that S3 error instead of forwarding it (``RequestTimeTooSkewed``,
+``ExpiredToken``...). An upstream that cannot be reached is answered with 502.
+
 Use it as ``async with`` inside a test's event loop, or as ``with`` to run it
 on a thread of its own while the code under test runs in another process.
 """
@@ -28,6 +36,7 @@ import random
 import re
 import ssl
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +77,7 @@ class S3Proxy:
         cut_share: float = 0.0,
         flip_share: float = 0.0,
         rewrite_etags: bool | Callable[[Exchange], bool] = False,
+        error_answer: tuple[int, str, str] | None = None,
     ):
         self.upstream_url = upstream_url.rstrip("/")
         self.on_response = on_response
@@ -85,6 +95,13 @@ class S3Proxy:
         """Keys whose GET body was cut short."""
         self.flipped: list[str] = []
         """Keys whose GET body had a byte flipped."""
+        self.error_answer = error_answer
+        """(status, S3 error code, message) to answer every request with, or None to forward them."""
+        self.outages: list[tuple[float, float]] = []
+        """(went down, came back) monotonic times of each ``outage``."""
+        self.down = threading.Event()
+        """Set while the proxy is down."""
+        self._port = 0
         self._faulted: set[str] = set()
         self._opaque: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -144,20 +161,50 @@ class S3Proxy:
                 return "flip"
         return None
 
+    @staticmethod
+    def _error(status: int, code: str, message: str) -> web.Response:
+        body = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+        return web.Response(status=status, text=body, content_type="application/xml")
+
+    def outage(self, seconds: float) -> None:
+        """Go down now (refuse connections, abort open ones) and come back on the same port after
+        ``seconds``. Callable from ``on_response`` or from any thread."""
+        self._serving_loop.call_soon_threadsafe(lambda: self._serving_loop.create_task(self._outage(seconds)))
+
+    async def _outage(self, seconds: float) -> None:
+        went_down = time.monotonic()
+        self.down.set()
+        await self._site.stop()
+        for handler in self._runner.server.connections:
+            if handler.transport is not None:
+                handler.transport.abort()
+        await asyncio.sleep(seconds)
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self._port, ssl_context=self.tls, reuse_address=True)
+        await self._site.start()
+        self.down.clear()
+        self.outages.append((went_down, time.monotonic()))
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if self.random.random() < self.throttle_share:
             return await self._throttle()
+        if self.error_answer is not None:
+            with self._lock:
+                self.exchanges.append(Exchange(request.method, request.path, request.query_string, self.error_answer[0]))
+            return self._error(*self.error_answer)
         headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
         url = URL(self.upstream_url + request.raw_path, encoded=True)
         body = await request.read()
         if self.rewrite_etags and body and request.method == "POST" and "uploadId" in request.query:
             body = self._restore(body)
-        async with self._session.request(request.method, url, headers=headers, data=body or None) as upstream:
-            payload = await upstream.read()
-            response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-            if request.method == "HEAD" and "Content-Length" in upstream.headers:
-                response_headers["Content-Length"] = upstream.headers["Content-Length"]  # the object's size
-            status = upstream.status
+        try:
+            async with self._session.request(request.method, url, headers=headers, data=body or None) as upstream:
+                payload = await upstream.read()
+                response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+                if request.method == "HEAD" and "Content-Length" in upstream.headers:
+                    response_headers["Content-Length"] = upstream.headers["Content-Length"]  # the object's size
+                status = upstream.status
+        except (aiohttp.ClientError, OSError) as error:  # the upstream is gone: what a gateway answers
+            return self._error(502, "BadGateway", f"the upstream S3 server cannot be reached ({type(error).__name__})")
         exchange = Exchange(
             request.method, request.path, request.query_string, status, request.headers.get("Content-MD5")
         )
@@ -190,9 +237,10 @@ class S3Proxy:
         application.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(application, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
+        self._serving_loop = asyncio.get_running_loop()
+        self._site = site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        self._port = port = site._server.sockets[0].getsockname()[1]
         self.endpoint_url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
         return self
 

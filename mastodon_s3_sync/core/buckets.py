@@ -5,8 +5,10 @@ destination, the ACL and storage class. Field names follow dagster-aws's ``S3Res
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
@@ -41,6 +43,26 @@ class MediaBucket:
     path_style: bool | None = None
     side: str = "SOURCE"
     """Whose variables these are (``SOURCE`` or ``DESTINATION``), for error messages."""
+    verify: bool | str | None = None
+    """``*_S3_CA_BUNDLE``: a PEM file of CA certificates for the endpoint's TLS certificate (a
+    private CA, a self-signed endpoint). None or True: the system's CAs. As dagster-aws's field
+    of the same name, but verification cannot be turned off."""
+
+    def ca_bundle(self) -> str | None:
+        """The CA bundle's path, checked to hold certificates; None for the system's CAs."""
+        if self.verify is None or self.verify is True:
+            return None
+        variable = f"{self.side}_S3_CA_BUNDLE"
+        if self.verify is False or not str(self.verify).strip():
+            raise ConfigError(f"{variable}: TLS certificates are always verified; give a CA bundle (PEM file)")
+        path = Path(str(self.verify)).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{variable}: {path} is not a readable file")
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (ssl.SSLError, ValueError, OSError) as error:
+            raise ConfigError(f"{variable}: {path} holds no usable PEM certificates ({error})") from None
+        return str(path)
 
     def engine_bucket(self) -> Bucket:
         """The bucket as the transfer engine sees it, with credentials resolved.
@@ -68,17 +90,35 @@ class MediaBucket:
             secret_access_key=secret_key,
             session_token=token,
             path_style=self.path_style,
+            ca_bundle=self.ca_bundle(),
         )
 
     def explain(self, error: BaseException) -> str:
         """One line naming the variable behind a failed bucket request."""
         side, where = self.side, f"{self.endpoint_url or 'AWS S3'}"
+        credentials = f"{side}_AWS_ACCESS_KEY_ID / {side}_AWS_SECRET_ACCESS_KEY"
+        if isinstance(error, S3Error) and error.code in providers.CLOCK_SKEW_CODES:
+            return (
+                f"{credentials}: {where} refuses the request signatures because the clock of this machine differs "
+                f"from the server's by more than 15 minutes ({error.code}); set this machine's clock right (NTP)"
+            )
+        if isinstance(error, S3Error) and (
+            error.code in providers.EXPIRED_CREDENTIAL_CODES
+            or (error.code == "InvalidToken" and (self.aws_session_token or not self.aws_access_key_id))
+        ):
+            return (
+                f"{credentials}: the credentials for bucket {self.bucket!r} at {where} have expired or their "
+                f"session token is no longer valid ({error.code}); renew the temporary credentials "
+                "(session token) or set long-lived keys"
+            )
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return (
+                f"{side}_S3_ENDPOINT: the TLS certificate of {where} is not trusted ({error.verify_message}); "
+                f"for a private CA or a self-signed certificate set {side}_S3_CA_BUNDLE to its PEM file"
+            )
         if isinstance(error, S3Error):
             if error.status in (401, 403) or error.code in providers.ACCESS_ERROR_CODES:
-                return (
-                    f"{side}_AWS_ACCESS_KEY_ID / {side}_AWS_SECRET_ACCESS_KEY: bucket {self.bucket!r} at {where} "
-                    f"refuses these credentials ({error.code})"
-                )
+                return f"{credentials}: bucket {self.bucket!r} at {where} refuses these credentials ({error.code})"
             if error.status == 404 or error.code == "NoSuchBucket":
                 return f"{side}_S3_BUCKET: there is no bucket {self.bucket!r} at {where}"
             return f"{side}_S3_ENDPOINT: {where} answered {error}"

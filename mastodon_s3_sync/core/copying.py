@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
 from mastodon_s3_sync.core.mastodon.tables import MediaObject
 from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, ObjectProblem, ReadStats
+from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.transfer.engine import (
     BatchProgress,
     BucketUnavailable,
@@ -25,6 +25,12 @@ from mastodon_s3_sync.core.transfer.engine import (
     TransferSettings,
     copy_batch,
 )
+from mastodon_s3_sync.core.transfer.s3 import S3Error
+
+
+class BucketOutage(Exception):
+    """A bucket could not be listed for a while (unreachable, 5xx): worth another try, unlike a ConfigError."""
+
 
 MOSTLY_MISSING = "most referenced objects are missing at the source"
 MOSTLY_MISSING_MIN_OBJECTS = 100
@@ -99,7 +105,10 @@ def copy_objects(
         result = copy_batch(source.engine_bucket(), destination.engine_bucket(), items, settings, on_progress)
     except BucketUnavailable as unavailable:
         bucket = source if unavailable.role == "source" else destination
-        raise ConfigError(bucket.explain(unavailable.error)) from None
+        message = bucket.explain(unavailable.error)
+        if isinstance(unavailable.error, S3Error) and not unavailable.error.is_retryable:
+            raise ConfigError(message) from None  # credentials, bucket name: a retry cannot help
+        raise BucketOutage(message) from None  # unreachable or 5xx: the step's retry policy tries again
     report = BatchReport(
         objects=len(objects),
         requests=result.requests,

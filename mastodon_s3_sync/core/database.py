@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -19,6 +20,28 @@ from mastodon_s3_sync.core.settings import ConfigError
 
 class DatabaseUnavailable(ConfigError):
     """The database (or the SSH host in front of it) cannot be reached or refuses us."""
+
+
+class DatabaseConnectionLost(DatabaseUnavailable):
+    """An open connection broke mid-work (the server restarted or terminated our backend, the SSH
+    tunnel went down): transient, so a retry may succeed, unlike the other configuration errors."""
+
+    def __init__(self, where: str, reason: str, doing: str = "reading rows"):
+        super().__init__(f"the Mastodon database connection{where} was lost while {doing}: {reason}")
+        self.where = where
+        self.reason = reason
+
+    def reading(self, what: str) -> DatabaseConnectionLost:
+        """The same loss, said as what was being read (``media_attachments rows 1-5000``)."""
+        return DatabaseConnectionLost(self.where, self.reason, f"reading {what}")
+
+
+_DENIED = re.compile(r"permission denied for (table|relation|schema|sequence|view) \"?([^\"\s]+)")
+
+
+def _first_line(error: BaseException, default: str) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else default
 
 
 @dataclass(frozen=True)
@@ -70,6 +93,29 @@ class MastodonDatabase:
         parameters = self._connection_parameters()
         where = f"{parameters.get('host', 'localhost')}:{parameters.get('port', 5432)}/{parameters.get('dbname', '')}"
         return where + (f" through SSH {self.ssh_host}:{self.ssh_port}" if self.ssh_host else "")
+
+    def _lost(self, error: BaseException) -> DatabaseConnectionLost:
+        where = f" to {self.describe()}"
+        if self.ssh_host:
+            where = (
+                f" to {self.describe().split(' through ')[0]} through the SSH tunnel to "
+                f"{self.ssh_user or ''}@{self.ssh_host}:{self.ssh_port} (DB_SSH_HOST)"
+            )
+        return DatabaseConnectionLost(where, _first_line(error, "the server closed the connection"))
+
+    def _denied(self, error: psycopg2.errors.InsufficientPrivilege, role: str) -> ConfigError:
+        """One line naming the role and what it may not read, with the GRANT that fixes it."""
+        found = _DENIED.search(str(error))
+        kind, name = found.groups() if found else ("table", "?")
+        if kind == "schema":
+            return ConfigError(
+                f"the database role {role} may not use schema {name} at {self.describe()}: "
+                f"GRANT USAGE ON SCHEMA {name} TO {role}"
+            )
+        return ConfigError(
+            f"the database role {role} may not read table {name} at {self.describe()} (permission denied): "
+            f"GRANT SELECT ON {name} TO {role}"
+        )
 
     def _host_key(self) -> paramiko.PKey:
         """The SSH host's key from known_hosts, checked against what the host presents.
@@ -152,11 +198,22 @@ class MastodonDatabase:
                 raise DatabaseUnavailable(
                     f"cannot connect to the Mastodon database at {self.describe()}: {first_line}"
                 ) from None
+            role = connection.info.user
             try:
                 connection.set_session(readonly=True, autocommit=False)
                 yield connection
+            except psycopg2.errors.InsufficientPrivilege as error:
+                raise self._denied(error, role) from None
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+                if not connection.closed:
+                    raise  # e.g. a statement timeout: the connection itself is fine
+                raise self._lost(error) from None
             finally:
-                connection.rollback()
+                if not connection.closed:
+                    try:
+                        connection.rollback()
+                    except psycopg2.Error:
+                        pass  # broken just now: closing is all that is left
                 connection.close()
 
     def stream(
@@ -164,12 +221,17 @@ class MastodonDatabase:
     ) -> Iterator[dict[str, Any]]:
         """Rows as dicts through a server-side cursor, ``fetch_rows`` at a time."""
         with nullcontext(connection) if connection is not None else self.connection() as open_connection:
-            with open_connection.cursor(
-                name="mastodon_s3_sync_rows", cursor_factory=psycopg2.extras.RealDictCursor
-            ) as cursor:
+            cursor = open_connection.cursor(name="mastodon_s3_sync_rows", cursor_factory=psycopg2.extras.RealDictCursor)
+            try:
                 cursor.itersize = self.fetch_rows
                 cursor.execute(sql, parameters)
                 yield from cursor
+            finally:
+                if not open_connection.closed:  # a broken connection has no cursor left to close
+                    try:
+                        cursor.close()
+                    except psycopg2.Error:
+                        pass  # the transaction failed: the error that failed it is on its way
 
     def query(
         self, sql: str, parameters: tuple | dict = (), connection: psycopg2.extensions.connection | None = None

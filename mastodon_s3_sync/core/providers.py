@@ -26,6 +26,10 @@ RETRYABLE_CODES = frozenset({"RequestTimeout", "BadDigest"})
 Content-MD5 sent with it (it changed on the way), so the copy starts again from its GET."""
 
 ACCESS_ERROR_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"})
+EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"})
+"""Temporary credentials (a session token) past their expiry: AWS answers 400 ExpiredToken."""
+CLOCK_SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired"})
+"""The request's signing time is more than 15 minutes off the server's clock (AWS answers 403)."""
 
 ACL_UNSUPPORTED_STATUSES = frozenset({400, 404, 405, 501})
 ACL_UNSUPPORTED_CODES = frozenset({"NotImplemented"})

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mastodon_s3_sync.core.database import MastodonDatabase
+from mastodon_s3_sync.core.database import DatabaseConnectionLost, MastodonDatabase
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import InvalidRow, MediaObject, MediaTable
 
@@ -50,23 +50,28 @@ def referenced_objects(
     """Every object that the table's rows (in ``id_range``, else all) reference, in id order.
 
     A row whose values cannot name an object is counted in ``stats`` and skipped: the rest go on.
-    The scan walks the primary key index (``ORDER BY id``, ``id BETWEEN``).
+    The scan walks the primary key index (``ORDER BY id``, ``id BETWEEN``). A connection lost
+    mid-scan is a ``DatabaseConnectionLost`` that says which rows were being read.
     """
     stats = stats if stats is not None else ReadStats()
     where, parameters = ("t.id BETWEEN %s AND %s", (id_range.lo, id_range.hi)) if id_range else ("TRUE", ())
-    with database.connection() as connection:
-        stats.snapshot_at = database.clock(connection)
-        for row in database.stream(table.select_sql(where), parameters, connection=connection):
-            stats.rows += 1
-            try:
-                objects = table.objects_for_row(row, permission)
-            except InvalidRow as error:
-                stats.invalid(ObjectProblem(table.name, row["id"], "", str(error)))
-                continue
-            for media_object in objects:
-                stats.objects += 1
-                stats.expected_bytes += media_object.expected_size or 0
-                yield media_object
+    try:
+        with database.connection() as connection:
+            stats.snapshot_at = database.clock(connection)
+            for row in database.stream(table.select_sql(where), parameters, connection=connection):
+                stats.rows += 1
+                try:
+                    objects = table.objects_for_row(row, permission)
+                except InvalidRow as error:
+                    stats.invalid(ObjectProblem(table.name, row.get("id"), "", str(error)))
+                    objects = error.objects  # the row's valid attachments still count
+                for media_object in objects:
+                    stats.objects += 1
+                    stats.expected_bytes += media_object.expected_size or 0
+                    yield media_object
+    except DatabaseConnectionLost as lost:
+        rows = f"{table.name} rows" + (f" (ids {id_range.lo}-{id_range.hi})" if id_range else "")
+        raise lost.reading(f"{rows}, after {stats.rows} rows") from None
 
 
 def batched(

@@ -69,6 +69,7 @@ DESTINATION = "Destination bucket"
 TUNING = "Tuning"
 SCHEDULING = "Schedules and sensors"
 DAGSTER = "Dagster instance"
+HOSTS = "Several hosts (Celery workers; on when CELERY_BROKER_URL is set)"
 
 
 def _bucket_variables(side: str, section: str) -> list[Variable]:
@@ -168,6 +169,35 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DAGSTER_PG_USER", DAGSTER, "its user"),
     Variable("DAGSTER_PG_PASSWORD", DAGSTER, "its password", secret=True),
     Variable("DAGSTER_PG_DB", DAGSTER, "its database"),
+    Variable(
+        "CELERY_BROKER_URL",
+        HOSTS,
+        "the Redis that queues runs for the copy hosts' workers (`redis://host:6379/0`); set, the CLI and "
+        "`make dev` use dagster-celery.yaml, `sync` submits its runs and `mastodon-s3-sync worker` takes them",
+        secret=True,
+    ),
+    Variable(
+        "CELERY_RESULT_BACKEND",
+        HOSTS,
+        "the Redis where workers record task states and run heartbeats, read by the daemon's health check "
+        "(default: CELERY_BROKER_URL); `redis://` or `rediss://` only",
+        secret=True,
+    ),
+    Variable(
+        "CELERY_WORKER_LOST_SECONDS",
+        HOSTS,
+        "a run whose worker has sent no heartbeat for this long (host gone, worker killed) is failed and "
+        "retried on another worker",
+        kind=int,
+        default=120,
+    ),
+    Variable(
+        "DAGSTER_COMPUTE_LOGS_BUCKET",
+        HOSTS,
+        "the bucket where every host keeps runs' stdout and stderr, so the UI shows them (required with "
+        "CELERY_BROKER_URL); at DESTINATION_S3_ENDPOINT, with the destination's credentials",
+    ),
+    Variable("DAGSTER_COMPUTE_LOGS_PREFIX", HOSTS, "key prefix in that bucket", default="dagster-compute-logs"),
 )
 BY_NAME: dict[str, Variable] = {variable.name: variable for variable in VARIABLES}
 SECRET_VARIABLES = frozenset(variable.name for variable in VARIABLES if variable.secret)

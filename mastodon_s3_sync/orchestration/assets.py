@@ -26,6 +26,7 @@ from dagster import (
     op,
 )
 
+from mastodon_s3_sync.core.database import DatabaseConnectionLost
 from mastodon_s3_sync.core.copying import BatchReport, PartitionReport, copy_objects
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject, MediaTable
@@ -45,6 +46,10 @@ from mastodon_s3_sync.orchestration.resources import (
 LOG_INTERVAL = 15.0
 """Seconds between a batch's progress lines in the run log: no event per object."""
 COPY_RETRY_POLICY = RetryPolicy(max_retries=3, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+PLAN_RETRY_POLICY = RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL)
+"""For a database connection lost mid-scan (a restart, a failover, a terminated backend, a dropped
+SSH tunnel): tried again after 5, 15 and 35 s. Configuration errors (``ConfigError``: unreachable,
+refused, no permission) fail at once: a retry cannot fix them."""
 
 
 @contextmanager
@@ -52,12 +57,18 @@ def configuration_failures() -> Iterator[None]:
     """Show a configuration problem as a one-line failure, not retried (a retry cannot fix it)."""
     try:
         yield
+    except DatabaseConnectionLost as error:  # transient: the op's RetryPolicy tries again
+        raise Failure(description=str(error), allow_retries=True) from None
     except ConfigError as error:
         raise Failure(description=str(error), allow_retries=False) from None
 
 
 def build_media_asset(table: MediaTable) -> AssetsDefinition:
-    @op(name=f"{table.name}_plan", out={"batch": DynamicOut(list), "stats": Out(ReadStats)})
+    @op(
+        name=f"{table.name}_plan",
+        out={"batch": DynamicOut(list), "stats": Out(ReadStats)},
+        retry_policy=PLAN_RETRY_POLICY,
+    )
     def plan(
         context: OpExecutionContext,
         mastodon_db: MastodonDbResource,

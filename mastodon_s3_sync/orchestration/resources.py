@@ -60,6 +60,11 @@ class MediaBucketResource(S3Resource):
 
     bucket: str = Field(description="the bucket name")
     key_prefix: str | None = Field(default=None, description="Mastodon's S3_KEY_PREFIX, joined literally")
+    verify: str | None = Field(
+        default=None,
+        description="*_S3_CA_BUNDLE: a PEM file of CA certificates for the endpoint's TLS certificate "
+        "(default: the system's CAs)",
+    )
 
     def get_object_to_set_on_execution_context(self) -> Any:
         return self  # not a boto3 client per step: the copy steps run the transfer engine
@@ -74,6 +79,7 @@ class MediaBucketResource(S3Resource):
             "aws_session_token": self.aws_session_token,
             "profile_name": self.profile_name,
             "key_prefix": self.key_prefix,
+            "verify": self.verify,
         }
 
 

@@ -29,6 +29,12 @@ SWEEP_INTERVAL = 1.0
 """How often requests are checked for a silent server (the read timeout's resolution)."""
 
 
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """A client context that verifies certificates and host names, against ``ca_bundle`` (a PEM
+    file of CA certificates) when given, else the system's CAs."""
+    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+
+
 class ConnectionLost(ConnectionError):
     """The connection closed or broke before the response was complete."""
 
@@ -303,8 +309,15 @@ class ConnectionPool:
         self.read_timeout = read_timeout
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._open: set[_Connection] = set()
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: dict[tuple[str, str, int], ssl.SSLContext] = {}
+        """TLS context per origin: the system's CAs unless ``trust`` gave a CA bundle for it."""
         self._sweeper: asyncio.TimerHandle | None = None
+
+    def trust(self, origin: tuple[str, str, int], ca_bundle: str | None) -> None:
+        """Verify ``origin``'s TLS certificate against ``ca_bundle`` (a PEM file) instead of the
+        system's CAs. Certificates and host names are always verified."""
+        if ca_bundle:
+            self._ssl[origin] = tls_context(ca_bundle)
 
     async def request(
         self,
@@ -341,9 +354,9 @@ class ConnectionPool:
         loop = asyncio.get_running_loop()
         tls = None
         if scheme == "https":
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            tls = self._ssl
+            tls = self._ssl.get(origin)
+            if tls is None:
+                tls = self._ssl[origin] = tls_context(None)
         connection = _Connection(self, origin)
         await asyncio.wait_for(
             loop.create_connection(lambda: connection, host, port, ssl=tls, server_hostname=host if tls else None),

@@ -40,6 +40,9 @@ class Bucket:
     session_token: str | None = None
     path_style: bool | None = None
     """Defaults to path style for custom endpoints (MinIO, R2, B2...), virtual host on AWS."""
+    ca_bundle: str | None = None
+    """A PEM file of CA certificates to verify the endpoint's TLS certificate with (a private
+    CA, a self-signed endpoint); None: the system's CAs. Verification is never off."""
 
     @property
     def base_url(self) -> str:
@@ -217,6 +220,7 @@ class S3Client:
             host = f"{bucket.name}.{host}"
             self._bucket_path = base_path
         self._origin = (split.scheme, host, port)
+        pool.trust(self._origin, bucket.ca_bundle)
         self._signer = (
             Signer(bucket.access_key_id, bucket.secret_access_key, bucket.region, bucket.session_token)
             if bucket.access_key_id and bucket.secret_access_key
