@@ -61,3 +61,17 @@ def test_core_loads_without_dagster() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_definitions_skip_dagster_aws_components() -> None:
+    """The bucket resources are dagster-aws S3Resources, but loading the definitions must not pay
+    for every dagster-aws component (orchestration/resources.py says why and what it saves)."""
+    script = (
+        "import sys, mastodon_s3_sync.orchestration.definitions as d\n"
+        "d.build_definitions()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('dagster_aws.') and 'components' in m))\n"
+        "print('dagster_aws.s3.resources' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "True"]
