@@ -5,26 +5,26 @@ from __future__ import annotations
 
 import json
 import os
-
 from contextlib import closing
 from datetime import UTC, datetime
 
 import psycopg2
 import psycopg2.extensions
 from dagster import SensorResult, SkipReason, build_schedule_context, build_sensor_context
-
-from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL, seed_bulk
-from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.core.id_ranges import parse_partition_key
-from mastodon_s3_sync.orchestration.partitions import partitions_name
+
 from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.core.id_ranges import parse_partition_key
+from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.settings import value
+from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync.orchestration.partitions import partitions_name
 from mastodon_s3_sync.orchestration.resources import build_resources
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync.orchestration.schedules import build_catch_up_schedule
 from mastodon_s3_sync.orchestration.sensors import add_id_range_partitions, build_resync_changed_rows
 
-resync_changed_rows = build_resync_changed_rows(3600)
+resync_changed_rows = build_resync_changed_rows(3600, value("SYNC_CHANGES_ROWS_PER_TICK", {}))
 from mastodon_s3_sync_tests.conftest import make_migration
 
 PARTITION_ROWS = 10

@@ -21,6 +21,7 @@ from mastodon_s3_sync.core.transfer.engine import (
     BatchProgress,
     BucketUnavailable,
     CopyItem,
+    ItemResult,
     Outcome,
     TransferSettings,
     copy_batch,
@@ -64,16 +65,45 @@ class BatchReport:
     fallback_used: list[ObjectProblem] = field(default_factory=list)
     requests: Counter = field(default_factory=Counter)
     throttled: int = 0
-
-    def mostly_missing(self) -> str | None:
-        example = self.missing[0].key if self.missing else None
-        return mostly_missing_error(len(self.missing), self.copied + self.skipped + len(self.missing), example)
     absent_optional: int = 0
     """Legacy styles (``MediaObject.optional``) that this instance never had: not missing."""
     recopied_wrong_content: int = 0
     """Copied again: the destination had the object with the source's size but other content (ETags)."""
     rejected_attempts: int = 0
     """Copy attempts whose bytes failed a content check (length, MD5, ETag) and were tried again."""
+    parts: dict[str, BatchReport] = field(default_factory=dict)
+    """The same figures per partition key, when the batch spans the partitions of a ranged run."""
+
+    def mostly_missing(self) -> str | None:
+        example = self.missing[0].key if self.missing else None
+        return mostly_missing_error(len(self.missing), self.copied + self.skipped + len(self.missing), example)
+
+    def tally(self, media_object: MediaObject, item: ItemResult) -> None:
+        """Count one object's outcome."""
+        self.objects += 1
+        self.rejected_attempts += item.rejected_attempts
+        self.recopied_wrong_content += item.recopied_wrong_content
+        if item.outcome is Outcome.COPIED:
+            self.copied += 1
+            self.bytes_copied += item.size
+        elif item.outcome is Outcome.SKIPPED:
+            self.skipped += 1
+        elif item.outcome is Outcome.MISSING and media_object.optional:
+            self.absent_optional += 1
+        elif item.outcome is Outcome.MISSING:
+            self.missing.append(
+                ObjectProblem(media_object.table, media_object.row_id, item.source_key, "missing at the source")
+            )
+        else:
+            self.failed.append(
+                ObjectProblem(media_object.table, media_object.row_id, item.destination_key, item.error or "")
+            )
+        if item.used_fallback:
+            self.fallback_used.append(
+                ObjectProblem(
+                    media_object.table, media_object.row_id, item.source_key, "found under the other cache/ variant"
+                )
+            )
 
 
 def copy_items_for(objects: list[MediaObject], source: SourceBucket, destination: DestinationBucket) -> list[CopyItem]:
@@ -97,8 +127,11 @@ def copy_objects(
     destination: DestinationBucket,
     settings: TransferSettings,
     on_progress: Callable[[BatchProgress], None] | None = None,
+    partition_of: Callable[[MediaObject], str] | None = None,
 ) -> BatchReport:
-    """Copy one batch; a bucket that cannot be listed at all is a ``ConfigError`` naming its variables."""
+    """Copy one batch; a bucket that cannot be listed at all is a ``ConfigError`` naming its variables.
+
+    With ``partition_of``, the report's ``parts`` hold the figures of each partition the batch spans."""
     started = time.monotonic()
     items = copy_items_for(objects, source, destination)
     try:
@@ -110,33 +143,12 @@ def copy_objects(
             raise ConfigError(message) from None  # credentials, bucket name: a retry cannot help
         raise BucketOutage(message) from None  # unreachable or 5xx: the step's retry policy tries again
     report = BatchReport(
-        objects=len(objects),
-        requests=result.requests,
-        throttled=result.source_limiter.throttled + result.destination_limiter.throttled,
-        recopied_wrong_content=result.progress.recopied_wrong_content,
-        rejected_attempts=result.progress.rejected_attempts,
+        requests=result.requests, throttled=result.source_limiter.throttled + result.destination_limiter.throttled
     )
     for media_object, item in zip(objects, result.results):
-        problem = ObjectProblem(media_object.table, media_object.row_id, item.destination_key, item.error or "")
-        if item.outcome is Outcome.COPIED:
-            report.copied += 1
-            report.bytes_copied += item.size
-        elif item.outcome is Outcome.SKIPPED:
-            report.skipped += 1
-        elif item.outcome is Outcome.MISSING and media_object.optional:
-            report.absent_optional += 1
-        elif item.outcome is Outcome.MISSING:
-            report.missing.append(
-                ObjectProblem(media_object.table, media_object.row_id, item.source_key, "missing at the source")
-            )
-        else:
-            report.failed.append(problem)
-        if item.used_fallback:
-            report.fallback_used.append(
-                ObjectProblem(
-                    media_object.table, media_object.row_id, item.source_key, "found under the other cache/ variant"
-                )
-            )
+        report.tally(media_object, item)
+        if partition_of is not None:
+            report.parts.setdefault(partition_of(media_object), BatchReport()).tally(media_object, item)
     report.seconds = time.monotonic() - started
     return report
 

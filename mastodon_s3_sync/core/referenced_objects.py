@@ -3,7 +3,8 @@ copying and verifying all read the database through."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import bisect
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,13 +40,50 @@ class ReadStats:
         if len(self.invalid_examples) < MAX_LISTED_PROBLEMS:
             self.invalid_examples.append(problem)
 
+    def for_row(self, row_id: int) -> ReadStats:
+        return self
+
+    def read_at(self, snapshot_at: datetime) -> None:
+        self.snapshot_at = snapshot_at
+
+
+class PartitionedStats:
+    """``ReadStats`` per id range, for a read that spans several partitions (a ranged run)."""
+
+    def __init__(self, ranges: Sequence[IdRange]):
+        self.ranges = sorted(ranges)
+        self.by_range = {id_range: ReadStats() for id_range in self.ranges}
+        self._starts = [id_range.lo for id_range in self.ranges]
+
+    def range_of(self, row_id: int) -> IdRange:
+        position = bisect.bisect_right(self._starts, row_id) - 1
+        if position < 0 or row_id not in self.ranges[position]:
+            raise ValueError(f"id {row_id} is in none of the run's partitions")
+        return self.ranges[position]
+
+    def for_row(self, row_id: int) -> ReadStats:
+        return self.by_range[self.range_of(row_id)]
+
+    def read_at(self, snapshot_at: datetime) -> None:
+        for stats in self.by_range.values():
+            stats.read_at(snapshot_at)
+
+    @property
+    def span(self) -> IdRange:
+        """One range over all of them: the partitions of a run are contiguous."""
+        return IdRange(self.ranges[0].lo, self.ranges[-1].hi)
+
+    @property
+    def rows(self) -> int:
+        return sum(stats.rows for stats in self.by_range.values())
+
 
 def referenced_objects(
     database: MastodonDatabase,
     table: MediaTable,
     permission: str | None,
     id_range: IdRange | None = None,
-    stats: ReadStats | None = None,
+    stats: ReadStats | PartitionedStats | None = None,
 ) -> Iterator[MediaObject]:
     """Every object that the table's rows (in ``id_range``, else all) reference, in id order.
 
@@ -57,17 +95,18 @@ def referenced_objects(
     where, parameters = ("t.id BETWEEN %s AND %s", (id_range.lo, id_range.hi)) if id_range else ("TRUE", ())
     try:
         with database.connection() as connection:
-            stats.snapshot_at = database.clock(connection)
+            stats.read_at(database.clock(connection))
             for row in database.stream(table.select_sql(where), parameters, connection=connection):
-                stats.rows += 1
+                row_stats = stats.for_row(row["id"])
+                row_stats.rows += 1
                 try:
                     objects = table.objects_for_row(row, permission)
                 except InvalidRow as error:
-                    stats.invalid(ObjectProblem(table.name, row.get("id"), "", str(error)))
+                    row_stats.invalid(ObjectProblem(table.name, row.get("id"), "", str(error)))
                     objects = error.objects  # the row's valid attachments still count
                 for media_object in objects:
-                    stats.objects += 1
-                    stats.expected_bytes += media_object.expected_size or 0
+                    row_stats.objects += 1
+                    row_stats.expected_bytes += media_object.expected_size or 0
                     yield media_object
     except DatabaseConnectionLost as lost:
         rows = f"{table.name} rows" + (f" (ids {id_range.lo}-{id_range.hi})" if id_range else "")

@@ -148,6 +148,14 @@ VARIABLES: tuple[Variable, ...] = (
         "accept_missing",
         bool,
     ),
+    Variable(
+        "SYNC_PARTITIONS_PER_RUN",
+        TUNING,
+        "contiguous partitions one Dagster run may cover, in backfills and `sync` (each keeps its own status "
+        "and metadata); a run costs about half a second of bookkeeping",
+        kind=int,
+        default=20,
+    ),
     Variable("SYNC_SCHEDULE_CRON", SCHEDULING, "when the catch-up schedules run", default="0 * * * *"),
     Variable(
         "SYNC_ACL_REFRESH_CRON",
@@ -156,6 +164,14 @@ VARIABLES: tuple[Variable, ...] = (
         default="*/15 * * * *",
     ),
     Variable("SYNC_VERIFY_CRON", SCHEDULING, "when the daily verify schedule runs", default="30 4 * * *"),
+    Variable(
+        "SYNC_CHANGES_ROWS_PER_TICK",
+        SCHEDULING,
+        "rows (all tables together) the changed-rows sensor reads per tick, an id slice of each table; a full "
+        "pass takes rows / this many ticks (see benchmarks/scale-results.md)",
+        kind=int,
+        default=5_000_000,
+    ),
     Variable(
         "SYNC_CHANGES_INTERVAL_SECONDS",
         SCHEDULING,

@@ -1,8 +1,13 @@
 """One graph-backed, id-range-partitioned asset per media table.
 
-plan (reads the range, fans out batches) -> copy (per batch, retried) -> report (fan-in,
-materialization metadata). Each copy step carries thousands of objects with
-many requests in flight inside it, so step start-up cost stays negligible.
+plan (reads the run's id ranges, fans out batches) -> copy (per batch, retried) -> report
+(fan-in: one materialization per partition, with that partition's figures). Each copy step
+carries thousands of objects with many requests in flight inside it, so step start-up cost
+stays negligible. A run covers one partition or, in a backfill or `sync`, up to
+``SYNC_PARTITIONS_PER_RUN`` contiguous ones (``BackfillPolicy.multi_run``): a run costs about
+half a second of Dagster bookkeeping, which small partitions would otherwise pay each. The
+report op yields each partition's own ``AssetMaterialization`` (and no output value), so every
+partition keeps its own status and metadata in the UI whichever run it was part of.
 """
 
 import time
@@ -11,7 +16,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from dagster import (
+    AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
+    BackfillPolicy,
     Backoff,
     DynamicOut,
     DynamicOutput,
@@ -26,14 +34,14 @@ from dagster import (
     op,
 )
 
-from mastodon_s3_sync.core.database import DatabaseConnectionLost
 from mastodon_s3_sync.core.copying import BatchReport, PartitionReport, copy_objects
+from mastodon_s3_sync.core.database import DatabaseConnectionLost
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject, MediaTable
 from mastodon_s3_sync.core.progress import PROGRESS, BatchDeltas
-from mastodon_s3_sync.core.referenced_objects import ReadStats, batched, referenced_objects
+from mastodon_s3_sync.core.referenced_objects import PartitionedStats, batched, referenced_objects
 from mastodon_s3_sync.core.settings import ConfigError
-from mastodon_s3_sync.core.transfer.engine import MiB, BatchProgress
+from mastodon_s3_sync.core.transfer.engine import BatchProgress, MiB
 from mastodon_s3_sync.orchestration.metadata import partition_metadata, problems_markdown
 from mastodon_s3_sync.orchestration.partitions import ID_RANGE_PARTITIONS
 from mastodon_s3_sync.orchestration.resources import (
@@ -63,10 +71,15 @@ def configuration_failures() -> Iterator[None]:
         raise Failure(description=str(error), allow_retries=False) from None
 
 
-def build_media_asset(table: MediaTable) -> AssetsDefinition:
+def run_ranges(context: OpExecutionContext) -> PartitionedStats:
+    """Empty read figures for each partition the run covers."""
+    return PartitionedStats([parse_partition_key(key) for key in context.partition_keys])
+
+
+def build_media_asset(table: MediaTable, partitions_per_run: int) -> AssetsDefinition:
     @op(
         name=f"{table.name}_plan",
-        out={"batch": DynamicOut(list), "stats": Out(ReadStats)},
+        out={"batch": DynamicOut(list), "stats": Out(PartitionedStats)},
         retry_policy=PLAN_RETRY_POLICY,
     )
     def plan(
@@ -75,22 +88,24 @@ def build_media_asset(table: MediaTable) -> AssetsDefinition:
         destination_s3: DestinationS3Resource,
         sync_tuning: SyncTuningResource,
     ):
-        id_range = parse_partition_key(context.partition_key)
-        stats = ReadStats()
+        stats = run_ranges(context)
         count = 0
         with configuration_failures():
             objects = referenced_objects(
-                mastodon_db.client(), table, destination_s3.client().acl_permission(), id_range, stats
+                mastodon_db.client(), table, destination_s3.client().acl_permission(), stats.span, stats
             )
             batches = batched(objects, sync_tuning.batch_objects, sync_tuning.batch_megabytes * MiB)
             for count, batch in enumerate(batches, start=1):
                 yield DynamicOutput(batch, output_name="batch", mapping_key=f"batch_{count:05d}")
         if count == 0:  # an empty range still materializes: fan-in needs one upstream batch
             yield DynamicOutput([], output_name="batch", mapping_key="batch_00000")
-        PROGRESS.planned(stats.objects)
+        totals = list(stats.by_range.values())
+        objects_planned = sum(s.objects for s in totals)
+        PROGRESS.planned(objects_planned)
         context.log.info(
-            f"{table.name} {id_range.key}: {stats.rows} rows, {stats.objects} objects in {max(count, 1)} batches, "
-            f"{stats.expected_bytes / MiB:.1f} MiB of originals, {stats.invalid_rows} invalid rows"
+            f"{table.name} {stats.span.key} ({len(totals)} partitions): {stats.rows} rows, {objects_planned} objects "
+            f"in {max(count, 1)} batches, {sum(s.expected_bytes for s in totals) / MiB:.1f} MiB of originals, "
+            f"{sum(s.invalid_rows for s in totals)} invalid rows"
         )
         yield Output(stats, output_name="stats")
 
@@ -103,6 +118,7 @@ def build_media_asset(table: MediaTable) -> AssetsDefinition:
         batch: list,
     ) -> BatchReport:
         objects: list[MediaObject] = batch
+        ranges = run_ranges(context)
 
         terminal = BatchDeltas()
         last_logged = time.monotonic()
@@ -129,6 +145,7 @@ def build_media_asset(table: MediaTable) -> AssetsDefinition:
                     progress_interval=0.5 if PROGRESS.active else LOG_INTERVAL,
                 ),
                 on_progress=log_progress,
+                partition_of=lambda media_object: ranges.range_of(media_object.row_id).key,
             )
         mostly_missing = report.mostly_missing()
         if mostly_missing and not sync_tuning.accept_missing:
@@ -141,16 +158,16 @@ def build_media_asset(table: MediaTable) -> AssetsDefinition:
             )
         return report
 
-    @op(name=f"{table.name}_report")
-    def report(context: OpExecutionContext, stats: ReadStats, batch_reports: list) -> Output:
-        partition = PartitionReport.combine(stats, batch_reports)
-        id_range = parse_partition_key(context.partition_key)
-        if partition.missing:
-            context.log.warning(f"{partition.missing} referenced objects are missing at the source")
-        return Output(
-            {"copied": partition.copied, "skipped": partition.skipped, "missing": partition.missing},
-            metadata=partition_metadata(partition, id_range),
-        )
+    @op(name=f"{table.name}_report", out=Out(is_required=False))
+    def report(context: OpExecutionContext, stats: PartitionedStats, batch_reports: list):
+        for id_range, read in stats.by_range.items():
+            parts = [batch.parts[id_range.key] for batch in batch_reports if id_range.key in batch.parts]
+            partition = PartitionReport.combine(read, parts)
+            if partition.missing:
+                context.log.warning(f"{id_range.key}: {partition.missing} referenced objects are missing at the source")
+            yield AssetMaterialization(
+                asset_key=AssetKey(table.name), partition=id_range.key, metadata=partition_metadata(partition, id_range)
+            )
 
     @graph_asset(
         name=table.name,
@@ -158,6 +175,7 @@ def build_media_asset(table: MediaTable) -> AssetsDefinition:
         group_name="mastodon_media",
         description=f"Every object that rows of `{table.name}` reference, copied to the destination bucket.",
         kinds={"s3", "postgres"},
+        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=partitions_per_run),
     )
     def media_asset():
         batches, stats = plan()
@@ -166,4 +184,5 @@ def build_media_asset(table: MediaTable) -> AssetsDefinition:
     return media_asset
 
 
-MEDIA_ASSETS = [build_media_asset(table) for table in TABLES.values()]
+def build_media_assets(partitions_per_run: int) -> list[AssetsDefinition]:
+    return [build_media_asset(table, partitions_per_run) for table in TABLES.values()]

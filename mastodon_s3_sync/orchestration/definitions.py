@@ -12,7 +12,7 @@ from dagster import Definitions, definitions, in_process_executor
 
 from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.orchestration.acl_refresh import build_acl_refresh_schedule, refresh_destination_acls
-from mastodon_s3_sync.orchestration.assets import MEDIA_ASSETS
+from mastodon_s3_sync.orchestration.assets import build_media_assets
 from mastodon_s3_sync.orchestration.checks import DESTINATION_CHECKS
 from mastodon_s3_sync.orchestration.jobs import SYNC_JOBS, VERIFY_JOB
 from mastodon_s3_sync.orchestration.plan_job import plan_migration
@@ -26,14 +26,19 @@ def build_definitions() -> Definitions:
     which resource fields are bound to EnvVars, so reload the location after changing them."""
     settings.load_environment()
     return Definitions(
-        assets=MEDIA_ASSETS,
+        assets=build_media_assets(settings.value("SYNC_PARTITIONS_PER_RUN")),
         asset_checks=DESTINATION_CHECKS,
         jobs=[*SYNC_JOBS.values(), VERIFY_JOB, plan_migration, refresh_destination_acls],
         schedules=[
             *build_schedules(settings.value("SYNC_SCHEDULE_CRON"), settings.value("SYNC_VERIFY_CRON")),
             build_acl_refresh_schedule(settings.value("SYNC_ACL_REFRESH_CRON")),
         ],
-        sensors=[add_id_range_partitions, build_resync_changed_rows(settings.value("SYNC_CHANGES_INTERVAL_SECONDS"))],
+        sensors=[
+            add_id_range_partitions,
+            build_resync_changed_rows(
+                settings.value("SYNC_CHANGES_INTERVAL_SECONDS"), settings.value("SYNC_CHANGES_ROWS_PER_TICK")
+            ),
+        ],
         resources=build_resources(os.environ),
         # Asset-page materializations and backfills run __ASSET_JOB: in-process like sync_<asset>.
         executor=in_process_executor,

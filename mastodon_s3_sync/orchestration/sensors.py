@@ -52,9 +52,6 @@ def add_id_range_partitions(
     return SensorResult(dynamic_partitions_requests=requests)
 
 
-DEFAULT_ROWS_PER_TICK = 5_000_000
-"""Rows the changed-rows sensor reads per tick, all tables together (about 2-3 s of one
-PostgreSQL core at 50M rows, see benchmarks/scale-results.md)."""
 CURSOR_VERSION = 2
 
 
@@ -76,7 +73,7 @@ def plan_slices(ranges_by_table: dict[str, list[IdRange]], rows_per_tick: int, p
     return max(1, math.ceil(partitions / per_tick))
 
 
-def build_resync_changed_rows(interval_seconds: int, rows_per_tick: int = DEFAULT_ROWS_PER_TICK) -> SensorDefinition:
+def build_resync_changed_rows(interval_seconds: int, rows_per_tick: int) -> SensorDefinition:
     """Re-sync partitions whose rows changed, reading one id slice of each table per tick.
 
     The ``*_updated_at`` columns have no index, so a change can only be found by reading
