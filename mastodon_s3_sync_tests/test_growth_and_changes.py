@@ -23,9 +23,9 @@ from mastodon_s3_sync.orchestration.resources import build_resources
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync.orchestration.schedules import build_catch_up_schedule
 from mastodon_s3_sync.orchestration.sensors import add_id_range_partitions, build_resync_changed_rows
+from mastodon_s3_sync_tests.conftest import make_migration
 
 resync_changed_rows = build_resync_changed_rows(3600, value("SYNC_CHANGES_ROWS_PER_TICK", {}))
-from mastodon_s3_sync_tests.conftest import make_migration
 
 PARTITION_ROWS = 10
 
@@ -50,7 +50,7 @@ def test_partition_sensor_adds_exactly_the_new_full_partitions(
     database_url, rclone_source, rclone_destination, dagster_instance, environment
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination)
-    resources = prepare(migration, environment)
+    prepare(migration, environment)
     context = build_sensor_context(instance=dagster_instance, resources=dagster_resources())
 
     def tick():
@@ -78,7 +78,7 @@ def test_catch_up_schedule_syncs_new_rows_once(
     database_url, rclone_source, rclone_destination, dagster_instance, environment
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination)
-    resources = prepare(migration, environment)
+    prepare(migration, environment)
     schedule = build_catch_up_schedule("custom_emojis", "0 * * * *")
     context = build_schedule_context(
         instance=dagster_instance,
