@@ -3,16 +3,20 @@ the destination key by key against the fake instance's hand-written expectations
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from dagster import AssetKey
+from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL, seed_bulk
 
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL
+from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.core.configured import configured
-from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync.core.verification import verify_table
+from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import Migration, make_migration
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -127,11 +131,6 @@ def test_absent_legacy_ico_is_not_missing_and_a_present_one_is_copied(
 def test_wrong_key_prefix_stops_early_with_one_clear_error(
     database_url, rclone_source, rclone_destination, tmp_path
 ):
-    import subprocess
-    import sys
-
-    from mastodon_s3_sync_demo.fake_instance import seed_bulk
-
     migration = make_migration(database_url, rclone_source, rclone_destination)
     seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=60)
     environment = {
@@ -144,7 +143,7 @@ def test_wrong_key_prefix_stops_early_with_one_clear_error(
     def sync(*options: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "mastodon_s3_sync", "sync", "media_attachments", *options],
-            env={**__import__("os").environ, **environment},
+            env={**os.environ, **environment},
             capture_output=True,
             text=True,
             timeout=300,

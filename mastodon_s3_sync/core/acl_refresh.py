@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from itertools import islice
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 
 from mastodon_s3_sync.core.buckets import DestinationBucket
 from mastodon_s3_sync.core.database import MastodonDatabase
@@ -146,7 +146,7 @@ def refresh_acls(
                     for key in keys:
                         full_key = destination.full_key(key)
                         put = await with_retries(
-                            lambda: client.put_acl(full_key, media_object.acl),
+                            lambda full_key=full_key: client.put_acl(full_key, media_object.acl),
                             settings.max_attempts,
                             settings.max_throttled_attempts,
                         )
@@ -157,14 +157,14 @@ def refresh_acls(
                 except (S3Error, *NETWORK_ERRORS) as error:
                     result.failed.append(ObjectProblem(MEDIA.name, media_object.row_id, media_object.key, str(error)))
 
+            gate = asyncio.Semaphore(settings.concurrency)
+
+            async def gated(media_object: MediaObject) -> None:
+                async with gate:
+                    await set_acl(media_object)
+
             while chunk := list(islice(objects, ACL_BATCH)):  # streamed: memory stays flat
                 result.objects_checked += len(chunk)
-                gate = asyncio.Semaphore(settings.concurrency)
-
-                async def gated(media_object: MediaObject) -> None:
-                    async with gate:
-                        await set_acl(media_object)
-
                 await asyncio.gather(*(gated(media_object) for media_object in chunk))
 
     run_async(run())

@@ -20,8 +20,8 @@ import bisect
 from collections.abc import Iterable
 from datetime import datetime
 
-from mastodon_s3_sync.core.mastodon.tables import MediaTable
 from mastodon_s3_sync.core.id_ranges import IdRange
+from mastodon_s3_sync.core.mastodon.tables import MediaTable
 
 
 def changed_at_sql(table: MediaTable) -> str:

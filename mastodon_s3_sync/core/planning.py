@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mastodon_s3_sync.core.mastodon.tables import MediaTable
 from mastodon_s3_sync.core.id_ranges import IdRange
+from mastodon_s3_sync.core.mastodon.tables import MediaTable
 
 if TYPE_CHECKING:  # resources import this module (PlanRates)
     from mastodon_s3_sync.core.database import MastodonDatabase

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Protocol
 
 
-
 class ProgressListener(Protocol):
     def planned(self, objects: int) -> None: ...
 

@@ -26,7 +26,6 @@ from dotenv import dotenv_values, load_dotenv
 
 from mastodon_s3_sync.core.tuning import Tuning
 
-
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 

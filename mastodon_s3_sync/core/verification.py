@@ -14,12 +14,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import MediaObject, MediaTable
 from mastodon_s3_sync.core.referenced_objects import batched, referenced_objects
-from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.transfer.engine import (
     TransferSettings,
     different_content,

@@ -30,11 +30,11 @@ import enum
 import hashlib
 import os
 import time
-from datetime import UTC, datetime, timedelta
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from mastodon_s3_sync.core import providers
@@ -665,7 +665,11 @@ async def list_stale_uploads_async(
         key_marker, upload_marker = markers or (None, None)
         try:
             uploads, markers = await with_retries(
-                lambda: client.list_multipart_uploads(prefix, key_marker, upload_marker), 5, 30
+                lambda key_marker=key_marker, upload_marker=upload_marker: client.list_multipart_uploads(
+                    prefix, key_marker, upload_marker
+                ),
+                5,
+                30,
             )
         except S3Error as error:
             if providers.no_uploads(error.status, error.code):

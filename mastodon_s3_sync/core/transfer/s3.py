@@ -7,9 +7,7 @@ retry; nothing here retries by itself.
 
 from __future__ import annotations
 
-import asyncio
 import html
-import random
 import re
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
