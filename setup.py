@@ -12,6 +12,13 @@ setup(
         "dagster-webserver==1.13.27",
         "dagster-aws==0.29.27",
         "dagster-postgres==0.29.27",
+        # Runs on several hosts (dagster-celery.yaml, `mastodon-s3-sync worker`): dagster-celery's
+        # CeleryRunLauncher, pinned with the other Dagster packages; Redis is the broker and the result
+        # backend (the daemon's health check reads task states and run heartbeats there); flower
+        # shows the workers and their runs' tasks.
+        "dagster-celery==0.29.27",
+        "redis>=5",
+        "flower>=2",
         "psycopg2-binary>=2.9",
         "sshtunnel>=0.5.1",  # older versions crash with paramiko 4+
         # The copy engine: asyncio on uvloop, HTTP parsed by httptools (transfer/http.py).

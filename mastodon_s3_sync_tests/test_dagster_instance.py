@@ -14,13 +14,13 @@ from dagster import AssetKey, DagsterInstance
 from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+from mastodon_s3_sync_demo.servers import fresh_database
 from psycopg2.extensions import parse_dsn
 
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync_demo.servers import fresh_database
-from mastodon_s3_sync.core.id_ranges import parse_partition_key
-from mastodon_s3_sync.orchestration.partitions import partitions_name
 from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.core.id_ranges import parse_partition_key
+from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync.orchestration.partitions import partitions_name
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
@@ -41,6 +41,20 @@ def test_postgres_settings_are_dagster_yaml_plus_storage():
     assert {name: value for name, value in postgres.items() if name != "storage"} == sqlite
     fields = postgres["storage"]["postgres"]["postgres_db"]
     assert {value["env"] for value in fields.values() if isinstance(value, dict)} == set(POSTGRES_VARIABLES)
+
+
+CELERY_ONLY = ("run_launcher", "compute_logs")
+"""What dagster-celery.yaml adds to dagster-postgres.yaml: runs on worker hosts, their logs in a bucket."""
+
+
+def test_celery_settings_are_postgres_settings_plus_launcher_and_compute_logs():
+    """dagster-celery.yaml (runs on several hosts) is dagster-postgres.yaml plus two sections."""
+    postgres, celery = load("dagster-postgres.yaml"), load("dagster-celery.yaml")
+    assert {name: value for name, value in celery.items() if name not in CELERY_ONLY} == postgres
+    launcher, logs = celery["run_launcher"], celery["compute_logs"]
+    assert (launcher["module"], launcher["class"]) == ("mastodon_s3_sync.orchestration.workers", "CeleryWorkerRunLauncher")
+    assert launcher["config"]["broker"] == {"env": "CELERY_BROKER_URL"}
+    assert (logs["module"], logs["class"]) == ("mastodon_s3_sync.orchestration.compute_logs", "SharedComputeLogManager")
 
 
 @pytest.fixture
@@ -134,3 +148,27 @@ def test_a_missing_postgres_variable_is_named(postgres_dagster_home, monkeypatch
     monkeypatch.delenv("DAGSTER_PG_PASSWORD")
     with pytest.raises(DagsterInvalidConfigError, match="DAGSTER_PG_PASSWORD"):
         DagsterInstance.get()
+
+
+def test_the_celery_instance_loads_its_launcher_and_log_manager(postgres_dagster_home, monkeypatch):
+    from mastodon_s3_sync.orchestration.compute_logs import SharedComputeLogManager
+    from mastodon_s3_sync.orchestration.workers import CeleryWorkerRunLauncher
+
+    shutil.copy(REPO / "dagster-celery.yaml", postgres_dagster_home / "dagster.yaml")
+    for name, value in {
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",  # not contacted: the launcher connects when it launches
+        "DAGSTER_COMPUTE_LOGS_BUCKET": "dagster-logs",
+        "DESTINATION_S3_BUCKET": "media",
+        "DESTINATION_S3_ENDPOINT": "http://127.0.0.1:9",
+        "DESTINATION_AWS_ACCESS_KEY_ID": "key",
+        "DESTINATION_AWS_SECRET_ACCESS_KEY": "secret",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with DagsterInstance.get() as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        assert isinstance(instance.run_launcher, CeleryWorkerRunLauncher)
+        assert instance.run_launcher.backend == "redis://127.0.0.1:6379/0", "never dagster-celery's rpc:// default"
+        assert isinstance(instance.compute_log_manager, SharedComputeLogManager)
+        assert instance.run_monitoring_enabled and instance.run_retries_max_retries == 2
+

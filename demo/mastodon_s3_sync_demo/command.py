@@ -9,10 +9,19 @@ import argparse
 def register(commands) -> None:
     demo = commands.add_parser("demo", help="run the full sync on an embedded fake instance")
     demo.add_argument("--ui", action="store_true", help="open the Dagster UI on the demo environment instead")
+    demo.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the runs on N Celery workers (as on N copy hosts), with Redis, a dagster-daemon and flower",
+    )
     demo.set_defaults(handler=run)
 
 
 def run(arguments: argparse.Namespace) -> int:
     from mastodon_s3_sync_demo.run import run_demo
 
-    return run_demo(ui=arguments.ui)
+    if arguments.workers < 0:
+        raise SystemExit("--workers must be 0 or more")
+    return run_demo(ui=arguments.ui, workers=arguments.workers)

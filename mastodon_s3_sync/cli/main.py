@@ -82,6 +82,7 @@ def command_sync(arguments: argparse.Namespace) -> int:
     definitions = build_definitions()
     results = []
     with DagsterInstance.get() as instance:
+        _say_where_runs_execute(instance)
         for table in arguments.assets:
             with TerminalProgress(table) as progress, PROGRESS.listening(progress):
                 results += sync_tables(
@@ -100,14 +101,52 @@ def command_sync(arguments: argparse.Namespace) -> int:
             print(f"  failed {key}: {message}")
     if acls is not None:
         figures = acls.metadata
-        print(
-            f"ACLs: {figures.get('acls_set', 0)} set on the destination "
-            f"({figures.get('accounts_suspended_or_unsuspended', 0)} accounts suspended or unsuspended, "
-            f"{figures.get('statuses_deleted', 0)} statuses deleted since the last refresh)"
-            + (f"; failed: {acls.error}" if acls.error else "")
-        )
+        if figures.get("destination_keeps_acls") is False:
+            summary = "ACLs: the destination keeps no ACLs, none set"
+        else:
+            summary = (
+                f"ACLs: {figures.get('acls_set', 0)} set on the destination "
+                f"({figures.get('accounts_suspended_or_unsuspended', 0)} accounts suspended or unsuspended, "
+                f"{figures.get('statuses_deleted', 0)} statuses deleted since the last refresh)"
+            )
+        print(summary + (f"; failed: {acls.error}" if acls.error else ""))
         failed = failed or acls.error is not None
     return EXIT_INCOMPLETE if failed else 0
+
+
+def _say_where_runs_execute(instance) -> None:
+    from mastodon_s3_sync.orchestration.queued_runs import queue_warning, runs_execute_elsewhere
+
+    if not runs_execute_elsewhere(instance):
+        if os.environ.get("CELERY_BROKER_URL"):
+            print(
+                f"note: CELERY_BROKER_URL is set but {instance.root_directory}/dagster.yaml has no Celery run "
+                "launcher (it was there before): the runs execute in this process",
+                file=sys.stderr,
+                flush=True,
+            )
+        return
+    print(
+        f"Runs are submitted to the run queue; {type(instance.run_launcher).__name__} hands them to the workers.",
+        file=sys.stderr,
+        flush=True,
+    )
+    warning = queue_warning(instance)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+
+
+def command_worker(arguments: argparse.Namespace) -> int:
+    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
+    from mastodon_s3_sync.orchestration.workers import check_worker_environment, node_name, start_worker
+
+    if not os.environ.get("CELERY_BROKER_URL"):
+        raise ConfigError("CELERY_BROKER_URL is not set: it names the Redis that queues the runs for the workers")
+    ensure_dagster_home()
+    setup = check_worker_environment()
+    queues = arguments.queue or ["dagster"]
+    print(f"Worker {node_name(arguments.name)} takes runs from queues {', '.join(queues)}; {setup}", flush=True)
+    return start_worker(arguments.name, queues, arguments.loglevel)
 
 
 def command_verify(arguments: argparse.Namespace) -> int:
@@ -181,6 +220,22 @@ def parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="also download and hash the objects whose ETags cannot prove their content (multipart, encrypted)",
             )
+    worker = commands.add_parser(
+        "worker",
+        help="run the runs the daemon queues for this host (Celery worker; CELERY_BROKER_URL)",
+        description="A Celery worker for this code location on a copy host: one run at a time, taken when "
+        "idle, each in a fresh process; a heartbeat lets the daemon retry its run elsewhere if this host dies.",
+    )
+    worker.add_argument("--name", help="the worker's name, shown in the UI and flower as NAME@host (default copy)")
+    worker.add_argument(
+        "--queue",
+        action="append",
+        metavar="QUEUE",
+        help="a queue to take runs from (repeatable; default dagster). Runs tagged dagster-celery/queue=QUEUE "
+        "go only to workers serving QUEUE",
+    )
+    worker.add_argument("--loglevel", default="INFO", help="Celery's log level (default INFO)")
+    worker.set_defaults(handler=command_worker)
     return root
 
 

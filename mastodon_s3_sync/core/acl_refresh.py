@@ -81,6 +81,8 @@ class AclRefresh:
     acls_set: int = 0
     """PutObjectAcl requests that changed (or re-asserted) an object's ACL."""
     not_at_destination: int = 0
+    destination_keeps_acls: bool = True
+    """False when the destination server keeps no ACLs: then nothing is set (and nothing can be)."""
     failed: list[ObjectProblem] = field(default_factory=list)
 
 
@@ -139,6 +141,9 @@ def refresh_acls(
     async def run() -> None:
         bucket = destination.engine_bucket()
         async with open_clients(bucket, bucket, settings) as (_, client):
+            result.destination_keeps_acls = await client.keeps_acls()
+            if not result.destination_keeps_acls:
+                return
 
             async def set_acl(media_object: MediaObject) -> None:
                 keys = [media_object.key] + ([media_object.fallback_key] if media_object.fallback_key else [])

@@ -34,6 +34,7 @@ def acl_metadata(refresh: AclRefresh) -> dict[str, MetadataValue]:
         "objects_checked": MetadataValue.int(refresh.objects_checked),
         "not_at_destination_yet": MetadataValue.int(refresh.not_at_destination),
         "acl_failures": MetadataValue.int(len(refresh.failed)),
+        "destination_keeps_acls": MetadataValue.bool(refresh.destination_keeps_acls),
     }
 
 

@@ -9,23 +9,53 @@ from pathlib import Path
 from mastodon_s3_sync.core.settings import ConfigError
 
 DAGSTER_PG_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
+CELERY_REQUIRED_VARIABLES = ("DAGSTER_COMPUTE_LOGS_BUCKET",)
+"""Besides DAGSTER_PG_*: with runs on several hosts, their compute logs must be where the UI can read them."""
+CHECKOUT = Path(__file__).resolve().parents[2]
+"""The project's checkout, when installed from one (``pip install -e``): it holds the instance files."""
+
+
+def instance_file() -> str:
+    """The instance file the variables select: dagster-celery.yaml when CELERY_BROKER_URL is set (runs
+    on worker hosts, records in PostgreSQL), dagster-postgres.yaml when DAGSTER_PG_HOST is, else dagster.yaml."""
+    if os.environ.get("CELERY_BROKER_URL"):
+        return "dagster-celery.yaml"
+    if os.environ.get("DAGSTER_PG_HOST"):
+        return "dagster-postgres.yaml"
+    return "dagster.yaml"
 
 
 def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME (default ./.dagster_home), given ./dagster-postgres.yaml when DAGSTER_PG_HOST
-    is set (Dagster's storage in that PostgreSQL) or else ./dagster.yaml, unless it has its own."""
+    """DAGSTER_HOME (default ./.dagster_home), given ./dagster-celery.yaml when CELERY_BROKER_URL is set,
+    ./dagster-postgres.yaml when DAGSTER_PG_HOST is (Dagster's storage in that PostgreSQL) or else
+    ./dagster.yaml, unless it has its own."""
     home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
-    postgres = bool(os.environ.get("DAGSTER_PG_HOST"))
-    missing = [name for name in DAGSTER_PG_VARIABLES if postgres and name not in os.environ]
-    if missing:
+    name = instance_file()
+    celery = name == "dagster-celery.yaml"
+    postgres = celery or bool(os.environ.get("DAGSTER_PG_HOST"))
+    missing = [variable for variable in DAGSTER_PG_VARIABLES if postgres and variable not in os.environ]
+    if celery:
+        missing += [variable for variable in CELERY_REQUIRED_VARIABLES if not os.environ.get(variable)]
+        if missing:
+            raise ConfigError(
+                "CELERY_BROKER_URL is set, so runs go to workers on other hosts, Dagster keeps its records in "
+                f"PostgreSQL and the runs' logs in a bucket: set {', '.join(missing)}"
+            )
+    elif missing:
         raise ConfigError(
             f"DAGSTER_PG_HOST is set, so Dagster keeps its records in PostgreSQL: set {', '.join(missing)}"
         )
-    template = Path.cwd() / ("dagster-postgres.yaml" if postgres else "dagster.yaml")
-    if not (home / "dagster.yaml").exists() and template.is_file():
-        shutil.copy(template, home / "dagster.yaml")
+    template = Path.cwd() / name
+    if celery and not template.is_file():
+        template = CHECKOUT / name  # a worker host started outside the checkout
+    if not (home / "dagster.yaml").exists():
+        if template.is_file():
+            shutil.copy(template, home / "dagster.yaml")
+        elif celery:
+            raise ConfigError(
+                f"CELERY_BROKER_URL is set but there is no {name} here to put in DAGSTER_HOME: run from the "
+                f"project's directory, or copy {name} to {home / 'dagster.yaml'}"
+            )
     return home
-
-

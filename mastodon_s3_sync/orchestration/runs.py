@@ -1,7 +1,12 @@
-"""Headless sync: what ``mastodon-s3-sync sync`` does, through Dagster, recorded in DAGSTER_HOME."""
+"""Headless sync: what ``mastodon-s3-sync sync`` does, through Dagster, recorded in DAGSTER_HOME.
+
+With Dagster's default run launcher the partitions' runs execute here, one after another; with
+another one (dagster-celery.yaml: workers on other hosts) they are submitted to the instance's run
+queue and followed (``queued_runs``)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -15,6 +20,16 @@ from mastodon_s3_sync.core.tuning import Tuning
 from mastodon_s3_sync.orchestration.acl_refresh import refresh_destination_acls
 from mastodon_s3_sync.orchestration.jobs import sync_job_name
 from mastodon_s3_sync.orchestration.partitions import add_new_partitions, stale_partitions, unsynced_partitions
+from mastodon_s3_sync.orchestration.queued_runs import (
+    Outcome,
+    cancel_queued,
+    code_location,
+    follow_runs,
+    heartbeat_progress,
+    runs_execute_elsewhere,
+    runs_in_progress,
+    submit_partition_run,
+)
 
 
 @dataclass
@@ -55,25 +70,74 @@ def sync_tables(
             stale = stale_partitions(instance, connection, TABLES[table])
         result.changed = sorted(stale)
         pending = unsynced_partitions(instance, table) + result.changed
+        if runs_execute_elsewhere(instance):
+            _submit_and_follow(instance, table, pending, result, tuning)
+            results.append(result)
+            continue
         job = definitions.resolve_job_def(sync_job_name(table))
         for key in pending:
             run, error = _execute(job, instance, partition_key=key)
             if error is not None:
-                result.failed[key] = error
-                if MOSTLY_MISSING in error:
-                    raise ConfigError(error)  # stop early: every other partition would say the same
+                _record_failure(result, key, error)
                 continue
-            result.succeeded.append(key)
+            metadata = {}
             for event in run.get_asset_materialization_events():
-                metadata = event.materialization.metadata
-                result.copied += metadata["objects_copied"].value
-                result.skipped += metadata["objects_skipped"].value
-                result.missing += metadata["objects_missing"].value
-            mostly_missing = mostly_missing_error(result.missing, result.copied + result.skipped + result.missing)
-            if mostly_missing and not tuning.accept_missing:
-                raise ConfigError(mostly_missing)
+                for name, value in event.materialization.metadata.items():
+                    metadata[name] = value.value
+            _record_success(result, key, metadata, tuning)
         results.append(result)
     return results
+
+
+def _record_failure(result: TableSyncResult, key: str, error: str) -> None:
+    result.failed[key] = error
+    if MOSTLY_MISSING in error:
+        raise ConfigError(error)  # stop early: every other partition would say the same
+
+
+def _record_success(result: TableSyncResult, key: str, metadata: dict, tuning: Tuning) -> None:
+    result.succeeded.append(key)
+    result.copied += metadata.get("objects_copied", 0)
+    result.skipped += metadata.get("objects_skipped", 0)
+    result.missing += metadata.get("objects_missing", 0)
+    mostly_missing = mostly_missing_error(result.missing, result.copied + result.skipped + result.missing)
+    if mostly_missing and not tuning.accept_missing:
+        raise ConfigError(mostly_missing)
+
+
+def _submit_and_follow(
+    instance: DagsterInstance, table: str, pending: list[str], result: TableSyncResult, tuning: Tuning
+) -> None:
+    """Queue a run per pending partition (following instead those with a run still in progress) and
+    follow them all to the end, recording each outcome as the in-process path does."""
+    job_name = sync_job_name(table)
+    keys = list(dict.fromkeys(pending))
+    runs = runs_in_progress(instance, table, job_name, keys)
+    to_submit = [key for key in keys if key not in runs]
+    if to_submit:
+        with code_location(instance) as workspace:
+            for key in to_submit:
+                runs[key] = submit_partition_run(instance, workspace, job_name, key)
+    order = {key: index for index, key in enumerate(keys)}
+
+    def on_outcome(outcome: Outcome) -> None:
+        if outcome.error is not None:
+            if MOSTLY_MISSING in outcome.error:
+                cancel_queued(instance, list(runs.values()))
+            _record_failure(result, outcome.partition, outcome.error)
+        else:
+            _record_success(result, outcome.partition, outcome.metadata, tuning)
+
+    try:
+        follow_runs(instance, runs, heartbeat_progress(instance), on_outcome, _run_failure_message)
+    except KeyboardInterrupt:
+        print(
+            f"{table}: the submitted runs go on in the run queue; `sync` again follows them to the end",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
+    result.succeeded.sort(key=order.__getitem__)
 
 
 @dataclass
@@ -107,7 +171,24 @@ def _execute(job, instance: DagsterInstance, partition_key: str | None = None):
 
 def _failure_message(run) -> str:
     """The first failed step's own description (a ``Failure``) or its error's first line."""
-    for event in run.all_events:
+    return _failure_in_events(run.all_events) or "the run failed"
+
+
+def _run_failure_message(instance: DagsterInstance, run_id: str) -> str:
+    """As ``_failure_message``, for a run recorded in the instance (it ran elsewhere); else the run's
+    own failure (a lost worker, a run no worker took) or cancellation."""
+    events = [record.dagster_event for record in instance.all_logs(run_id) if record.is_dagster_event]
+    found = _failure_in_events(events)
+    if found:
+        return found
+    for event in reversed(events):
+        if event.event_type_value in ("PIPELINE_FAILURE", "PIPELINE_CANCELED") and event.message:
+            return event.message.strip().splitlines()[0]
+    return "the run failed"
+
+
+def _failure_in_events(events) -> str | None:
+    for event in events:
         failure = event.step_failure_data if event.is_step_failure else None
         if failure is None:
             continue
@@ -118,4 +199,4 @@ def _failure_message(run) -> str:
             error = error.cause  # "Exceeded max_retries of 3": the cause is the news
         if error is not None:
             return error.message.strip().splitlines()[0]
-    return "the run failed"
+    return None

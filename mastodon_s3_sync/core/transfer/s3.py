@@ -422,6 +422,24 @@ class S3Client:
             return uploads, None
         return uploads, (next_key, root.findtext(f"{ns}NextUploadIdMarker") or "")
 
+    async def keeps_acls(self) -> bool:
+        """Whether the server keeps ACLs (GetBucketAcl answers an AccessControlPolicy).
+
+        Asked before any PutObjectAcl: a server without ACLs may take ``PUT ?acl`` for a PutObject
+        and replace the object with an empty body (rclone's does).
+        """
+        try:
+            _, body = await self.request("GetBucketAcl", "GET", None, query={"acl": ""})
+        except S3Error as error:
+            if providers.acl_unsupported(error.status, error.code) or error.status >= 500:
+                return False
+            raise
+        try:
+            root, ns = _parse_xml(body)
+        except ElementTree.ParseError:
+            return False
+        return root.tag == f"{ns}AccessControlPolicy"
+
     async def get_acl_grants(self, key: str) -> list[tuple[str, str]] | None:
         """(grantee URI or id, permission) pairs, or None when the server does not report ACLs."""
         try:

@@ -1,0 +1,248 @@
+"""``sync`` on an instance whose runs execute elsewhere (dagster-celery.yaml: workers on other hosts).
+
+There, ``sync`` does not execute the partitions' runs itself: it submits them to the instance's run
+queue (the daemon launches them within the run coordinator's limits, the launcher hands them to
+the workers) and follows them to the end, showing the same progress as when it runs them itself:
+the workers' heartbeats carry each run's objects planned and done (``workers.RunHeartbeat``); with
+another launcher the progress moves as runs finish. A run that fails and that run retries will
+retry (a lost worker) is followed into its retry. Interrupted, the submitted runs go on; the same
+command again follows the partitions' runs still in progress instead of submitting them twice, and
+submits the rest, as an in-process ``sync`` resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    AUTO_RETRY_RUN_ID_TAG,
+    PARTITION_NAME_TAG,
+    WILL_RETRY_TAG,
+)
+
+from mastodon_s3_sync.core.id_ranges import parse_partition_key
+from mastodon_s3_sync.core.progress import PROGRESS
+
+LOCATION_NAME = "mastodon_s3_sync"
+"""The code location's name in workspace.yaml and pyproject.toml's [tool.dagster]: the daemon finds
+the submitted runs' code location (to retry them) by this name."""
+DEFINITIONS_MODULE = "mastodon_s3_sync.orchestration.definitions"
+POLL_SECONDS = 0.5
+RETRY_WAIT_SECONDS = 300
+"""How long a failed run that run retries will retry may go without its retry before ``sync`` gives up on it."""
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+def runs_execute_elsewhere(instance: DagsterInstance) -> bool:
+    """True when the instance's run launcher is not Dagster's default (a subprocess of the code server)."""
+    from dagster._core.launcher import DefaultRunLauncher
+
+    return not isinstance(instance.run_launcher, DefaultRunLauncher)
+
+
+def queue_warning(instance: DagsterInstance) -> str | None:
+    """A line to show when no daemon has recently dequeued runs: submitted runs would wait."""
+    from dagster._daemon.controller import get_daemon_statuses
+
+    status = get_daemon_statuses(instance, ["QUEUED_RUN_COORDINATOR"], ignore_errors=True)["QUEUED_RUN_COORDINATOR"]
+    if status.required and not status.healthy:
+        return (
+            "no dagster-daemon has reported to this instance lately: the submitted runs wait in the queue "
+            "until `dagster-daemon run` (or `make dev`) runs"
+        )
+    return None
+
+
+@contextmanager
+def code_location(instance: DagsterInstance) -> Iterator[tuple]:
+    """The code location, loaded in this process under the name the daemon knows it by."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(
+            executable_path=sys.executable, module_name=DEFINITIONS_MODULE, working_directory=os.getcwd()
+        ),
+        location_name=LOCATION_NAME,
+    )
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context:
+        request = context.create_request_context()
+        location = request.get_code_location(LOCATION_NAME)
+        [repository] = location.get_repositories().values()
+        yield request, location, repository
+
+
+def submit_partition_run(instance: DagsterInstance, workspace, job_name: str, partition_key: str) -> str:
+    """Create a run of ``job_name`` for one partition, as the UI's launchpad does, and queue it."""
+    from dagster._core.definitions.selector import JobSubsetSelector
+
+    request, location, repository = workspace
+    remote_job = location.get_job(
+        JobSubsetSelector(
+            location_name=location.name, repository_name=repository.name, job_name=job_name, op_selection=None
+        )
+    )
+    plan = location.get_execution_plan(remote_job, {}, step_keys_to_execute=None, known_state=None, instance=instance)
+    run = instance.create_run(
+        job_name=job_name,
+        run_id=None,
+        run_config={},
+        status=None,
+        tags={**remote_job.tags, PARTITION_NAME_TAG: partition_key},
+        root_run_id=None,
+        parent_run_id=None,
+        step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
+        execution_plan_snapshot=plan.execution_plan_snapshot,
+        job_snapshot=remote_job.job_snapshot,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        asset_selection=None,
+        asset_check_selection=None,
+        resolved_op_selection=remote_job.resolved_op_selection,
+        op_selection=None,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_graph=repository.asset_graph,
+    )
+    instance.submit_run(run.run_id, request)
+    return run.run_id
+
+
+def runs_in_progress(instance: DagsterInstance, table: str, job_name: str, keys: Sequence[str]) -> dict[str, str]:
+    """Partition key -> an unfinished run materializing that partition of ``table`` (any job; a run of
+    one partition, or of a range of them as backfills with a backfill policy launch)."""
+    found: dict[str, str] = {}
+    for run in instance.get_runs(RunsFilter(statuses=NOT_FINISHED_STATUSES)):
+        if not _materializes(run, table, job_name):
+            continue
+        for key in keys:
+            if key not in found and _covers(run, key):
+                found[key] = run.run_id
+    return found
+
+
+def _covers(run: DagsterRun, key: str) -> bool:
+    if run.tags.get(PARTITION_NAME_TAG) == key:
+        return True
+    start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if not (start and end):
+        return False
+    wanted = parse_partition_key(key)
+    return parse_partition_key(start).lo <= wanted.lo and wanted.hi <= parse_partition_key(end).hi
+
+
+def _materializes(run: DagsterRun, table: str, job_name: str) -> bool:
+    return run.job_name == job_name or AssetKey(table) in (run.asset_selection or ())
+
+
+@dataclass
+class Seen:
+    """A partition's progress as shown so far (over its run and the run's retries)."""
+
+    planned: int = 0
+    done: int = 0
+    bytes: int = 0
+
+    def show(self, planned: int, done: int, bytes_copied: int) -> None:
+        """Pass on what is new to the progress listeners; a retry re-counting from zero adds nothing until it passes."""
+        if planned > self.planned:
+            PROGRESS.planned(planned - self.planned)
+            self.planned = planned
+        if done > self.done or bytes_copied > self.bytes:
+            PROGRESS.advanced(max(0, done - self.done), max(0, bytes_copied - self.bytes))
+            self.done, self.bytes = max(done, self.done), max(bytes_copied, self.bytes)
+
+
+@dataclass
+class Outcome:
+    partition: str
+    run_id: str
+    metadata: dict[str, int] = field(default_factory=dict)
+    """The materialization's numbers (objects_copied, ...), on success."""
+    error: str | None = None
+
+
+def follow_runs(
+    instance: DagsterInstance,
+    runs: dict[str, str],
+    progress: Callable[[str], dict | None] | None,
+    on_outcome: Callable[[Outcome], None],
+    failure_message: Callable[[DagsterInstance, str], str],
+) -> None:
+    """Follow partition -> run id to the end (into run retries), calling ``on_outcome`` as each ends."""
+    pending = dict(runs)
+    seen = {partition: Seen() for partition in runs}
+    waiting_since: dict[str, float] = {}
+    while pending:
+        current = {run.run_id: run for run in instance.get_runs(RunsFilter(run_ids=list(pending.values())))}
+        for partition, run_id in list(pending.items()):
+            run = current.get(run_id)
+            if run is None:
+                continue
+            beat = progress(run_id) if progress is not None and run.status == DagsterRunStatus.STARTED else None
+            if beat:
+                seen[partition].show(beat["objects_planned"], beat["objects_done"], beat["bytes_copied"])
+            if run.status not in FINISHED:
+                continue
+            retry = run.tags.get(AUTO_RETRY_RUN_ID_TAG)
+            if run.status == DagsterRunStatus.FAILURE and retry:
+                pending[partition] = retry
+                continue
+            if run.status == DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true":
+                started = waiting_since.setdefault(run_id, time.monotonic())
+                if time.monotonic() - started < RETRY_WAIT_SECONDS:
+                    continue
+            del pending[partition]
+            outcome = Outcome(partition, run_id)
+            if run.status == DagsterRunStatus.SUCCESS:
+                outcome.metadata = materialization_numbers(instance, run_id)
+                numbers = outcome.metadata
+                done = sum(numbers.get(name, 0) for name in ("objects_copied", "objects_skipped", "objects_missing"))
+                seen[partition].show(numbers.get("objects_planned", 0), done, numbers.get("bytes_copied", 0))
+            else:
+                outcome.error = failure_message(instance, run_id)
+            on_outcome(outcome)
+        if pending:
+            time.sleep(POLL_SECONDS)
+
+
+def materialization_numbers(instance: DagsterInstance, run_id: str) -> dict[str, int]:
+    numbers: dict[str, int] = {}
+    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
+        for name, value in record.asset_materialization.metadata.items():
+            if isinstance(value.value, int) and not isinstance(value.value, bool):
+                numbers[name] = numbers.get(name, 0) + value.value
+    return numbers
+
+
+def cancel_queued(instance: DagsterInstance, run_ids: Sequence[str]) -> None:
+    """Cancel those of the runs that no worker has taken yet."""
+    for run in instance.get_runs(RunsFilter(run_ids=list(run_ids), statuses=[DagsterRunStatus.QUEUED])):
+        instance.run_coordinator.cancel_run(run.run_id)
+
+
+def heartbeat_progress(instance: DagsterInstance) -> Callable[[str], dict | None] | None:
+    """Where the runs' progress can be read while they run: the Celery workers' heartbeats."""
+    from mastodon_s3_sync.orchestration.workers import CeleryWorkerRunLauncher
+
+    launcher = instance.run_launcher
+    if not isinstance(launcher, CeleryWorkerRunLauncher):
+        return None
+
+    def read(run_id: str) -> dict | None:
+        try:
+            return launcher.run_progress(run_id)
+        except Exception:  # Redis unreachable for a moment: the bar waits
+            return None
+
+    return read
