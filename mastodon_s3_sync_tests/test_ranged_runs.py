@@ -8,12 +8,14 @@ from dagster import AssetKey
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.partitions import add_new_partitions, partitions_name
-from mastodon_s3_sync.orchestration.runs import QUIET_CONSOLE
+from mastodon_s3_sync.orchestration.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    add_new_partitions,
+    partitions_name,
+)
+from mastodon_s3_sync.orchestration.runs import QUIET_CONSOLE, contiguous_groups
 from mastodon_s3_sync_tests.conftest import make_migration
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 
 
 def test_a_ranged_run_materializes_each_partition_with_its_own_figures(
@@ -26,7 +28,7 @@ def test_a_ranged_run_materializes_each_partition_with_its_own_figures(
     assert len(keys) >= 3
     job = build_definitions().resolve_job_def("sync_media_attachments")
     run = job.execute_in_process(
-        run_config=QUIET_CONSOLE, instance=dagster_instance, tags={RANGE_START: keys[0], RANGE_END: keys[-1]}
+        run_config=QUIET_CONSOLE, instance=dagster_instance, tags={RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]}
     )
     assert run.success
 
@@ -45,3 +47,16 @@ def test_a_ranged_run_materializes_each_partition_with_its_own_figures(
         assert metadata["objects_copied"] == sum(1 for obj in expected if obj.row_id in id_range), key
         assert metadata["objects_missing"] == sum(1 for _, row_id, _ in missing if row_id in id_range), key
     assert dagster_instance.get_dynamic_partitions(partitions_name("media_attachments")) == keys
+
+
+def test_pending_partitions_are_grouped_into_unbroken_runs() -> None:
+    every = [f"k{i}" for i in range(10)]
+    assert contiguous_groups(every, ["k7", "k1", "k2", "k3", "k5", "k6", "k9"], 2) == [
+        ["k1", "k2"],
+        ["k3"],
+        ["k5", "k6"],
+        ["k7"],
+        ["k9"],
+    ]
+    assert contiguous_groups(every, every, 20) == [every]
+    assert contiguous_groups(every, [], 5) == []

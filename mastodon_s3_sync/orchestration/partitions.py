@@ -27,6 +27,11 @@ SNAPSHOT_OVERLAP = timedelta(minutes=10)
 visible after a scan that started later than its stamp: the sensor's passes look back this far."""
 
 
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+"""The tags of a run over several partitions (what backfills with a multi-run policy launch)."""
+
+
 def partitions_name(table: str) -> str:
     return f"{table}_id_ranges"
 

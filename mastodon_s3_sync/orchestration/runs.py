@@ -1,6 +1,7 @@
 """Headless sync: what ``mastodon-s3-sync sync`` does, through Dagster, recorded in DAGSTER_HOME.
 
-With Dagster's default run launcher the partitions' runs execute here, one after another; with
+With Dagster's default run launcher the partitions' runs execute here, one after another, each
+over up to ``SYNC_PARTITIONS_PER_RUN`` contiguous pending partitions; with
 another one (dagster-celery.yaml: workers on other hosts) they are submitted to the instance's run
 queue and followed (``queued_runs``)."""
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from dagster import DagsterInstance, DagsterInvalidConfigError, Definitions
 
+from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.core.copying import MOSTLY_MISSING, mostly_missing_error
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.mastodon.tables import TABLES
@@ -19,7 +21,14 @@ from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.tuning import Tuning
 from mastodon_s3_sync.orchestration.acl_refresh import refresh_destination_acls
 from mastodon_s3_sync.orchestration.jobs import sync_job_name
-from mastodon_s3_sync.orchestration.partitions import add_new_partitions, stale_partitions, unsynced_partitions
+from mastodon_s3_sync.orchestration.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    add_new_partitions,
+    partitions_name,
+    stale_partitions,
+    unsynced_partitions,
+)
 from mastodon_s3_sync.orchestration.queued_runs import (
     Outcome,
     cancel_queued,
@@ -57,7 +66,7 @@ def sync_tables(
     database: MastodonDatabase,
     tuning: Tuning,
 ) -> list[TableSyncResult]:
-    """Cut new partitions, then materialize every partition not yet synced or with changed rows, one run each.
+    """Cut new partitions, then materialize every partition not yet synced or with changed rows.
 
     ``database`` and ``tuning`` are the resolved resources (the definitions'
     own hold EnvVars, which only a run resolves).
@@ -75,18 +84,32 @@ def sync_tables(
             results.append(result)
             continue
         job = definitions.resolve_job_def(sync_job_name(table))
-        for key in pending:
-            run, error = _execute(job, instance, partition_key=key)
+        every_key = instance.get_dynamic_partitions(partitions_name(table))
+        for keys in contiguous_groups(every_key, pending, settings.value("SYNC_PARTITIONS_PER_RUN")):
+            run, error = _execute(job, instance, partition_keys=keys)
             if error is not None:
-                _record_failure(result, key, error)
+                for key in keys:
+                    _record_failure(result, key, error)
                 continue
-            metadata = {}
             for event in run.get_asset_materialization_events():
-                for name, value in event.materialization.metadata.items():
-                    metadata[name] = value.value
-            _record_success(result, key, metadata, tuning)
+                metadata = {name: value.value for name, value in event.materialization.metadata.items()}
+                _record_success(result, event.materialization.partition, metadata, tuning)
         results.append(result)
     return results
+
+
+def contiguous_groups(every_key: Sequence[str], pending: Sequence[str], limit: int) -> list[list[str]]:
+    """The pending keys in the partitions' (id) order, cut into runs of at most ``limit`` keys that
+    follow each other: a run covers one unbroken id span."""
+    position = {key: index for index, key in enumerate(every_key)}
+    groups: list[list[str]] = []
+    for key in sorted(set(pending), key=position.__getitem__):
+        last = groups[-1][-1] if groups else None
+        if last is not None and position[key] == position[last] + 1 and len(groups[-1]) < limit:
+            groups[-1].append(key)
+        else:
+            groups.append([key])
+    return groups
 
 
 def _record_failure(result: TableSyncResult, key: str, error: str) -> None:
@@ -158,11 +181,18 @@ def refresh_acls_in_process(definitions: Definitions, instance: DagsterInstance)
     return result
 
 
-def _execute(job, instance: DagsterInstance, partition_key: str | None = None):
-    """(the run, None) on success; (the run or None, the error in one line) otherwise."""
+def _execute(job, instance: DagsterInstance, partition_keys: Sequence[str] = ()):
+    """(the run, None) on success; (the run or None, the error in one line) otherwise. A run over
+    several partitions carries the range tags that backfills give their ranged runs."""
+    single = partition_keys[0] if len(partition_keys) == 1 else None
+    tags = (
+        {RANGE_START_TAG: partition_keys[0], RANGE_END_TAG: partition_keys[-1]}
+        if len(partition_keys) > 1
+        else None
+    )
     try:
         run = job.execute_in_process(
-            run_config=QUIET_CONSOLE, instance=instance, partition_key=partition_key, raise_on_error=False
+            run_config=QUIET_CONSOLE, instance=instance, partition_key=single, tags=tags, raise_on_error=False
         )
     except DagsterInvalidConfigError as error:  # e.g. an EnvVar that is not set
         return None, " ".join(problem.message.splitlines()[0] for problem in error.errors)
