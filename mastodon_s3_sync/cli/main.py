@@ -151,29 +151,34 @@ def command_worker(arguments: argparse.Namespace) -> int:
 
 def command_verify(arguments: argparse.Namespace) -> int:
     from mastodon_s3_sync.cli.progress import TerminalProgress
-    from mastodon_s3_sync.cli.render import print_view, verify_table_view, write_findings
+    from mastodon_s3_sync.cli.render import FindingsFile, print_view, verify_table_view
     from mastodon_s3_sync.core.planning import plan_table
     from mastodon_s3_sync.core.verification import verify_table
 
     resources = checked_resources(arguments.assets)
+    findings_file = FindingsFile(Path(arguments.output)) if arguments.output else None
     results = []
-    for table in arguments.assets:
-        total = plan_table(resources["mastodon_db"], TABLES[table], [], 1).objects
-        with TerminalProgress(f"verify {table}", total) as progress:
-            results.append(
-                verify_table(
-                    resources["mastodon_db"],
-                    TABLES[table],
-                    resources["source_s3"],
-                    resources["destination_s3"],
-                    deep=arguments.deep,
-                    on_progress=lambda checked, progress=progress: progress.advanced(checked, 0),
+    try:
+        for table in arguments.assets:
+            total = plan_table(resources["mastodon_db"], TABLES[table], [], 1).objects
+            with TerminalProgress(f"verify {table}", total) as progress:
+                results.append(
+                    verify_table(
+                        resources["mastodon_db"],
+                        TABLES[table],
+                        resources["source_s3"],
+                        resources["destination_s3"],
+                        deep=arguments.deep,
+                        on_progress=lambda checked, progress=progress: progress.advanced(checked, 0),
+                        on_finding=findings_file,
+                    )
                 )
-            )
+    finally:
+        if findings_file:
+            findings_file.close()
     print_view(verify_table_view(results))
-    if arguments.output:
-        count = write_findings(results, Path(arguments.output))
-        print(f"{count} problem keys written to {arguments.output}")
+    if findings_file:
+        print(f"{findings_file.written} problem keys written to {arguments.output}")
     stale = resources["destination_s3"].stale_uploads()
     if stale:
         print(f"{len(stale)} unfinished multipart uploads older than a day at the destination (`sync` aborts them).")

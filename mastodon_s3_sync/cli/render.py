@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mastodon_s3_sync.core.planning import PlanRates, TablePlan
-from mastodon_s3_sync.core.verification import Problem, TableVerification
+from mastodon_s3_sync.core.verification import Finding, Problem, TableVerification
 
 
 def _human_bytes(size: float) -> str:
@@ -85,21 +85,29 @@ def verify_table_view(results: Sequence[TableVerification]) -> Table:
     return view
 
 
-def write_findings(results: Sequence[TableVerification], path: Path) -> int:
-    """Every problem key, as CSV (``.csv``) or JSON Lines (anything else); returns the count."""
-    findings = [finding for result in results for finding in result.findings]
-    fields = ("table", "row_id", "key", "problem", "detail")
-    with path.open("w", newline="") as output:
-        if path.suffix.lower() == ".csv":
-            writer = csv.writer(output)
-            writer.writerow(fields)
-            writer.writerows((f.table, f.row_id, f.key, f.problem.value, f.detail) for f in findings)
+class FindingsFile:
+    """Every problem key, written as it is found: CSV (``.csv``) or JSON Lines (anything else)."""
+
+    FIELDS = ("table", "row_id", "key", "problem", "detail")
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.written = 0
+        self._output = path.open("w", newline="")
+        self._csv = csv.writer(self._output) if path.suffix.lower() == ".csv" else None
+        if self._csv:
+            self._csv.writerow(self.FIELDS)
+
+    def __call__(self, finding: Finding) -> None:
+        values = (finding.table, finding.row_id, finding.key, finding.problem.value, finding.detail)
+        if self._csv:
+            self._csv.writerow(values)
         else:
-            for f in findings:
-                output.write(
-                    json.dumps(dict(zip(fields, (f.table, f.row_id, f.key, f.problem.value, f.detail)))) + "\n"
-                )
-    return len(findings)
+            self._output.write(json.dumps(dict(zip(self.FIELDS, values))) + "\n")
+        self.written += 1
+
+    def close(self) -> None:
+        self._output.close()
 
 
 def print_view(view: Table) -> None:

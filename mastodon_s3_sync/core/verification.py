@@ -19,7 +19,7 @@ from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import MediaObject, MediaTable
-from mastodon_s3_sync.core.referenced_objects import batched, referenced_objects
+from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, batched, referenced_objects
 from mastodon_s3_sync.core.transfer.engine import (
     TransferSettings,
     different_content,
@@ -56,9 +56,15 @@ class Finding:
 
 @dataclass
 class TableVerification:
+    """Counts of every finding, the first ``MAX_LISTED_PROBLEMS`` of them, and each one handed to
+    ``on_finding`` as it is found (the CLI writes them to ``--output``): memory stays flat however
+    many objects are missing or wrong."""
+
     table: str
     expected: int = 0
+    counts: Counter = field(default_factory=Counter)
     findings: list[Finding] = field(default_factory=list)
+    on_finding: Callable[[Finding], None] | None = None
     acl_checked: bool = True
     content_unproven: int = 0
     """Present with the right size, but neither the ETags nor (with ``deep``) the bytes compared."""
@@ -67,9 +73,12 @@ class TableVerification:
     absent_optional: int = 0
     """Legacy styles this instance never had (``MediaObject.optional``): neither present nor missing."""
 
-    @property
-    def counts(self) -> Counter:
-        return Counter(finding.problem for finding in self.findings)
+    def add(self, finding: Finding) -> None:
+        self.counts[finding.problem] += 1
+        if len(self.findings) < MAX_LISTED_PROBLEMS:
+            self.findings.append(finding)
+        if self.on_finding is not None:
+            self.on_finding(finding)
 
     @property
     def present(self) -> int:
@@ -81,7 +90,7 @@ class TableVerification:
     @property
     def complete(self) -> bool:
         """Missing at the source is reported, not a failure: nothing can copy it."""
-        return all(finding.problem is Problem.MISSING_AT_SOURCE for finding in self.findings)
+        return sum(self.counts.values()) == self.counts[Problem.MISSING_AT_SOURCE]
 
 
 def acl_problem(expected_acl: str | None, grants: list[tuple[str, str]]) -> str | None:
@@ -155,7 +164,7 @@ class _Verifier:
                 media_object, source_key, destination_key, source, destination, comparable, result
             )
         if finding is not None:
-            result.findings.append(finding)
+            result.add(finding)
 
     async def _finding(self, media_object, source_key, destination_key, source, destination, comparable, result):
         def found(problem: Problem, detail: str = "", key: str = destination_key) -> Finding:
@@ -252,11 +261,12 @@ def verify_table(
     deep: bool = False,
     id_range: IdRange | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_finding: Callable[[Finding], None] | None = None,
 ) -> TableVerification:
     """Check every object the table's rows (in ``id_range``) reference; ``on_progress`` gets the
     count of each batch done. ``thorough=False`` checks presence, size and content (ETags) from
     listings only; ``deep`` downloads and hashes the objects whose ETags cannot prove their content."""
-    result = TableVerification(table.name)
+    result = TableVerification(table.name, on_finding=on_finding)
 
     async def run() -> None:
         settings = TransferSettings(max_in_flight_per_endpoint=64)
