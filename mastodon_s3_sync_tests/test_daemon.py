@@ -31,14 +31,21 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.execution.backfill import BulkActionStatus
-
 from mastodon_s3_sync_demo.fake_instance import BULK_START_ID, seed_bulk
 from mastodon_s3_sync_demo.servers import _tail, free_port, fresh_database
-from mastodon_s3_sync.orchestration.jobs import SYNC_RUN_TAG
-from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.core.id_ranges import IdRange, parse_partition_key
-from mastodon_s3_sync.orchestration.partitions import add_new_partitions, partitions_name
+
 from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.core.id_ranges import IdRange, parse_partition_key
+from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.settings import value
+from mastodon_s3_sync.orchestration.jobs import SYNC_RUN_TAG
+from mastodon_s3_sync.orchestration.partitions import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    add_new_partitions,
+    partitions_name,
+)
+from mastodon_s3_sync.orchestration.runs import contiguous_groups
 from mastodon_s3_sync_tests.conftest import Migration, make_migration
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes
@@ -344,12 +351,25 @@ def test_backfills_launched_like_the_ui_complete(deployment):
     run_ids = []
     for backfill_id, (table, keys) in backfills.items():
         assert deployment.instance.get_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
-        runs = deployment.wait_for_runs(RunsFilter.for_backfill(backfill_id), len(keys))
-        assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(keys)
+        every_key = deployment.partitions(table)
+        # A backfill from the UI follows the assets' BackfillPolicy: a run per unbroken group of keys.
+        groups = contiguous_groups(every_key, keys, value("SYNC_PARTITIONS_PER_RUN"))
+        runs = deployment.wait_for_runs(RunsFilter.for_backfill(backfill_id), len(groups))
+        assert sorted(partitions_covered(every_key, runs)) == sorted(keys) and len(runs) == len(groups)
         assert set(keys) <= deployment.materialized(table)
         assert expected_keys(deployment.migration, table, keys) <= deployment.migration.destination_keys()
         run_ids += [run.run_id for run in runs]
     assert most_runs_at_once(deployment.instance, run_ids) <= partition_run_limit(), "dagster.yaml's limit holds"
+
+
+def partitions_covered(every_key: list[str], runs) -> list[str]:
+    """The partitions the runs covered: one each, or the range of a run over several."""
+    covered = []
+    for run in runs:
+        start = run.tags.get("dagster/partition") or run.tags[RANGE_START_TAG]
+        end = run.tags.get("dagster/partition") or run.tags[RANGE_END_TAG]
+        covered += every_key[every_key.index(start) : every_key.index(end) + 1]
+    return covered
 
 
 def test_job_launch_runs_one_partition_through_the_daemon(deployment):

@@ -53,7 +53,9 @@ from mastodon_s3_sync.orchestration.resources import (
 
 LOG_INTERVAL = 15.0
 """Seconds between a batch's progress lines in the run log: no event per object."""
-COPY_RETRY_POLICY = RetryPolicy(max_retries=3, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+COPY_RETRY_POLICY = RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+"""A batch that failed (after the engine's own request retries) is tried again after about 5, 15
+and 35 s; the retry skips what the failed attempt copied."""
 PLAN_RETRY_POLICY = RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL)
 """For a database connection lost mid-scan (a restart, a failover, a terminated backend, a dropped
 SSH tunnel): tried again after 5, 15 and 35 s. Configuration errors (``ConfigError``: unreachable,
