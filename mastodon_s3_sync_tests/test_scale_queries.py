@@ -6,7 +6,7 @@ per-partition row scan and the changed-rows sensor's slice read a range of the
 primary key, never the whole table. ``enable_seqscan = off`` asks "can it use the
 index": on a table this small a sequential scan is cheaper and would be chosen,
 at 50M rows the range is a small fraction and the index wins on cost (the
-EXPLAIN ANALYZE at 50M rows is in benchmarks/scale-results.md). The range
+EXPLAIN ANALYZE at 50M rows is in benchmarks/README.md). The range
 condition must be an ``Index Cond`` (a range scan), not a full index walk with a
 filter.
 """

@@ -167,7 +167,7 @@ VARIABLES: tuple[Variable, ...] = (
         "SYNC_CHANGES_ROWS_PER_TICK",
         SCHEDULING,
         "rows (all tables together) the changed-rows sensor reads per tick, an id slice of each table; a full "
-        "pass takes rows / this many ticks (see benchmarks/scale-results.md)",
+        "pass takes rows / this many ticks (see benchmarks/README.md)",
         kind=int,
         default=5_000_000,
     ),
