@@ -35,130 +35,28 @@ import json
 import os
 import random
 import resource
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-RCLONE = Path(sys.executable).parent / "rclone"
-MB = 1_000_000
-MiB = 1024 * 1024
-
-
-@dataclass
-class Run:
-    contender: str
-    objects: int
-    bytes: int
-    seconds: float
-    cpu_seconds: float
-    peak_rss: int
-    server_cpu_seconds: float
-    verified: bool
-    busy: float
-    """Share of the CPUs in use (0-100) over the seconds before the run started."""
-    note: str = ""
-    """The engine worker's last line: its copy phase, as JSON."""
-
-    @property
-    def objects_per_second(self) -> float:
-        return self.objects / self.seconds
-
-    @property
-    def cpu_ms_per_object(self) -> float:
-        return 1000 * self.cpu_seconds / self.objects
-
-    @property
-    def cpu_ceiling(self) -> float:
-        """Objects/s if the machine's cores did nothing but this client's and the servers' work for it."""
-        return os.cpu_count() * self.objects / (self.cpu_seconds + self.server_cpu_seconds)
-
-
-@dataclass
-class Setup:
-    source: object  # S3Server
-    source_bucket: str
-    keys: list[str]
-    database_url: str
-    work: Path
-    expected_bytes: int = 0
-    destination: object = None
-    """The current run's destination server: a fresh one per run."""
-
-    @property
-    def keys_file(self) -> Path:
-        path = self.work / "keys.txt"
-        if not path.exists():
-            path.write_text("".join(f"{key}\n" for key in self.keys))
-        return path
-
-    @staticmethod
-    def servers() -> list:
-        """The rclone server processes (psutil), for their CPU time; call it between runs."""
-        import psutil
-
-        return [process for process in psutil.Process().children(recursive=True) if process.name() == "rclone"]
-
+from bench_common import (
+    MB,
+    MiB,
+    Run,
+    Setup,
+    bucket_spec,
+    dagster_environment,
+    fresh_servers,
+    measure,
+    rclone_command,
+    rclone_environment,
+    run_measured,
+    settle,
+)
 
 # Contenders ------------------------------------------------------------------------------------
-
-
-def run_measured(
-    contender: str, setup: Setup, command: list[str], env: dict[str, str], destination_bucket: str, busy: float
-) -> Run:
-    """Run ``command`` to completion under the ``measure`` wrapper, then check the destination."""
-    log = setup.work / f"{contender.replace(' ', '_')}.log"
-    measurement = setup.work / "measurement.json"
-    servers = setup.servers()
-    server_cpu = sum(sum(process.cpu_times()[:2]) for process in servers)
-    with open(log, "wb") as output:
-        wrapper = [sys.executable, __file__, "measure", str(measurement), *command]
-        returncode = subprocess.run(
-            wrapper, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=REPOSITORY
-        ).returncode
-    server_cpu = sum(sum(process.cpu_times()[:2]) for process in servers) - server_cpu
-    if returncode != 0:
-        tail = log.read_text(errors="replace")[-3000:]
-        raise SystemExit(f"{contender} exited with {returncode}; end of {log}:\n{tail}")
-    usage = json.loads(measurement.read_text())
-    count, size = destination_contents(setup, destination_bucket)
-    return Run(
-        contender,
-        len(setup.keys),
-        setup.expected_bytes,
-        usage["seconds"],
-        usage["cpu_seconds"],
-        usage["peak_rss"],
-        server_cpu,
-        (count, size) == (len(setup.keys), setup.expected_bytes),
-        busy,
-        log.read_text(errors="replace").strip().splitlines()[-1] if contender.startswith("engine") else "",
-    )
-
-
-def measure(output: str, command: list[str]) -> None:
-    """Run ``command`` and write its wall time, CPU and peak RSS (its own and its children's) to ``output``.
-
-    A process of its own, started small: a child's peak RSS as wait4 reports it
-    includes the memory of the process that forked it, which must not be the
-    benchmark's (hundreds of MB after seeding).
-    """
-    started = time.monotonic()
-    process = subprocess.Popen(command)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    measurement = {
-        "seconds": time.monotonic() - started,
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "peak_rss": usage.ru_maxrss * 1024,
-    }
-    Path(output).write_text(json.dumps(measurement))
-    sys.exit(process.returncode)
 
 
 def engine_command(
@@ -173,56 +71,6 @@ def engine_command(
         "batch_objects": batch_objects,
     }
     return [sys.executable, __file__, "engine-worker", json.dumps(spec)]
-
-
-def dagster_environment(setup: Setup, bucket: str, extra: dict[str, str]) -> dict[str, str]:
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("SOURCE_", "DESTINATION_", "DB_", "SYNC_", "DAGSTER_"))
-    }
-    for side, server, name in (
-        ("SOURCE", setup.source, setup.source_bucket),
-        ("DESTINATION", setup.destination, bucket),
-    ):
-        environment |= {
-            f"{side}_S3_BUCKET": name,
-            f"{side}_S3_ENDPOINT": server.endpoint_url,
-            f"{side}_S3_REGION": server.region,
-            f"{side}_AWS_ACCESS_KEY_ID": server.access_key,
-            f"{side}_AWS_SECRET_ACCESS_KEY": server.secret_key,
-        }
-    home = Path(tempfile.mkdtemp(prefix="dagster-home-", dir=setup.work))
-    return environment | {
-        "DATABASE_URL": setup.database_url,
-        "DESTINATION_S3_PERMISSION": "",  # rclone ignores ACLs
-        "DAGSTER_HOME": str(home),
-        **extra,
-    }
-
-
-def rclone_environment(setup: Setup) -> dict[str, str]:
-    config = setup.work / "rclone.conf"
-    config.touch()
-    environment = dict(os.environ, RCLONE_CONFIG=str(config))
-    for remote, server in (("SRC", setup.source), ("DST", setup.destination)):
-        environment |= {
-            f"RCLONE_CONFIG_{remote}_TYPE": "s3",
-            f"RCLONE_CONFIG_{remote}_PROVIDER": "Other",
-            f"RCLONE_CONFIG_{remote}_ENDPOINT": server.endpoint_url,
-            f"RCLONE_CONFIG_{remote}_ACCESS_KEY_ID": server.access_key,
-            f"RCLONE_CONFIG_{remote}_SECRET_ACCESS_KEY": server.secret_key,
-            f"RCLONE_CONFIG_{remote}_FORCE_PATH_STYLE": "true",
-        }
-    return environment
-
-
-def rclone_command(setup: Setup, bucket: str, transfers: int, no_traverse: bool) -> list[str]:
-    return [
-        str(RCLONE), "copy", "--files-from-raw", str(setup.keys_file), f"src:{setup.source_bucket}", f"dst:{bucket}",
-        "--transfers", str(transfers), "--checkers", str(transfers), "--no-check-dest", "-M", "--s3-no-head",
-        *(["--no-traverse"] if no_traverse else []),
-    ]  # fmt: skip
 
 
 def contenders(setup: Setup, arguments: argparse.Namespace):
@@ -264,28 +112,6 @@ def contenders(setup: Setup, arguments: argparse.Namespace):
     )
 
 
-# Buckets ---------------------------------------------------------------------------------------
-
-
-def bucket_spec(server, name: str) -> dict:
-    return {
-        "name": name,
-        "endpoint_url": server.endpoint_url,
-        "region": server.region,
-        "access_key_id": server.access_key,
-        "secret_access_key": server.secret_key,
-    }
-
-
-def destination_contents(setup: Setup, bucket: str) -> tuple[int, int]:
-    count = size = 0
-    for page in setup.destination.client().get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            count += 1
-            size += item["Size"]
-    return count, size
-
-
 # Seeding ---------------------------------------------------------------------------------------
 
 
@@ -308,7 +134,6 @@ class PatternReader(io.RawIOBase):
 
 def seed(stack: ExitStack, arguments: argparse.Namespace, work: Path) -> Setup:
     from boto3.s3.transfer import TransferConfig
-
     from mastodon_s3_sync_demo.fake_instance import create_schema, seed_bulk
     from mastodon_s3_sync_demo.servers import fresh_database, postgres_server, rclone_s3_server
 
@@ -469,27 +294,10 @@ def engine_worker(spec_text: str) -> None:
         raise SystemExit(f"not everything was copied: {outcomes}")
 
 
-def settle(patience: float, quiet_percent: float = 10.0) -> float:
-    """Write back the last run's files, then wait (up to ``patience`` s) for the CPUs to be idle; the busy share.
-
-    On a shared machine a contender would otherwise pay for the previous one's
-    disk writeback, or for whatever else just ran. (The load average is no
-    guide here: on this VM it stays near 2 with the CPUs 98% idle.)
-    """
-    import psutil
-
-    os.sync()
-    deadline = time.monotonic() + patience
-    busy = psutil.cpu_percent(interval=2)
-    while busy > quiet_percent and time.monotonic() < deadline:
-        busy = psutil.cpu_percent(interval=2)
-    return busy
-
-
 def main() -> None:
     if sys.argv[1:2] == ["engine-worker"]:
         return engine_worker(sys.argv[2])
-    if sys.argv[1:2] == ["measure"]:
+    if sys.argv[1:2] == ["measure"]:  # the wrapper now lives in bench_common.py; kept for old command lines
         return measure(sys.argv[2], sys.argv[3:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=2000, help="objects to copy (two per media row)")
@@ -519,8 +327,6 @@ def main() -> None:
     arguments = parser.parse_args()
     arguments.concurrency = arguments.concurrency or (arguments.large_objects if arguments.large else 64)
 
-    from mastodon_s3_sync_demo.servers import rclone_s3_server
-
     runs: list[Run] = []
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-copy-", dir=arguments.work_dir)))
@@ -530,19 +336,11 @@ def main() -> None:
             shift = repeat % len(factories)  # each round in another order: no contender always follows the same one
             for name, factory in factories[shift:] + factories[:shift]:
                 busy = settle(arguments.settle)
-                root = work / f"destination-{len(runs)}"
-                # A fresh source server per run too: rclone's server spends more CPU per object the
-                # more it has served, which would favour whoever runs first.
-                with (
-                    rclone_s3_server(
-                        work / "source", access_key=setup.source.access_key, secret_key=setup.source.secret_key
-                    ) as setup.source,
-                    rclone_s3_server(root) as setup.destination,
-                ):
-                    setup.destination.create_bucket("bench-destination")
+                with fresh_servers(setup, "bench-destination", work / f"destination-{len(runs)}"):
                     command, environment = factory("bench-destination")
-                    run = run_measured(name, setup, command, environment, "bench-destination", busy)
-                shutil.rmtree(root)
+                    run = run_measured(
+                        name, setup, command, environment, "bench-destination", busy, name.startswith("engine")
+                    )
                 runs.append(run)
                 print(
                     f"{name}: {run.objects_per_second:.0f} objects/s, {run.cpu_ms_per_object:.3f} ms CPU/object, "

@@ -1561,3 +1561,322 @@ def seed_bulk(
     ensure_bucket(s3_client, bucket)
     _put_all(s3_client, bucket, key_prefix, objects, workers)
     return [key for key, _, _ in objects]
+
+
+def seed_bulk_all_tables(
+    database_url: str,
+    client,
+    bucket: str,
+    objects: int,
+    prefix: str = "",
+    *,
+    start_id: int = BULK_START_ID,
+    serial_start_id: int = 100_000,
+    seed: int = 0,
+    size_scale: float = 1.0,
+    workers: int = 16,
+) -> list[str]:
+    """Add rows to all seven media tables that reference ``objects`` objects in all, and those objects.
+
+    The shares follow a typical instance: media_attachments about 60 % of the
+    objects (jpeg/png/webp with ``small``, gif and video with a ``.png`` small,
+    some video/audio thumbnails, audio original only; half of them remote under
+    ``cache/``, some remote ones evicted), accounts about 15 % (mostly remote
+    with domains, ``cache/`` where storage_schema_version = 1; gif avatars and
+    headers add ``static``), preview_cards about 15 % (always remote), custom
+    emojis about 6 % (original + static), preview_card_providers (icon +
+    static), site_uploads (one row per ``var``, every style; the legacy favicon
+    ``ico`` included) and backups about 1 %. Sizes, at ``size_scale`` 1.0: small
+    derivatives (1-80 kB), originals mostly 10-200 kB, a few of 1-4 MB (large
+    photos, videos, audio, backups). Snowflake tables get ids from ``start_id``
+    (media rows get ``statuses`` rows too), serial ones from ``serial_start_id``
+    + 1 (their sequences are moved past them). The schema must exist.
+
+    Unlike the hand-written instance, this is no oracle for the layout code: it is
+    volume for benchmarks, and takes its keys from that code.
+
+    The keys are computed from the inserted rows read back with each table's
+    ``select_sql``, by ``TABLES[table].objects_for_row`` (every style, optional
+    ones too), so they are exactly what a sync reads; every one of them is
+    uploaded, nothing else. Returns the keys (relative to the key prefix).
+    """
+    import psycopg2
+    from psycopg2 import sql
+    from psycopg2.extras import Json, RealDictCursor, execute_values
+
+    from mastodon_s3_sync.core.mastodon.tables import TABLES
+
+    rng = random.Random(seed)
+    filler = random.Random(seed + 1).randbytes(1 << 20)
+
+    def kilobytes(low: float, high: float, minimum: int = 48) -> int:
+        return max(minimum, int(rng.uniform(low, high) * 1024 * size_scale))
+
+    def photo_size() -> int:  # seed_bulk's mix
+        roll = rng.random()
+        return kilobytes(20, 200) if roll < 0.80 else kilobytes(200, 1000) if roll < 0.95 else kilobytes(1000, 4000)
+
+    def name(extension: str) -> str:
+        return hashlib.sha256(f"{seed}:{rng.random()}".encode()).hexdigest()[:16] + "." + extension
+
+    created = T0 + timedelta(days=30)
+    # Budgets (objects per table); media_attachments gets the rest, so the total is exact.
+    site_objects = 28 if objects >= 1000 else 4 if objects >= 100 else 0
+    budgets = {
+        "accounts": int(objects * 0.15),
+        "preview_cards": int(objects * 0.15),
+        "custom_emojis": int(objects * 0.06) // 2 * 2,
+        "preview_card_providers": max(0, int(objects * 0.03) - site_objects) // 2 * 2,
+        "site_uploads": site_objects,
+        "backups": int(objects * 0.01),
+    }
+    budgets["media_attachments"] = objects - sum(budgets.values())
+
+    def blank(table: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"created_at": created, "updated_at": created}
+        for attachment in ATTACHMENTS[table]:
+            row |= {f"{attachment}_{suffix}": None for suffix in ("file_name", "content_type", "file_size")}
+            row[f"{attachment}_updated_at"] = None
+            if table in HAS_STORAGE_SCHEMA_VERSION:
+                row[f"{attachment}_storage_schema_version"] = None
+        return row
+
+    def attach(row: dict[str, Any], attachment: str, file_name: str, content_type: str, size: int, version=1):
+        row |= {
+            f"{attachment}_file_name": file_name,
+            f"{attachment}_content_type": content_type,
+            f"{attachment}_file_size": size,
+            f"{attachment}_updated_at": created,
+        }
+        if f"{attachment}_storage_schema_version" in row:
+            row[f"{attachment}_storage_schema_version"] = version
+
+    # Derivative sizes by style: (low, high) in kB.
+    derivative_kb = {"small": (5, 40), "static": (2, 40), "@1x": (10, 60), "@2x": (20, 120), "ico": (1, 8)}
+
+    def derivative_size(table: str, attachment: str, style: str, file_name: str) -> int:
+        if table == "media_attachments" and style == "small" and not file_name.endswith((".jpeg", ".png", ".webp")):
+            return kilobytes(20, 80)  # a video's or gif's first frame as png
+        if style.isdigit():
+            return kilobytes(int(style) / 40, int(style) / 4 + 2, minimum=64)  # app icon / favicon sizes
+        return kilobytes(*derivative_kb.get(style, (5, 40)))
+
+    def _selected_like(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A generated row with the columns that ``select_sql`` adds by its joins (they decide ACLs, not keys)."""
+        selected = dict(row)
+        if table == "media_attachments":
+            selected |= {"account_suspended_at": None, "status_deleted_at": None}
+        return selected
+
+    rows: dict[str, list[dict[str, Any]]] = {table: [] for table in TABLE_NAMES}
+    sizes: dict[str, int] = {}
+    """key -> size, from the rows as generated; the read-back rows must name exactly these keys."""
+    statuses: list[dict[str, Any]] = []
+
+    def add(table: str, row: dict[str, Any]) -> int:
+        """Keep ``row`` and size its objects; the number of objects."""
+        found = TABLES[table].objects_for_row(_selected_like(table, row), "public-read")
+        for media_object in found:
+            file_name = row[f"{media_object.attachment}_file_name"]
+            sizes[media_object.key] = (
+                row[f"{media_object.attachment}_file_size"]
+                if media_object.style == "original"
+                else derivative_size(table, media_object.attachment, media_object.style, file_name)
+            )
+        rows[table].append(row)
+        return len(found)
+
+    def fill(table: str, make_row) -> None:
+        remaining, index = budgets[table], 0
+        while remaining > 0:
+            row = make_row(index, remaining)
+            count = len(TABLES[table].objects_for_row(_selected_like(table, row), "public-read"))
+            if count <= remaining:
+                remaining -= add(table, row)
+                index += 1
+
+    # accounts: 85 % remote (200 domains; 80 % storage schema version 1, so cache/), 10 % of
+    # the remote ones evicted (no files); avatars 90 %, headers 60 %; gif ones add static.
+    snowflake = iter(range(start_id, start_id + 10 * objects + 1000))
+
+    def image_type() -> tuple[str, str]:
+        roll = rng.random()
+        return ("jpeg", "image/jpeg") if roll < 0.6 else ("png", "image/png") if roll < 0.9 else ("gif", "image/gif")
+
+    def account(index: int, remaining: int) -> dict[str, Any]:
+        row = blank("accounts") | {"id": next(snowflake), "username": f"user{index}"}
+        remote = rng.random() < 0.85
+        row["domain"] = f"remote{index % 200}.example" if remote else None
+        row["uri"] = f"https://{row['domain']}/users/user{index}" if remote else ""
+        row["suspended_at"] = SUSPENDED_AT if rng.random() < 0.01 else None
+        if remote and rng.random() < 0.10:
+            return row  # evicted
+        version = 1 if not remote or rng.random() < 0.8 else None
+        for attachment, chance, low, high in (("avatar", 0.9, 10, 150), ("header", 0.6, 30, 300)):
+            if rng.random() < chance or (attachment == "avatar" and remaining == 1):
+                extension, content_type = image_type() if remaining > 1 else ("jpeg", "image/jpeg")
+                attach(row, attachment, name(extension), content_type, kilobytes(low, high), version)
+                if remaining == 1:
+                    break
+        return row
+
+    fill("accounts", account)
+    account_ids = [row["id"] for row in rows["accounts"]] or [1]
+
+    # preview_cards: always remote (cache/ from version 1), 20 % without image.
+    serial = {table: iter(range(serial_start_id + 1, serial_start_id + 10 * objects + 1000)) for table in TABLE_NAMES}
+
+    def card(index: int, remaining: int) -> dict[str, Any]:
+        row_id = next(serial["preview_cards"])
+        row = blank("preview_cards") | {"id": row_id, "url": f"https://site{index % 500}.example/article/{row_id}"}
+        row |= {"title": f"Article {row_id}", "provider_name": f"site{index % 500}", "width": 400, "height": 400}
+        if rng.random() < 0.8:
+            extension, content_type = ("jpeg", "image/jpeg") if rng.random() < 0.8 else ("png", "image/png")
+            attach(row, "image", name(extension), content_type, kilobytes(10, 150), 1 if rng.random() < 0.8 else None)
+        return row
+
+    fill("preview_cards", card)
+
+    def emoji(index: int, remaining: int) -> dict[str, Any]:
+        row = blank("custom_emojis") | {"id": next(serial["custom_emojis"]), "shortcode": f"emoji_{index}"}
+        row["domain"] = f"remote{index % 200}.example" if rng.random() < 0.8 else None
+        extension, content_type = ("gif", "image/gif") if rng.random() < 0.15 else ("png", "image/png")
+        attach(row, "image", name(extension), content_type, kilobytes(1, 30, 64), 1)
+        return row
+
+    fill("custom_emojis", emoji)
+
+    def provider(index: int, remaining: int) -> dict[str, Any]:
+        row = blank("preview_card_providers") | {"id": next(serial["preview_card_providers"])}
+        row |= {"domain": f"provider{index}.example", "trendable": True}
+        extension, content_type = ("png", "image/png") if rng.random() < 0.7 else ("jpeg", "image/jpeg")
+        attach(row, "icon", name(extension), content_type, kilobytes(1, 20, 64))
+        return row
+
+    fill("preview_card_providers", provider)
+
+    # site_uploads.var is unique: one row of each.
+    site_vars = (
+        ["thumbnail", "favicon", "app_icon", "mascot"]
+        if site_objects == 28
+        else ["thumbnail", "mascot"]
+        if site_objects
+        else []
+    )
+    for var in site_vars:
+        row = blank("site_uploads") | {"id": next(serial["site_uploads"]), "var": var}
+        size = kilobytes(100, 500) if var in ("thumbnail", "mascot") else kilobytes(5, 60)
+        attach(row, "file", name("png"), "image/png", size)
+        row["meta"] = {"original": {"width": 1200, "height": 630}}
+        add("site_uploads", row)
+
+    def backup(index: int, remaining: int) -> dict[str, Any]:
+        row_id = next(serial["backups"])
+        row = blank("backups") | {"id": row_id, "user_id": 1 + index, "processed": True}
+        archive = f"archive-20240301120000-{hashlib.md5(f'{seed}:{row_id}'.encode()).hexdigest()}.zip"
+        attach(row, "dump", archive, "application/zip", kilobytes(200, 3000))
+        return row
+
+    fill("backups", backup)
+
+    # media_attachments: the rest. Half remote (cache/ from version 1; 10 % of them evicted).
+    def media(index: int, remaining: int) -> dict[str, Any]:
+        row_id = next(snowflake)
+        row = blank("media_attachments") | {"id": row_id, "account_id": rng.choice(account_ids)}
+        remote = rng.random() < 0.5
+        row["remote_url"] = f"https://remote{index % 200}.example/media/{row_id}" if remote else ""
+        if remote and rng.random() < 0.10:
+            return row  # evicted remote media: a row, no object
+        version = 1 if rng.random() < 0.9 else None
+        roll = rng.random() if remaining > 3 else 0.995  # audio without thumbnail fits one object
+        if roll < 0.55:
+            kind, extension, content_type, size = 0, "jpeg", "image/jpeg", photo_size()
+        elif roll < 0.75:
+            kind, extension, content_type, size = 0, "png", "image/png", photo_size()
+        elif roll < 0.85:
+            kind, extension, content_type, size = 0, "webp", "image/webp", photo_size()
+        elif roll < 0.90:
+            kind, extension, content_type, size = 1, "mp4", "video/mp4", kilobytes(100, 1000)  # gifv
+        elif roll < 0.94:
+            kind, extension, content_type, size = 0, "gif", "image/gif", kilobytes(100, 1500)
+        elif roll < 0.98:
+            kind, extension, content_type, size = 2, "mp4", "video/mp4", kilobytes(300, 3000)
+        else:
+            kind, extension, content_type, size = 4, "mp3", "audio/mpeg", kilobytes(200, 2500)
+        attach(row, "file", name(extension), content_type, size, version)
+        row["type"] = kind
+        if kind in (2, 4) and remaining > 3 and rng.random() < 0.3:
+            attach(row, "thumbnail", name("jpeg"), "image/jpeg", kilobytes(10, 60), version)
+        if content_type.startswith("image/"):
+            row["file_meta"] = {"original": {"width": 1280, "height": 960}, "small": {"width": 640, "height": 480}}
+        if rng.random() < 0.8:
+            row["status_id"] = next(snowflake)
+            owner = row["account_id"]
+            statuses.append(
+                {
+                    "id": row["status_id"],
+                    "account_id": owner,
+                    "uri": f"https://{LOCAL_DOMAIN}/statuses/{row['status_id']}",
+                    "text": f"<p>media {row_id}</p>",
+                    "local": not remote,
+                    "visibility": 0,
+                    "ordered_media_attachment_ids": [row_id],
+                    "created_at": created,
+                    "updated_at": created,
+                }
+            )
+        else:
+            row["status_id"] = None
+        return row
+
+    fill("media_attachments", media)
+
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cursor:
+        for table, table_rows in [*rows.items(), ("statuses", statuses)]:
+            for columns in {tuple(row) for row in table_rows}:  # rows of one shape per INSERT
+                execute_values(
+                    cursor,
+                    sql.SQL("INSERT INTO {} ({}) VALUES %s")
+                    .format(sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+                    .as_string(cursor),
+                    [
+                        [Json(row[c]) if isinstance(row[c], dict) else row[c] for c in columns]
+                        for row in table_rows
+                        if tuple(row) == columns
+                    ],
+                    page_size=1000,
+                )
+            if table not in SNOWFLAKE_TABLES and table_rows:
+                cursor.execute(
+                    sql.SQL("SELECT setval(pg_get_serial_sequence({}, 'id'), (SELECT max(id) FROM {}))").format(
+                        sql.Literal(table), sql.Identifier(table)
+                    )
+                )
+    # The keys, from the rows as the sync reads them.
+    keys: list[str] = []
+    with psycopg2.connect(database_url) as conn, conn.cursor(cursor_factory=RealDictCursor) as cursor:
+        for table, table_rows in rows.items():
+            if not table_rows:
+                continue
+            ids = [row["id"] for row in table_rows]
+            cursor.execute(TABLES[table].select_sql("t.id BETWEEN %s AND %s"), (min(ids), max(ids)))
+            for row in cursor:
+                keys += [media_object.key for media_object in TABLES[table].objects_for_row(row, "public-read")]
+    conn.close()
+    if sorted(keys) != sorted(sizes) or len(set(keys)) != len(keys):
+        raise AssertionError("the rows read back reference other objects than the rows generated")
+
+    def body_factory(key: str, length: int):
+        def make() -> bytes:
+            head = hashlib.sha256(key.encode()).digest()
+            tail = length - len(head)
+            repeats = tail // len(filler) + 1
+            return (head + (filler * repeats)[:tail])[:length]
+
+        return make
+
+    ensure_bucket(client, bucket)
+    _put_all(
+        client, bucket, prefix, [(key, body_factory(key, sizes[key]), content_type_for(key)) for key in keys], workers
+    )
+    return keys
