@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from contextlib import closing, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg2
@@ -323,7 +323,9 @@ def measure(args, media_rows: int) -> tuple[dict, dict]:
             instance.add_dynamic_partitions(partitions_name(name), keys)
             for key in keys:
                 instance.report_runless_asset_event(
-                    AssetMaterialization(AssetKey(name), partition=key, metadata={"db_snapshot_at": snapshot.isoformat()})
+                    AssetMaterialization(
+                        AssetKey(name), partition=key, metadata={"db_snapshot_at": snapshot.isoformat()}
+                    )
                 )
         figures["record syncs s"] = time.perf_counter() - started
         changed = {}
@@ -336,9 +338,7 @@ def measure(args, media_rows: int) -> tuple[dict, dict]:
                     f"UPDATE {name} SET {stamp} = now() AT TIME ZONE 'UTC' + interval '1 second' WHERE id = ANY(%s) RETURNING id",
                     (picks,),
                 )
-                changed[name] = {
-                    next(r.key for r in ranges[name] if row_id in r) for (row_id,) in cursor.fetchall()
-                }
+                changed[name] = {next(r.key for r in ranges[name] if row_id in r) for (row_id,) in cursor.fetchall()}
         figures["instance: unsynced_partitions s"] = timed(unsynced_partitions, instance, "media_attachments")[0]
         figures["instance: get_materialized_partitions s"] = timed(
             instance.get_materialized_partitions, AssetKey("media_attachments")
@@ -392,9 +392,12 @@ def measure(args, media_rows: int) -> tuple[dict, dict]:
             ticks = max(1, -(-sum(len(r) for r in ranges.values()) // per_tick))
             take = media[: -(-len(media) // ticks)]
             middle = media[len(media) // 2]
-            explains["plan (media_attachments, one pass)"] = explain(url, plan_sql(TABLES["media_attachments"])[0], (None, None))
+            explains["plan (media_attachments, one pass)"] = explain(
+                url, plan_sql(TABLES["media_attachments"])[0], (None, None)
+            )
             explains["cut step (next_ranges)"] = explain(
-                url, "SELECT id FROM media_attachments WHERE id >= %s ORDER BY id OFFSET %s LIMIT 1",
+                url,
+                "SELECT id FROM media_attachments WHERE id >= %s ORDER BY id OFFSET %s LIMIT 1",
                 (middle.lo, args.partition_rows - 1),
             )
             explains[f"sensor slice ({len(take)} partitions of media_attachments)"] = explain(
@@ -416,7 +419,8 @@ def table_size(args) -> str:
             "SELECT pg_size_pretty(pg_total_relation_size('media_attachments')), "
             "pg_size_pretty(pg_total_relation_size('accounts'))"
         )
-        return "media_attachments %s, accounts %s" % cursor.fetchone()
+        media, accounts = cursor.fetchone()
+        return f"media_attachments {media}, accounts {accounts}"
 
 
 def main() -> None:
@@ -461,7 +465,14 @@ def main() -> None:
         keys = [k for k in results[0] if k != "size"]
         print(" | ".join(["figure"] + [f"{r['media rows']:,}" for r in results]))
         for key in keys:
-            cells = [f"{r[key]:.2f}" if isinstance(r[key], float) else f"{r[key]:,}" if isinstance(r[key], int) else str(r[key]) for r in results]
+            cells = [
+                f"{r[key]:.2f}"
+                if isinstance(r[key], float)
+                else f"{r[key]:,}"
+                if isinstance(r[key], int)
+                else str(r[key])
+                for r in results
+            ]
             print(" | ".join([key] + cells))
     finally:
         if args.drop:

@@ -163,7 +163,7 @@ class S3Proxy:
 
     @staticmethod
     def _error(status: int, code: str, message: str) -> web.Response:
-        body = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+        body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
         return web.Response(status=status, text=body, content_type="application/xml")
 
     def outage(self, seconds: float) -> None:
@@ -189,7 +189,9 @@ class S3Proxy:
             return await self._throttle()
         if self.error_answer is not None:
             with self._lock:
-                self.exchanges.append(Exchange(request.method, request.path, request.query_string, self.error_answer[0]))
+                self.exchanges.append(
+                    Exchange(request.method, request.path, request.query_string, self.error_answer[0])
+                )
             return self._error(*self.error_answer)
         headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
         url = URL(self.upstream_url + request.raw_path, encoded=True)

@@ -36,9 +36,7 @@ def execute(sql: str, parameters: tuple, database_url: str) -> None:
 
 
 def wrong_acls(resources) -> set[str]:
-    result = verify_table(
-        resources["mastodon_db"], TABLES[MEDIA], resources["source_s3"], resources["destination_s3"]
-    )
+    result = verify_table(resources["mastodon_db"], TABLES[MEDIA], resources["source_s3"], resources["destination_s3"])
     assert result.acl_checked
     return {finding.key for finding in result.findings if finding.problem is Problem.WRONG_ACL}
 

@@ -3,16 +3,15 @@ secrets never in the definitions or the event log."""
 
 from __future__ import annotations
 
-import pytest
-
 import os
 import subprocess
 import sys
 
+import pytest
 from dagster import EnvVar
 
-from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 

@@ -52,7 +52,10 @@ def test_celery_settings_are_postgres_settings_plus_launcher_and_compute_logs():
     postgres, celery = load("dagster-postgres.yaml"), load("dagster-celery.yaml")
     assert {name: value for name, value in celery.items() if name not in CELERY_ONLY} == postgres
     launcher, logs = celery["run_launcher"], celery["compute_logs"]
-    assert (launcher["module"], launcher["class"]) == ("mastodon_s3_sync.orchestration.workers", "CeleryWorkerRunLauncher")
+    assert (launcher["module"], launcher["class"]) == (
+        "mastodon_s3_sync.orchestration.workers",
+        "CeleryWorkerRunLauncher",
+    )
     assert launcher["config"]["broker"] == {"env": "CELERY_BROKER_URL"}
     assert (logs["module"], logs["class"]) == ("mastodon_s3_sync.orchestration.compute_logs", "SharedComputeLogManager")
 
@@ -171,4 +174,3 @@ def test_the_celery_instance_loads_its_launcher_and_log_manager(postgres_dagster
         assert instance.run_launcher.backend == "redis://127.0.0.1:6379/0", "never dagster-celery's rpc:// default"
         assert isinstance(instance.compute_log_manager, SharedComputeLogManager)
         assert instance.run_monitoring_enabled and instance.run_retries_max_retries == 2
-

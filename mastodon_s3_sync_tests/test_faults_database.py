@@ -5,8 +5,8 @@ object by object against the source."""
 from __future__ import annotations
 
 import dataclasses
-import re
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -14,16 +14,14 @@ import uuid
 import psycopg2
 import pytest
 from dagster import DagsterEventType
+from mastodon_s3_sync_demo.fake_instance import seed_bulk
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.database import MastodonDatabase
-from mastodon_s3_sync.core.id_ranges import IdRange
-from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.orchestration.jobs import sync_job_name
 from mastodon_s3_sync.orchestration.partitions import add_new_partitions
 from mastodon_s3_sync.orchestration.runs import QUIET_CONSOLE, _failure_message, sync_tables
-from mastodon_s3_sync_demo.fake_instance import seed_bulk
 from mastodon_s3_sync_tests.conftest import make_migration
 from mastodon_s3_sync_tests.test_faults_support import assert_destination_exact, expected_media
 
@@ -138,9 +136,7 @@ def run_cli(*arguments: str, environment: dict[str, str], cwd) -> subprocess.Com
 
 
 @pytest.mark.parametrize("command", ["sync", "plan"])
-def test_role_without_select_is_one_line_naming_table_and_role(
-    command, role_without_select, tmp_path
-):
+def test_role_without_select_is_one_line_naming_table_and_role(command, role_without_select, tmp_path):
     migration, role, role_dsn = role_without_select
     environment = migration.environment()
     environment["DATABASE_URL"] = role_dsn

@@ -11,14 +11,14 @@ from pathlib import Path
 import psycopg2
 import pytest
 from dagster import DagsterInstance
+from mastodon_s3_sync_demo import servers
+from mastodon_s3_sync_demo.fake_instance import seed_bulk
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.orchestration.runs import sync_tables
-from mastodon_s3_sync_demo import servers
-from mastodon_s3_sync_demo.fake_instance import seed_bulk
 from mastodon_s3_sync_tests.conftest import make_migration
 from mastodon_s3_sync_tests.test_faults_database import run_cli
 from mastodon_s3_sync_tests.test_faults_support import assert_destination_exact, expected_media
@@ -41,7 +41,11 @@ def sshd_pid(config: Path) -> int:
                 command_line = (entry / "cmdline").read_bytes()  # sshd rewrites its title: one string
             except OSError:
                 continue
-            if str(config).encode() in command_line and b"sshd" in command_line and os.getpgid(int(entry.name)) == int(entry.name):
+            if (
+                str(config).encode() in command_line
+                and b"sshd" in command_line
+                and os.getpgid(int(entry.name)) == int(entry.name)
+            ):
                 return int(entry.name)
     raise AssertionError("the test's sshd is not running")
 
@@ -129,12 +133,22 @@ def test_rows_with_garbage_are_reported_or_copied_and_the_rest_goes_on(
                 (record_id, f"garbage{record_id}.example", name, size),
             )
             if copied:
-                row = {"id": record_id, "icon_file_name": name, "icon_content_type": "image/png", "icon_file_size": size,
-                       "icon_updated_at": None}
+                row = {
+                    "id": record_id,
+                    "icon_file_name": name,
+                    "icon_content_type": "image/png",
+                    "icon_file_size": size,
+                    "icon_updated_at": None,
+                }
                 for media_object in table.objects_for_row(row, "public-read"):
                     body = f"{record_id}:{media_object.style}".encode()
-                    source.put_object(Bucket=migration.source_bucket, Key=media_object.key, Body=body,
-                                      ContentType="image/png", CacheControl="public, max-age=315576000, immutable")
+                    source.put_object(
+                        Bucket=migration.source_bucket,
+                        Key=media_object.key,
+                        Body=body,
+                        ContentType="image/png",
+                        CacheControl="public, max-age=315576000, immutable",
+                    )
                     copied_keys.append(media_object.key)
     connection.close()
     environment(migration.environment())

@@ -19,6 +19,7 @@ import ipaddress
 import ssl
 
 import pytest
+from mastodon_s3_sync_demo.fake_instance import seed_bulk
 
 from mastodon_s3_sync.core.buckets import SourceBucket
 from mastodon_s3_sync.core.configured import configured
@@ -26,7 +27,6 @@ from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.transfer import sigv4
 from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.orchestration.runs import sync_tables
-from mastodon_s3_sync_demo.fake_instance import seed_bulk
 from mastodon_s3_sync_tests.conftest import make_migration, unique_bucket
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 from mastodon_s3_sync_tests.test_faults_database import run_cli
@@ -63,9 +63,10 @@ def test_s3_server_dying_mid_run(dying, database_url, rclone_source, moto, dagst
             died.append(True)
             watched.outage(OUTAGE_SECONDS)
 
-    with S3Proxy(rclone_source.endpoint_url, on_response=watch) as source_proxy, S3Proxy(
-        moto.endpoint_url, on_response=watch
-    ) as destination_proxy:
+    with (
+        S3Proxy(rclone_source.endpoint_url, on_response=watch) as source_proxy,
+        S3Proxy(moto.endpoint_url, on_response=watch) as destination_proxy,
+    ):
         migration = make_migration(database_url, rclone_source, moto)
         bulk = seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=BULK_ROWS)
         variables = migration.environment()
@@ -182,9 +183,7 @@ def self_signed(tmp_path) -> tuple[ssl.SSLContext, str]:
     cert_file, key_file = tmp_path / "private-ca.pem", tmp_path / "server.key"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)

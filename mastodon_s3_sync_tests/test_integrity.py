@@ -24,7 +24,6 @@ from mastodon_s3_sync.core.transfer.engine import (
     CopyItem,
     MiB,
     Outcome,
-    TransferSettings,
     abort_uploads,
     copy_batch,
     copy_batch_async,
@@ -163,9 +162,7 @@ def test_same_size_other_content_is_recopied_and_reported(rclone_source, rclone_
 
 
 @pytest.mark.parametrize("source_server", ["rclone", "moto"])
-def test_multipart_copy_sends_part_md5s_and_checks_the_assembly(
-    rclone_source, rclone_destination, moto, source_server
-):
+def test_multipart_copy_sends_part_md5s_and_checks_the_assembly(rclone_source, rclone_destination, moto, source_server):
     """rclone's source states the whole body's MD5 (checked here); moto's keeps the multipart ETag of
     a 5 MiB layout, which the copy's parts reproduce (``multipart_etag``)."""
     source_s3 = rclone_source if source_server == "rclone" else moto

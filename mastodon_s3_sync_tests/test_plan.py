@@ -8,9 +8,9 @@ import sys
 
 from dagster import AssetKey, DagsterInstance
 
+from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.planning import DERIVATIVE_SIZE_RATIO, PlanRates, plan_table
-from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync_tests.conftest import make_migration
 
 

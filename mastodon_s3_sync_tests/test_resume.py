@@ -3,8 +3,6 @@ without copying again what was already copied: the destination's PUTs are counte
 
 from __future__ import annotations
 
-import pytest
-
 import dataclasses
 import os
 import signal
@@ -12,7 +10,9 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from mastodon_s3_sync_demo.fake_instance import seed_bulk
+
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
 from mastodon_s3_sync_tests.conftest import make_migration
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy

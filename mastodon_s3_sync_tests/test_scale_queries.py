@@ -19,11 +19,11 @@ from datetime import datetime
 
 import psycopg2
 import pytest
+from mastodon_s3_sync_demo.fake_instance import create_schema
 
 from mastodon_s3_sync.core.changes import changed_rows_sql
 from mastodon_s3_sync.core.id_ranges import next_ranges
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync_demo.fake_instance import create_schema
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def mastodon(database_url):
             cursor.execute(
                 f"""INSERT INTO accounts (id, username, domain, created_at, updated_at,
                         avatar_file_name, avatar_content_type, avatar_file_size, avatar_updated_at)
-                    SELECT {snowflake('g', '2020-01-01', 60000)}, 'u' || g,
+                    SELECT {snowflake("g", "2020-01-01", 60000)}, 'u' || g,
                         CASE WHEN g % 10 <> 0 THEN 'd' || (g % 50) || '.example' END, now(), now(),
                         CASE WHEN g % 2 = 0 THEN md5(g::text) || '.png' END, 'image/png', 100, now()
                     FROM generate_series(1, {ACCOUNT_ROWS}) g"""
@@ -55,7 +55,7 @@ def mastodon(database_url):
             cursor.execute(
                 f"""INSERT INTO media_attachments (id, status_id, account_id, created_at, updated_at, remote_url,
                         file_file_name, file_content_type, file_file_size, file_updated_at)
-                    SELECT {snowflake('g', '2023-01-01', 1500)}, g, {snowflake('1 + g % 2000', '2020-01-01', 60000)},
+                    SELECT {snowflake("g", "2023-01-01", 1500)}, g, {snowflake("1 + g % 2000", "2020-01-01", 60000)},
                         now(), now(), CASE WHEN g % 3 = 0 THEN 'https://r.example/' || g ELSE '' END,
                         CASE WHEN g % 5 <> 0 THEN md5(g::text) || '.jpg' END, 'image/jpeg', 1000, now()
                     FROM generate_series(1, {MEDIA_ROWS}) g"""

@@ -7,8 +7,6 @@ from pathlib import Path
 import paramiko
 import psycopg2
 import pytest
-from sshtunnel import SSHTunnelForwarder
-
 from mastodon_s3_sync_demo.servers import (
     LOCAL_POSTGRES_URL,
     embedded_postgres_server,
@@ -19,6 +17,7 @@ from mastodon_s3_sync_demo.servers import (
     rclone_s3_server,
     sshd_server,
 )
+from sshtunnel import SSHTunnelForwarder
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes
 

@@ -128,9 +128,7 @@ def test_absent_legacy_ico_is_not_missing_and_a_present_one_is_copied(
     assert with_key_prefix(migration.destination_prefix, ico.key) not in migration.destination_keys()
 
 
-def test_wrong_key_prefix_stops_early_with_one_clear_error(
-    database_url, rclone_source, rclone_destination, tmp_path
-):
+def test_wrong_key_prefix_stops_early_with_one_clear_error(database_url, rclone_source, rclone_destination, tmp_path):
     migration = make_migration(database_url, rclone_source, rclone_destination)
     seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=60)
     environment = {

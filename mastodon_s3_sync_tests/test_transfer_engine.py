@@ -30,8 +30,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
 from mastodon_s3_sync_demo.servers import S3Server, rclone_s3_server
+
 from mastodon_s3_sync.core.transfer import engine
 from mastodon_s3_sync.core.transfer.engine import (
     BucketUnavailable,

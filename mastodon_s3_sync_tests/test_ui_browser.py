@@ -36,7 +36,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
 from mastodon_s3_sync_demo.servers import free_port
 
 sync_api = pytest.importorskip(

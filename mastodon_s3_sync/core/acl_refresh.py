@@ -93,16 +93,21 @@ def find_changes(
     with database.connection() as connection:
         now = database.clock(connection)
         suspended = frozenset(
-            row[0] for row in database.query("SELECT id FROM accounts WHERE suspended_at IS NOT NULL", connection=connection)
-        )
-        deleted = [
             row[0]
-            for row in database.query(
-                "SELECT id FROM statuses WHERE deleted_at IS NOT NULL AND deleted_at > %s",
-                (since,),
-                connection=connection,
-            )
-        ] if since is not None else []
+            for row in database.query("SELECT id FROM accounts WHERE suspended_at IS NOT NULL", connection=connection)
+        )
+        deleted = (
+            [
+                row[0]
+                for row in database.query(
+                    "SELECT id FROM statuses WHERE deleted_at IS NOT NULL AND deleted_at > %s",
+                    (since,),
+                    connection=connection,
+                )
+            ]
+            if since is not None
+            else []
+        )
     return AclState(now, suspended), set(suspended ^ previous.suspended_account_ids), deleted
 
 

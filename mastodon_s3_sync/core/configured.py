@@ -19,7 +19,10 @@ def configured(environ: Mapping[str, str] | None = None, only: tuple[str, ...] =
     builders = {
         "mastodon_db": lambda: MastodonDatabase(**resource_values("mastodon_db", environ)),
         "source_s3": lambda: SourceBucket(
-            **{**resource_values("source_s3", environ), "bucket": required("SOURCE_S3_BUCKET", "the source bucket", environ)}
+            **{
+                **resource_values("source_s3", environ),
+                "bucket": required("SOURCE_S3_BUCKET", "the source bucket", environ),
+            }
         ),
         "destination_s3": lambda: DestinationBucket(
             **{

@@ -75,8 +75,16 @@ def _bucket_variables(side: str, section: str) -> list[Variable]:
     resource = f"{side.lower()}_s3"
     return [
         Variable(f"{side}_S3_BUCKET", section, "the bucket name (required)", resource, "bucket"),
-        Variable(f"{side}_S3_ENDPOINT", section, "endpoint URL, e.g. `https://s3.eu-central-003.backblazeb2.com`; empty for AWS S3. Custom endpoints use path-style addressing", resource, "endpoint_url"),
-        Variable(f"{side}_S3_REGION", section, "signing region (default us-east-1; `auto` for R2)", resource, "region_name"),
+        Variable(
+            f"{side}_S3_ENDPOINT",
+            section,
+            "endpoint URL, e.g. `https://s3.eu-central-003.backblazeb2.com`; empty for AWS S3. Custom endpoints use path-style addressing",
+            resource,
+            "endpoint_url",
+        ),
+        Variable(
+            f"{side}_S3_REGION", section, "signing region (default us-east-1; `auto` for R2)", resource, "region_name"
+        ),
         Variable(
             f"{side}_S3_KEY_PREFIX",
             section,
@@ -84,7 +92,14 @@ def _bucket_variables(side: str, section: str) -> list[Variable]:
             resource,
             "key_prefix",
         ),
-        Variable(f"{side}_AWS_ACCESS_KEY_ID", section, "access key (default: boto3's credential chain)", resource, "aws_access_key_id", secret=True),
+        Variable(
+            f"{side}_AWS_ACCESS_KEY_ID",
+            section,
+            "access key (default: boto3's credential chain)",
+            resource,
+            "aws_access_key_id",
+            secret=True,
+        ),
         Variable(
             f"{side}_AWS_SECRET_ACCESS_KEY", section, "secret key", resource, "aws_secret_access_key", secret=True
         ),
@@ -105,20 +120,37 @@ def _tuning(name: str, description: str, field: str, kind: type) -> Variable:
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("MASTODON_ENV_FILE", DATABASE, "the instance's `.env.production`: its `DB_*`, `DATABASE_URL`, `S3_BUCKET`, `S3_ENDPOINT`, `S3_REGION`, `S3_KEY_PREFIX`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` become the database and `SOURCE_*` settings (explicit variables win); `S3_ENABLED` must be true"),
-    Variable("DATABASE_URL", DATABASE, "`postgresql://user:pass@host:port/db`; wins over the `DB_*` settings", "mastodon_db", "database_url", secret=True),
+    Variable(
+        "MASTODON_ENV_FILE",
+        DATABASE,
+        "the instance's `.env.production`: its `DB_*`, `DATABASE_URL`, `S3_BUCKET`, `S3_ENDPOINT`, `S3_REGION`, `S3_KEY_PREFIX`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` become the database and `SOURCE_*` settings (explicit variables win); `S3_ENABLED` must be true",
+    ),
+    Variable(
+        "DATABASE_URL",
+        DATABASE,
+        "`postgresql://user:pass@host:port/db`; wins over the `DB_*` settings",
+        "mastodon_db",
+        "database_url",
+        secret=True,
+    ),
     Variable("DB_HOST", DATABASE, "host (default localhost)", "mastodon_db", "db_host"),
     Variable("DB_PORT", DATABASE, "port (default 5432)", "mastodon_db", "db_port", int),
     Variable("DB_NAME", DATABASE, "database (default mastodon_production)", "mastodon_db", "db_name"),
     Variable("DB_USER", DATABASE, "user (default mastodon)", "mastodon_db", "db_user"),
     Variable("DB_PASS", DATABASE, "password", "mastodon_db", "db_pass", secret=True),
-    Variable("DB_SSH_HOST", TUNNEL, "SSH host; `DB_HOST`/`DB_PORT` are then resolved on that host", "mastodon_db", "ssh_host"),
+    Variable(
+        "DB_SSH_HOST", TUNNEL, "SSH host; `DB_HOST`/`DB_PORT` are then resolved on that host", "mastodon_db", "ssh_host"
+    ),
     Variable("DB_SSH_PORT", TUNNEL, "SSH port (default 22)", "mastodon_db", "ssh_port", int),
     Variable("DB_SSH_USER", TUNNEL, "SSH user", "mastodon_db", "ssh_user"),
     Variable("DB_SSH_KEY_FILE", TUNNEL, "private key file (OpenSSH format)", "mastodon_db", "ssh_key_file"),
     Variable("DB_SSH_PASSWORD", TUNNEL, "password, instead of a key", "mastodon_db", "ssh_password", secret=True),
     Variable(
-        "DB_SSH_KNOWN_HOSTS", TUNNEL, "known_hosts file holding the host key, `ssh-keyscan -p PORT HOST >> file` (default ~/.ssh/known_hosts)", "mastodon_db", "ssh_known_hosts"
+        "DB_SSH_KNOWN_HOSTS",
+        TUNNEL,
+        "known_hosts file holding the host key, `ssh-keyscan -p PORT HOST >> file` (default ~/.ssh/known_hosts)",
+        "mastodon_db",
+        "ssh_known_hosts",
     ),
     *_bucket_variables("SOURCE", SOURCE),
     *_bucket_variables("DESTINATION", DESTINATION),
@@ -130,17 +162,37 @@ VARIABLES: tuple[Variable, ...] = (
         "permission",
         keep_empty=True,
     ),
-    Variable("DESTINATION_S3_STORAGE_CLASS", DESTINATION, "storage class, e.g. `STANDARD_IA` (default: the provider's)", "destination_s3", "storage_class"),
+    Variable(
+        "DESTINATION_S3_STORAGE_CLASS",
+        DESTINATION,
+        "storage class, e.g. `STANDARD_IA` (default: the provider's)",
+        "destination_s3",
+        "storage_class",
+    ),
     _tuning("SYNC_PARTITION_ROWS", "rows per id-range partition", "partition_rows", int),
     _tuning("SYNC_BATCH_OBJECTS", "objects per copy step", "batch_objects", int),
     _tuning("SYNC_BATCH_MB", "expected megabytes per copy step", "batch_megabytes", int),
     _tuning("SYNC_CONCURRENCY", "objects in flight per copy step", "concurrency", int),
-    _tuning("SYNC_REQUESTS_PER_SECOND", "requests per second per endpoint, for providers with hard limits (default: no limit; the limiter also backs off by itself on 503 SlowDown and 429, honouring Retry-After)", "requests_per_second", float),
+    _tuning(
+        "SYNC_REQUESTS_PER_SECOND",
+        "requests per second per endpoint, for providers with hard limits (default: no limit; the limiter also backs off by itself on 503 SlowDown and 429, honouring Retry-After)",
+        "requests_per_second",
+        float,
+    ),
     _tuning("SYNC_MEMORY_MB", "object bytes held at once per step", "memory_megabytes", int),
     _tuning("SYNC_PART_SIZE_MB", "multipart part size", "part_size_megabytes", int),
-    _tuning("SYNC_MULTIPART_THRESHOLD_MB", "objects above this size are copied in parts", "multipart_threshold_megabytes", int),
-    _tuning("SYNC_PLAN_OBJECTS_PER_SECOND", "the rate `plan` estimates the time with", "plan_objects_per_second", float),
-    _tuning("SYNC_PLAN_MB_PER_SECOND", "the bandwidth `plan` estimates the time with", "plan_megabytes_per_second", float),
+    _tuning(
+        "SYNC_MULTIPART_THRESHOLD_MB",
+        "objects above this size are copied in parts",
+        "multipart_threshold_megabytes",
+        int,
+    ),
+    _tuning(
+        "SYNC_PLAN_OBJECTS_PER_SECOND", "the rate `plan` estimates the time with", "plan_objects_per_second", float
+    ),
+    _tuning(
+        "SYNC_PLAN_MB_PER_SECOND", "the bandwidth `plan` estimates the time with", "plan_megabytes_per_second", float
+    ),
     _tuning(
         "SYNC_ACCEPT_MISSING",
         "go on when most referenced objects are missing at the source (an instance that really lost its media)",

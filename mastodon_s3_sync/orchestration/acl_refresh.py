@@ -39,8 +39,8 @@ def acl_metadata(refresh: AclRefresh) -> dict[str, MetadataValue]:
 
 
 @op(
-    out={},
-    description="Sets the destination ACL of media whose account was (un)suspended or whose status was deleted.")
+    out={}, description="Sets the destination ACL of media whose account was (un)suspended or whose status was deleted."
+)
 def refresh_acls_op(
     context: OpExecutionContext,
     mastodon_db: MastodonDbResource,

@@ -116,9 +116,7 @@ class DestinationS3Resource(MediaBucketResource):
     storage_class: str | None = _described("DESTINATION_S3_STORAGE_CLASS")
 
     def client(self) -> DestinationBucket:
-        return DestinationBucket(
-            **self._bucket_fields(), permission=self.permission, storage_class=self.storage_class
-        )
+        return DestinationBucket(**self._bucket_fields(), permission=self.permission, storage_class=self.storage_class)
 
 
 class SyncTuningResource(ConfigurableResource):
@@ -131,9 +129,7 @@ class SyncTuningResource(ConfigurableResource):
     requests_per_second: float | None = _described("SYNC_REQUESTS_PER_SECOND", Tuning.requests_per_second)
     memory_megabytes: int = _described("SYNC_MEMORY_MB", Tuning.memory_megabytes)
     part_size_megabytes: int = _described("SYNC_PART_SIZE_MB", Tuning.part_size_megabytes)
-    multipart_threshold_megabytes: int = _described(
-        "SYNC_MULTIPART_THRESHOLD_MB", Tuning.multipart_threshold_megabytes
-    )
+    multipart_threshold_megabytes: int = _described("SYNC_MULTIPART_THRESHOLD_MB", Tuning.multipart_threshold_megabytes)
     plan_objects_per_second: float = _described("SYNC_PLAN_OBJECTS_PER_SECOND", Tuning.plan_objects_per_second)
     plan_megabytes_per_second: float = _described("SYNC_PLAN_MB_PER_SECOND", Tuning.plan_megabytes_per_second)
     accept_missing: bool = _described("SYNC_ACCEPT_MISSING", Tuning.accept_missing)
@@ -165,9 +161,7 @@ def build_resources(environ: Mapping[str, str]) -> dict[str, ConfigurableResourc
             fields = {v.field: value(v.name, environ) for v in variables if is_set(v, environ)}
         else:
             fields = {
-                v.field: _env_var(v.name)
-                for v in variables
-                if is_set(v, environ) or v.name.endswith("_S3_BUCKET")
+                v.field: _env_var(v.name) for v in variables if is_set(v, environ) or v.name.endswith("_S3_BUCKET")
             }
         resources[key] = resource_class(**fields)
     return resources

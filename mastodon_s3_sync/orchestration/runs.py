@@ -185,11 +185,7 @@ def _execute(job, instance: DagsterInstance, partition_keys: Sequence[str] = ())
     """(the run, None) on success; (the run or None, the error in one line) otherwise. A run over
     several partitions carries the range tags that backfills give their ranged runs."""
     single = partition_keys[0] if len(partition_keys) == 1 else None
-    tags = (
-        {RANGE_START_TAG: partition_keys[0], RANGE_END_TAG: partition_keys[-1]}
-        if len(partition_keys) > 1
-        else None
-    )
+    tags = {RANGE_START_TAG: partition_keys[0], RANGE_END_TAG: partition_keys[-1]} if len(partition_keys) > 1 else None
     try:
         run = job.execute_in_process(
             run_config=QUIET_CONSOLE, instance=instance, partition_key=single, tags=tags, raise_on_error=False

@@ -329,9 +329,7 @@ class _BatchCopy:
 
     async def run(self, items: Sequence[CopyItem]) -> BatchResult:
         """List what the destination has, then copy with ``concurrency`` workers."""
-        self.destination_listed = await self._list(
-            "destination", self.destination, [i.destination_key for i in items]
-        )
+        self.destination_listed = await self._list("destination", self.destination, [i.destination_key for i in items])
         present = [item.source_key for item in items if item.destination_key in self.destination_listed]
         self.source_listed = await self._list("source", self.source, present)
         self.listed_etags_comparable = etags_comparable(

@@ -25,6 +25,7 @@ class ContentMismatch(Exception):
     """The bytes of a copy are not the source's (a hash or ETag disagrees): the attempt failed,
     and the copy is tried again from its GET like any failed request."""
 
+
 T = TypeVar("T")
 
 
