@@ -14,8 +14,6 @@ RetryPolicy (10 s) comes after both, so the outcome does not change.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import ipaddress
 import ssl
 
 import pytest
@@ -28,7 +26,7 @@ from mastodon_s3_sync.core.transfer import sigv4
 from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration, unique_bucket
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy
+from mastodon_s3_sync_tests.s3_proxy import S3Proxy, self_signed_certificate
 from mastodon_s3_sync_tests.test_faults_database import run_cli
 from mastodon_s3_sync_tests.test_faults_support import assert_destination_exact, expected_media, successful_puts
 
@@ -160,34 +158,10 @@ def test_invalid_session_token_says_the_credentials_expired(rclone_source):
 
 def self_signed(tmp_path) -> tuple[ssl.SSLContext, str]:
     """A server context with a fresh self-signed certificate for 127.0.0.1, and the PEM file of it."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "private-s3.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "private-ca.pem", tmp_path / "server.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    certificate, key = self_signed_certificate(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
-    return context, str(cert_file)
+    context.load_cert_chain(certificate, key)
+    return context, str(certificate)
 
 
 def test_self_signed_endpoint_is_refused_without_ca_bundle_and_works_with_it(

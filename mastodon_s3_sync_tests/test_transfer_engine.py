@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import datetime
 import functools
-import ipaddress
 import os
 import ssl
 import subprocess
@@ -26,10 +25,6 @@ import botocore.config
 import botocore.credentials
 import botocore.utils
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from mastodon_s3_sync_demo.servers import S3Server, rclone_s3_server
 
 from mastodon_s3_sync.core.transfer import engine
@@ -49,7 +44,7 @@ from mastodon_s3_sync.core.transfer.http import ConnectionPool
 from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter
 from mastodon_s3_sync.core.transfer.s3 import Bucket
 from mastodon_s3_sync.core.transfer.sigv4 import Signer, canonical_query, uri_encode
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy
+from mastodon_s3_sync_tests.s3_proxy import S3Proxy, self_signed_certificate
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 CACHE_CONTROL = "public, max-age=315576000, immutable"
@@ -390,30 +385,6 @@ def test_limiter_paces_requests_per_second_and_caps_in_flight():
 
 
 # HTTPS and the HTTP client -----------------------------------------------------------------------------------
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certificate_file, key_file = directory / "cert.pem", directory / "key.pem"
-    certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return certificate_file, key_file
 
 
 def test_copy_over_https(rclone_source, rclone_destination, tmp_path, monkeypatch):
