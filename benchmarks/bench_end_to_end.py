@@ -489,6 +489,7 @@ def breakdown_worker() -> None:
 
     import mastodon_s3_sync.orchestration.assets as assets
     from mastodon_s3_sync.cli.main import checked_resources
+    from mastodon_s3_sync.core import settings
     from mastodon_s3_sync.core.id_ranges import IdRange
     from mastodon_s3_sync.core.mastodon.tables import TABLES
     from mastodon_s3_sync.core.settings import load_environment
@@ -501,7 +502,7 @@ def breakdown_worker() -> None:
         stale_partitions,
         unsynced_partitions,
     )
-    from mastodon_s3_sync.orchestration.runs import _execute, refresh_acls_in_process
+    from mastodon_s3_sync.orchestration.runs import _execute, contiguous_groups, refresh_acls_in_process
 
     phase("imports (in process, after interpreter start)")
     copy_steps: list[dict] = []
@@ -539,11 +540,12 @@ def breakdown_worker() -> None:
         cut["wall"] += now - clock["wall"]
         cut["cpu"] += cpu - clock["cpu"]
         clock.update(wall=now, cpu=cpu)
-        for key in pending:
+        every_key = instance.get_dynamic_partitions(partitions_name(table))
+        for keys in contiguous_groups(every_key, pending, settings.value("SYNC_PARTITIONS_PER_RUN")):
             steps_before = len(copy_steps)
-            run, error = _execute(job, instance, partition_key=key)
+            run, error = _execute(job, instance, partition_keys=keys)
             if error is not None:
-                raise SystemExit(f"{table} {key}: {error}")
+                raise SystemExit(f"{table} {keys[0]}..{keys[-1]}: {error}")
             now, cpu = time.monotonic(), time.process_time()
             runs.append(
                 run_figures(instance, table, run, now - clock["wall"], cpu - clock["cpu"], copy_steps[steps_before:])
@@ -564,7 +566,7 @@ def breakdown_worker() -> None:
         job = definitions.resolve_job_def(sync_job_name(table))
         for _ in range(2):
             wall, cpu = time.monotonic(), time.process_time()
-            run, error = _execute(job, instance, partition_key=key)
+            run, error = _execute(job, instance, partition_keys=[key])
             empty.append(
                 run_figures(instance, table, run, time.monotonic() - wall, time.process_time() - cpu, [])
                 | {"error": error}
@@ -926,7 +928,7 @@ def main() -> None:
             for name, factory in contenders(setup, arguments, sync_extra)
             if not arguments.only or any(name.startswith(prefix) for prefix in arguments.only)
         ]
-        for repeat in range(arguments.repeat):
+        for repeat in range(arguments.repeat if factories else 0):
             shift = repeat % len(factories)
             for name, factory in factories[shift:] + factories[:shift]:
                 busy = settle(arguments.settle)

@@ -4,11 +4,14 @@ the destination key by key against the fake instance's hand-written expectations
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL, seed_bulk
 
 from mastodon_s3_sync.core.configured import configured
@@ -16,6 +19,7 @@ from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.verification import verify_table
 from mastodon_s3_sync.orchestration.definitions import build_definitions
+from mastodon_s3_sync.orchestration.instance import in_process_instance
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import Migration, make_migration
 
@@ -161,3 +165,90 @@ def test_wrong_key_prefix_stops_early_with_one_clear_error(database_url, rclone_
         migration.instance.missing_for("media_attachments")
     )
     assert f"0 objects copied, 0 already there, {referenced + 2 * 60} missing at the source" in accepted.stdout
+
+
+def run_intervals(instance) -> list[tuple[str, float, float]]:
+    return [(record.dagster_run.job_name, record.start_time, record.end_time) for record in instance.get_run_records()]
+
+
+def test_tables_at_once_overlap_and_stay_exact(database_url, rclone_source, rclone_destination, environment, tmp_path):
+    migration = make_migration(database_url, rclone_source, rclone_destination)
+    bulk_keys = seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=400)
+    environment({**migration.environment(), "SYNC_PARTITION_ROWS": "25", "DAGSTER_HOME": str(tmp_path)})
+    resources = configured()
+    with in_process_instance() as instance:
+        results = sync_tables(
+            build_definitions(),
+            instance,
+            list(TABLES),
+            resources["mastodon_db"],
+            resources["sync_tuning"],
+            tables_at_once=2,
+        )
+        intervals = run_intervals(instance)
+
+    assert [result.table for result in results] == list(TABLES), "results in the tables' order"
+    assert all(not result.failed for result in results), [result.failed for result in results]
+    expected = {obj.key for obj in migration.instance.expected} | set(bulk_keys)
+    assert migration.destination_keys() == expected
+    assert sum(result.copied for result in results) == len(expected)
+    overlapping = {
+        (first_job, second_job)
+        for first_job, first_start, first_end in intervals
+        for second_job, second_start, second_end in intervals
+        if first_job < second_job and first_start < second_end and second_start < first_end
+    }
+    assert overlapping, f"no two tables' runs overlapped: {sorted(intervals, key=lambda interval: interval[1])}"
+    for table in TABLES:
+        verification = verify_table(
+            resources["mastodon_db"], TABLES[table], resources["source_s3"], resources["destination_s3"]
+        )
+        assert verification.complete, (table, verification.findings)
+
+
+def test_ctrl_c_stops_tables_at_once_and_the_next_sync_completes(
+    database_url, rclone_source, rclone_destination, tmp_path
+):
+    """Ctrl-C while two tables copy: the runs in progress stop within seconds, none is left
+    "started" in DAGSTER_HOME, and the same command again copies the rest."""
+    migration = make_migration(database_url, rclone_source, rclone_destination)
+    bulk_keys = seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=300)
+    environment = {
+        **os.environ,
+        **migration.environment(),
+        "SYNC_PARTITION_ROWS": "100",
+        "SYNC_TABLES_AT_ONCE": "2",
+        "DAGSTER_HOME": str(tmp_path / "home"),
+    }
+    command = [sys.executable, "-m", "mastodon_s3_sync", "sync"]
+    slow = subprocess.Popen(
+        command,
+        env={**environment, "SYNC_REQUESTS_PER_SECOND": "20"},  # about 10 objects/s: time to interrupt it
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(migration.destination_keys()) < 20:
+            assert slow.poll() is None and time.monotonic() < deadline, "sync ended or never started copying"
+            time.sleep(0.2)
+        slow.send_signal(signal.SIGINT)
+        stdout, stderr = slow.communicate(timeout=30)
+    finally:
+        slow.kill()
+    assert slow.returncode == 130, stdout + stderr
+    assert "Stopping the runs in progress" in stderr and "run the same command again to resume" in stderr
+    copied_before = migration.destination_keys()
+    expected = {obj.key for obj in migration.instance.expected} | set(bulk_keys)
+    assert copied_before < expected, "interrupted part-way"
+
+    with DagsterInstance.from_ref(InstanceRef.from_dir(environment["DAGSTER_HOME"])) as instance:
+        unfinished = [
+            record.dagster_run.run_id for record in instance.get_run_records() if not record.dagster_run.is_finished
+        ]
+    assert unfinished == [], "no run is left started by the interrupted sync"
+
+    again = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert migration.destination_keys() == expected

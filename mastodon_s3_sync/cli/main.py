@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -63,12 +64,11 @@ def command_plan(arguments: argparse.Namespace) -> int:
 
 
 def command_sync(arguments: argparse.Namespace) -> int:
-    from dagster import DagsterInstance
-
-    from mastodon_s3_sync.cli.progress import TerminalProgress
+    from mastodon_s3_sync.cli.progress import TerminalProgress, live_board
+    from mastodon_s3_sync.core import settings
     from mastodon_s3_sync.core.progress import PROGRESS
     from mastodon_s3_sync.orchestration.definitions import build_definitions
-    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
+    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home, in_process_instance
     from mastodon_s3_sync.orchestration.runs import refresh_acls_in_process, sync_tables
 
     if arguments.accept_missing:
@@ -80,14 +80,23 @@ def command_sync(arguments: argparse.Namespace) -> int:
     if aborted:
         print(f"Aborted {aborted} unfinished multipart uploads older than a day at the destination.", flush=True)
     definitions = build_definitions()
-    results = []
-    with DagsterInstance.get() as instance:
+    with in_process_instance() as instance, live_board() as board:
+
+        @contextmanager
+        def table_progress(table: str):
+            with TerminalProgress(table, board=board) as progress, PROGRESS.listening(progress, this_thread_only=True):
+                yield
+
         _say_where_runs_execute(instance)
-        for table in arguments.assets:
-            with TerminalProgress(table) as progress, PROGRESS.listening(progress):
-                results += sync_tables(
-                    definitions, instance, [table], resources["mastodon_db"], resources["sync_tuning"]
-                )
+        results = sync_tables(
+            definitions,
+            instance,
+            arguments.assets,
+            resources["mastodon_db"],
+            resources["sync_tuning"],
+            tables_at_once=settings.value("SYNC_TABLES_AT_ONCE"),
+            table_progress=table_progress,
+        )
         acls = refresh_acls_in_process(definitions, instance) if "media_attachments" in arguments.assets else None
     failed = False
     for result in results:

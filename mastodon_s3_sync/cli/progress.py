@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
@@ -15,10 +17,37 @@ class _RateColumn(ProgressColumn):
         return Text(f"{megabytes:,.1f} MB  {task.speed or 0:,.0f} objects/s")
 
 
-class TerminalProgress:
-    """A live bar (objects, bytes, rate, ETA) when attached to a terminal, else a line every 10 s."""
+def _bars() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
 
-    def __init__(self, label: str, total: int | None = None, interval: float = 10.0):
+
+@contextmanager
+def live_board() -> Iterator[Progress | None]:
+    """One live display for the bars of tables synced at the same time (rich shows one live
+    display at a time); None off a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    board = _bars()
+    board.start()
+    try:
+        yield board
+    finally:
+        board.stop()
+
+
+class TerminalProgress:
+    """A live bar (objects, bytes, rate, ETA) when attached to a terminal, else a line every 10 s.
+    With ``board`` the bar is one of that display's."""
+
+    def __init__(self, label: str, total: int | None = None, interval: float = 10.0, board: Progress | None = None):
         self.label = label
         self.total = total or 0
         self.done = 0
@@ -27,26 +56,21 @@ class TerminalProgress:
         self.started = time.monotonic()
         self.last_line = self.started
         self.live = sys.stderr.isatty()
-        self._bar: Progress | None = None
+        self._bar: Progress | None = board
+        self._own_bar = board is None
 
     def __enter__(self) -> TerminalProgress:
         if self.live:
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                _RateColumn(),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self._bar.start()
+            if self._own_bar:
+                self._bar = _bars()
+                self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total or None, bytes=0)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._bar:
+        if self._bar and self._own_bar:
             self._bar.stop()
-        else:
+        elif not self._bar:
             self._print_line()
 
     def planned(self, objects: int) -> None:

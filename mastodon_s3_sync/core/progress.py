@@ -2,11 +2,13 @@
 
 Ops report here as well as to the Dagster log; nothing listens in a daemon's
 run worker, so there it costs nothing. Listeners get deltas: objects planned,
-objects done (copied, skipped or missing) and bytes copied.
+objects done (copied, skipped or missing) and bytes copied. A listener may hear
+only its own thread: `sync` runs several tables' runs at once, one thread each.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -20,26 +22,32 @@ class ProgressListener(Protocol):
 
 class ProgressHub:
     def __init__(self) -> None:
-        self._listeners: list[ProgressListener] = []
+        self._listeners: list[tuple[ProgressListener, int | None]] = []
+        """Each listener with the thread it hears (None: every thread)."""
+
+    def _current(self) -> list[ProgressListener]:
+        thread = threading.get_ident()
+        return [listener for listener, only in self._listeners if only is None or only == thread]
 
     @property
     def active(self) -> bool:
-        return bool(self._listeners)
+        return bool(self._current())
 
     @contextmanager
-    def listening(self, listener: ProgressListener) -> Iterator[None]:
-        self._listeners.append(listener)
+    def listening(self, listener: ProgressListener, *, this_thread_only: bool = False) -> Iterator[None]:
+        entry = (listener, threading.get_ident() if this_thread_only else None)
+        self._listeners.append(entry)
         try:
             yield
         finally:
-            self._listeners.remove(listener)
+            self._listeners.remove(entry)
 
     def planned(self, objects: int) -> None:
-        for listener in self._listeners:
+        for listener in self._current():
             listener.planned(objects)
 
     def advanced(self, objects: int, bytes_copied: int) -> None:
-        for listener in self._listeners:
+        for listener in self._current():
             listener.advanced(objects, bytes_copied)
 
 

@@ -207,6 +207,14 @@ VARIABLES: tuple[Variable, ...] = (
         kind=int,
         default=20,
     ),
+    Variable(
+        "SYNC_TABLES_AT_ONCE",
+        TUNING,
+        "tables `sync` copies at the same time, each in its own runs: one table's planning and Dagster "
+        "bookkeeping overlap another's copying (objects in flight add up: SYNC_CONCURRENCY per copy step)",
+        kind=int,
+        default=2,
+    ),
     Variable("SYNC_SCHEDULE_CRON", SCHEDULING, "when the catch-up schedules run", default="0 * * * *"),
     Variable(
         "SYNC_ACL_REFRESH_CRON",

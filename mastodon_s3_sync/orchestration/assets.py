@@ -42,6 +42,7 @@ from mastodon_s3_sync.core.progress import PROGRESS, BatchDeltas
 from mastodon_s3_sync.core.referenced_objects import PartitionedStats, batched, referenced_objects
 from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.transfer.engine import BatchProgress, MiB
+from mastodon_s3_sync.orchestration.dagster_lock import DAGSTER_LOCK
 from mastodon_s3_sync.orchestration.metadata import partition_metadata, problems_markdown
 from mastodon_s3_sync.orchestration.partitions import ID_RANGE_PARTITIONS
 from mastodon_s3_sync.orchestration.resources import (
@@ -64,13 +65,17 @@ refused, no permission) fail at once: a retry cannot fix them."""
 
 @contextmanager
 def configuration_failures() -> Iterator[None]:
-    """Show a configuration problem as a one-line failure, not retried (a retry cannot fix it)."""
+    """Show a configuration problem (or a stop) as a one-line failure, not retried (a retry cannot fix it)."""
     try:
         yield
     except DatabaseConnectionLost as error:  # transient: the op's RetryPolicy tries again
         raise Failure(description=str(error), allow_retries=True) from None
     except ConfigError as error:
         raise Failure(description=str(error), allow_retries=False) from None
+    except KeyboardInterrupt:  # `sync` stopping its table threads (runs.py): Dagster would retry it
+        raise Failure(
+            description="interrupted: `sync` was stopped; it copies the rest when run again", allow_retries=False
+        ) from None
 
 
 def run_ranges(context: OpExecutionContext) -> PartitionedStats:
@@ -131,21 +136,24 @@ def build_media_asset(table: MediaTable, partitions_per_run: int) -> AssetsDefin
             if time.monotonic() - last_logged < LOG_INTERVAL and progress.done < progress.total:
                 return
             last_logged = time.monotonic()
-            context.log.info(
-                f"{progress.done}/{progress.total} objects: {progress.copied} copied, {progress.skipped} skipped, "
-                f"{progress.missing} missing, {progress.failed} failed, {progress.bytes_copied / MiB:.1f} MiB, "
-                f"{progress.objects_per_second:.0f} objects/s"
-            )
+            with DAGSTER_LOCK.held():
+                context.log.info(
+                    f"{progress.done}/{progress.total} objects: {progress.copied} copied, {progress.skipped} "
+                    f"skipped, {progress.missing} missing, {progress.failed} failed, "
+                    f"{progress.bytes_copied / MiB:.1f} MiB, {progress.objects_per_second:.0f} objects/s"
+                )
 
-        with configuration_failures():
+        source, destination = source_s3.client(), destination_s3.client()
+        transfer_settings = replace(
+            sync_tuning.client().transfer_settings(destination_s3.storage_class),
+            progress_interval=0.5 if PROGRESS.active else LOG_INTERVAL,
+        )
+        with configuration_failures(), DAGSTER_LOCK.released():
             report = copy_objects(
                 objects,
-                source_s3.client(),
-                destination_s3.client(),
-                replace(
-                    sync_tuning.client().transfer_settings(destination_s3.storage_class),
-                    progress_interval=0.5 if PROGRESS.active else LOG_INTERVAL,
-                ),
+                source,
+                destination,
+                transfer_settings,
                 on_progress=log_progress,
                 partition_of=lambda media_object: ranges.range_of(media_object.row_id).key,
             )

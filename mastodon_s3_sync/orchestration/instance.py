@@ -11,6 +11,13 @@ from mastodon_s3_sync.core.settings import ConfigError
 DAGSTER_PG_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 CELERY_REQUIRED_VARIABLES = ("DAGSTER_COMPUTE_LOGS_BUCKET",)
 """Besides DAGSTER_PG_*: with runs on several hosts, their compute logs must be where the UI can read them."""
+NO_OUTPUT_CAPTURE = {
+    "compute_logs": {
+        "module": "dagster.core.storage.noop_compute_log_manager",
+        "class": "NoOpComputeLogManager",
+        "config": {},
+    }
+}
 CHECKOUT = Path(__file__).resolve().parents[2]
 """The project's checkout, when installed from one (``pip install -e``): it holds the instance files."""
 
@@ -59,3 +66,15 @@ def ensure_dagster_home() -> Path:
                 f"project's directory, or copy {name} to {home / 'dagster.yaml'}"
             )
     return home
+
+
+def in_process_instance():
+    """DAGSTER_HOME's instance for the runs ``sync`` executes in its own process, leaving their stdout
+    and stderr alone. Dagster's capture redirects the whole process's file descriptors (through two
+    ``tail`` processes per run), which runs in several threads cannot share; these runs print
+    nothing of their own (their log is in the event log, shown by the UI) and the terminal keeps
+    the progress display."""
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    return DagsterInstance.from_ref(InstanceRef.from_dir(os.environ["DAGSTER_HOME"], overrides=NO_OUTPUT_CAPTURE))

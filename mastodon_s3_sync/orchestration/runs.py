@@ -1,14 +1,19 @@
 """Headless sync: what ``mastodon-s3-sync sync`` does, through Dagster, recorded in DAGSTER_HOME.
 
-With Dagster's default run launcher the partitions' runs execute here, one after another, each
-over up to ``SYNC_PARTITIONS_PER_RUN`` contiguous pending partitions; with
-another one (dagster-celery.yaml: workers on other hosts) they are submitted to the instance's run
-queue and followed (``queued_runs``)."""
+With Dagster's default run launcher the partitions' runs execute here, each over up to
+``SYNC_PARTITIONS_PER_RUN`` contiguous pending partitions: a table's runs one after another, and
+up to ``SYNC_TABLES_AT_ONCE`` tables at the same time, one thread each, so that one table's
+planning and per-run bookkeeping overlap another's copying. With another launcher
+(dagster-celery.yaml: workers on other hosts) they are submitted to the instance's run queue and
+followed (``queued_runs``)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from dagster import DagsterInstance, DagsterInvalidConfigError, Definitions
@@ -17,9 +22,11 @@ from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.core.copying import MOSTLY_MISSING, mostly_missing_error
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.progress import PROGRESS
 from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.tuning import Tuning
 from mastodon_s3_sync.orchestration.acl_refresh import refresh_destination_acls
+from mastodon_s3_sync.orchestration.dagster_lock import DAGSTER_LOCK
 from mastodon_s3_sync.orchestration.jobs import sync_job_name
 from mastodon_s3_sync.orchestration.partitions import (
     RANGE_END_TAG,
@@ -65,37 +72,116 @@ def sync_tables(
     tables: Sequence[str],
     database: MastodonDatabase,
     tuning: Tuning,
+    *,
+    tables_at_once: int = 1,
+    table_progress: Callable[[str], AbstractContextManager] | None = None,
 ) -> list[TableSyncResult]:
     """Cut new partitions, then materialize every partition not yet synced or with changed rows.
 
-    ``database`` and ``tuning`` are the resolved resources (the definitions'
-    own hold EnvVars, which only a run resolves).
+    ``database`` and ``tuning`` are the resolved resources (the definitions' own hold EnvVars, which
+    only a run resolves). ``table_progress(table)`` is entered around each table's runs, in the
+    thread that executes them. With ``tables_at_once`` above 1 the instance must not capture the
+    runs' output (``instance.in_process_instance``): Dagster's capture redirects the process's
+    stdout and stderr, which concurrent runs cannot share.
     """
-    results = []
-    for table in tables:
-        result = TableSyncResult(table)
-        result.new_partitions = add_new_partitions(instance, database, table, tuning.partition_rows, include_tail=True)
-        with database.connection() as connection:
-            stale = stale_partitions(instance, connection, TABLES[table])
-        result.changed = sorted(stale)
-        pending = unsynced_partitions(instance, table) + result.changed
-        if runs_execute_elsewhere(instance):
-            _submit_and_follow(instance, table, pending, result, tuning)
-            results.append(result)
+
+    def one_table(table: str, stop: threading.Event | None = None) -> TableSyncResult:
+        with table_progress(table) if table_progress else nullcontext():
+            return _sync_table(definitions, instance, table, database, tuning, stop)
+
+    if tables_at_once <= 1 or len(tables) <= 1 or runs_execute_elsewhere(instance):
+        return [one_table(table) for table in tables]
+    if _captures_output(instance):
+        raise ValueError("tables_at_once > 1 needs an instance that does not capture the runs' output")
+    return _in_threads(tables, tables_at_once, one_table)
+
+
+class _StopRequested:
+    """Heard in each table's thread: once set, the copy step there stops at its next progress
+    report (a KeyboardInterrupt out of the engine, failed and not retried by
+    ``assets.configuration_failures``: its partitions stay pending) and no new run starts."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def planned(self, objects: int) -> None:
+        pass
+
+    def advanced(self, objects: int, bytes_copied: int) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+
+
+def _in_threads(
+    tables: Sequence[str], at_once: int, one_table: Callable[[str, threading.Event], TableSyncResult]
+) -> list[TableSyncResult]:
+    """``one_table`` for each table, ``at_once`` at a time; Ctrl-C or a table's error (a
+    misconfiguration) stops the others within a progress report and is raised here."""
+    stop = _StopRequested()
+
+    def in_thread(table: str) -> TableSyncResult:
+        with PROGRESS.listening(stop, this_thread_only=True), DAGSTER_LOCK.held():
+            return one_table(table, stop.event)
+
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="sync") as pool:
+        futures = [pool.submit(in_thread, table) for table in tables]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except KeyboardInterrupt:
+            print("Stopping the runs in progress...", file=sys.stderr, flush=True)
+            _stop_all(stop, futures)
+            raise
+        failed = [future for future in futures if future.done() and future.exception() is not None]
+        if failed:
+            _stop_all(stop, futures)
+            raise failed[0].exception()
+        return [future.result() for future in futures]
+
+
+def _stop_all(stop: _StopRequested, futures) -> None:
+    stop.event.set()
+    for future in futures:
+        future.cancel()
+    wait(futures)
+
+
+def _captures_output(instance: DagsterInstance) -> bool:
+    from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
+
+    return not isinstance(instance.compute_log_manager, NoOpComputeLogManager)
+
+
+def _sync_table(
+    definitions: Definitions,
+    instance: DagsterInstance,
+    table: str,
+    database: MastodonDatabase,
+    tuning: Tuning,
+    stop: threading.Event | None,
+) -> TableSyncResult:
+    result = TableSyncResult(table)
+    result.new_partitions = add_new_partitions(instance, database, table, tuning.partition_rows, include_tail=True)
+    with database.connection() as connection:
+        stale = stale_partitions(instance, connection, TABLES[table])
+    result.changed = sorted(stale)
+    pending = unsynced_partitions(instance, table) + result.changed
+    if runs_execute_elsewhere(instance):
+        _submit_and_follow(instance, table, pending, result, tuning)
+        return result
+    job = definitions.resolve_job_def(sync_job_name(table))
+    every_key = instance.get_dynamic_partitions(partitions_name(table))
+    for keys in contiguous_groups(every_key, pending, settings.value("SYNC_PARTITIONS_PER_RUN")):
+        if stop is not None and stop.is_set():
+            break
+        run, error = _execute(job, instance, partition_keys=keys)
+        if error is not None:
+            for key in keys:
+                _record_failure(result, key, error)
             continue
-        job = definitions.resolve_job_def(sync_job_name(table))
-        every_key = instance.get_dynamic_partitions(partitions_name(table))
-        for keys in contiguous_groups(every_key, pending, settings.value("SYNC_PARTITIONS_PER_RUN")):
-            run, error = _execute(job, instance, partition_keys=keys)
-            if error is not None:
-                for key in keys:
-                    _record_failure(result, key, error)
-                continue
-            for event in run.get_asset_materialization_events():
-                metadata = {name: value.value for name, value in event.materialization.metadata.items()}
-                _record_success(result, event.materialization.partition, metadata, tuning)
-        results.append(result)
-    return results
+        for event in run.get_asset_materialization_events():
+            metadata = {name: value.value for name, value in event.materialization.metadata.items()}
+            _record_success(result, event.materialization.partition, metadata, tuning)
+    return result
 
 
 def contiguous_groups(every_key: Sequence[str], pending: Sequence[str], limit: int) -> list[list[str]]:
