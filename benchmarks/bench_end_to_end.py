@@ -830,6 +830,8 @@ def contenders(setup: Setup, arguments: argparse.Namespace, sync_extra: dict[str
     yield "rclone", rclone(False)
     yield "rclone --no-traverse", rclone(True)
     yield "sync", sync(sync_extra)
+    if arguments.sync_one_table_at_a_time:
+        yield "sync, one table at a time", sync({**sync_extra, "SYNC_TABLES_AT_ONCE": "1"})
     if arguments.sync_at_backfill_partitions:
         yield (
             f"sync, {arguments.partition_rows} rows/partition",
@@ -890,6 +892,11 @@ def main() -> None:
         "--sync-at-backfill-partitions",
         action="store_true",
         help="also run `sync` with the backfill's SYNC_PARTITION_ROWS (the same partitions)",
+    )
+    parser.add_argument(
+        "--sync-one-table-at-a-time",
+        action="store_true",
+        help="also run `sync` with SYNC_TABLES_AT_ONCE=1 (the tables in turn, as before it was 2)",
     )
     parser.add_argument(
         "--only", action="append", default=[], metavar="NAME", help="run only contenders whose name starts so"
