@@ -42,7 +42,7 @@ def surface(definitions) -> dict:
                 "class": type(resource).__name__,
                 "fields": {
                     name: {"type": str(info.annotation), "default": repr(info.default)}
-                    for name, info in sorted(getattr(type(resource), "model_fields", {}).items())
+                    for name, info in sorted(type(resource).model_fields.items())
                 },
             }
             for key, resource in sorted(definitions.resources.items())

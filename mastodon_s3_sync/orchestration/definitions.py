@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions, definitions, in_process_executor, mem_io_manager
+from dagster import Definitions, definitions, in_process_executor
 
 from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.orchestration.acl_refresh import build_acl_refresh_schedule, refresh_destination_acls
@@ -39,12 +39,7 @@ def build_definitions() -> Definitions:
                 settings.value("SYNC_CHANGES_INTERVAL_SECONDS"), settings.value("SYNC_CHANGES_ROWS_PER_TICK")
             ),
         ],
-        # Steps hand each other batches in memory: every run executes in one process (in-process
-        # executor), and Dagster's default io_manager would pickle every batch's object list under
-        # DAGSTER_HOME/storage and keep it forever (gigabytes over a large migration), with a log
-        # event per output. A failed run is re-run whole or its partitions backfilled again, which
-        # skips what was copied; "re-execute from failure" has no stored outputs to start from.
-        resources={**build_resources(os.environ), "io_manager": mem_io_manager},
+        resources=build_resources(os.environ),
         # Asset-page materializations and backfills run __ASSET_JOB: in-process like sync_<asset>.
         executor=in_process_executor,
     )
