@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance
@@ -68,6 +69,10 @@ def test_cross_provider_sync_is_exact_and_reports_missing(
     assert total_missing == len(migration.instance.missing)
     for _table, row_id, key in migration.instance.missing:
         assert f"| {row_id} | `{key}`" in missing_text
+
+    stored = [path.name for path in Path(dagster_instance.storage_directory()).glob("*/*")]
+    assert "compute_logs" in stored, "the runs' compute logs stay"
+    assert set(stored) == {"compute_logs"}, "successful runs leave no stored batches behind"
 
     again = run_sync(migration, environment, dagster_instance, partition_rows=4)
     assert sum(len(result.succeeded) for result in again) == 0, "a second sync has nothing left to run"
