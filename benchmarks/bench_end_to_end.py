@@ -68,24 +68,13 @@ from bench_common import (
     tree_cpu_seconds,
     verified,
 )
+from mastodon_s3_sync_demo.ui import LAUNCH_BACKFILL
 
 BIN = Path(sys.executable).parent
 WORKSPACE = REPOSITORY / "workspace.yaml"
 DESTINATION_BUCKET = "bench-destination"
 SOURCE_BUCKET = "bench-source"
 REPOSITORY_SELECTOR = {"repositoryLocationName": "mastodon_s3_sync", "repositoryName": "__repository__"}
-LAUNCH_BACKFILL = """
-mutation($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on PartitionSetNotFoundError { message }
-    ... on PartitionKeysNotFoundError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
 BACKFILL_TIMEOUT = 3600
 
 
@@ -470,7 +459,8 @@ def timed_command(command: list[str], work: Path, repeat: int = 3) -> dict:
 
 
 def breakdown_worker() -> None:
-    """Helper process: what `sync` does (cli.main.command_sync, runs.sync_tables), with timers around each phase.
+    """Helper process: what `sync` does (cli.main.command_sync, runs.sync_tables), with timers around each phase,
+    one table at a time (SYNC_TABLES_AT_ONCE=1) so that each run's figures are its own.
 
     Prints one JSON line: phases (wall, CPU), every run (wall, CPU, steps' wall from
     their events, events), every copy step (copy_objects' wall and CPU, objects), and
@@ -485,8 +475,6 @@ def breakdown_worker() -> None:
         phases[name] = {"wall": now - clock["wall"], "cpu": cpu - clock["cpu"]}
         clock.update(wall=now, cpu=cpu)
 
-    from dagster import DagsterInstance
-
     import mastodon_s3_sync.orchestration.assets as assets
     from mastodon_s3_sync.cli.main import checked_resources
     from mastodon_s3_sync.core import settings
@@ -494,7 +482,7 @@ def breakdown_worker() -> None:
     from mastodon_s3_sync.core.mastodon.tables import TABLES
     from mastodon_s3_sync.core.settings import load_environment
     from mastodon_s3_sync.orchestration.definitions import build_definitions
-    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
+    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home, in_process_instance
     from mastodon_s3_sync.orchestration.jobs import sync_job_name
     from mastodon_s3_sync.orchestration.partitions import (
         add_new_partitions,
@@ -525,7 +513,7 @@ def breakdown_worker() -> None:
     phase("abort stale multipart uploads")
     definitions = build_definitions()
     phase("build definitions")
-    instance = DagsterInstance.get()
+    instance = in_process_instance()
     phase("instance creation (fresh DAGSTER_HOME)")
     runs: list[dict] = []
     cut = {"wall": 0.0, "cpu": 0.0}

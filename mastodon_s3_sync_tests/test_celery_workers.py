@@ -38,6 +38,7 @@ from dagster._core.execution.backfill import BulkActionStatus
 from mastodon_s3_sync_demo.fake_instance import seed_bulk
 from mastodon_s3_sync_demo.run import private_redis_server
 from mastodon_s3_sync_demo.servers import _tail, free_port, fresh_database
+from mastodon_s3_sync_demo.ui import LAUNCH_BACKFILL
 from psycopg2.extensions import parse_dsn
 
 from mastodon_s3_sync.core.configured import configured
@@ -74,15 +75,6 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 COMPUTE_LOGS_BUCKET = "dagster-compute-logs"
 CLAIM_KEY = "mastodon_s3_sync_tests:claimed-by"
 
-LAUNCH_BACKFILL = """
-mutation($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}
-"""
 LAUNCH_RUN = """
 mutation($executionParams: ExecutionParams!) {
   launchRun(executionParams: $executionParams) {

@@ -33,6 +33,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatu
 from dagster._core.execution.backfill import BulkActionStatus
 from mastodon_s3_sync_demo.fake_instance import BULK_START_ID, seed_bulk
 from mastodon_s3_sync_demo.servers import _tail, free_port, fresh_database
+from mastodon_s3_sync_demo.ui import LAUNCH_BACKFILL
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import IdRange, parse_partition_key
@@ -215,18 +216,6 @@ mutation($executionParams: ExecutionParams!) {
     ... on LaunchRunSuccess { run { runId } }
     ... on PythonError { message }
     ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
-LAUNCH_BACKFILL = """
-mutation($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on PartitionSetNotFoundError { message }
-    ... on PartitionKeysNotFoundError { message }
-    ... on UnauthorizedError { message }
   }
 }
 """

@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 import pytest
 from mastodon_s3_sync_demo.servers import free_port
+from mastodon_s3_sync_demo.ui import CHROMIUM_FLAGS
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser test needs Playwright: pip install -e '.[test]'"
@@ -49,18 +50,6 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.integration]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
-# The network is closed: without the background-networking flags Chromium stalls on its own requests.
-# Playwright's launch() adds a fresh temporary --user-data-dir of its own.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ASSETS = (
     "media_attachments",
     "accounts",
