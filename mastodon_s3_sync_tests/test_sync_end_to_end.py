@@ -228,7 +228,7 @@ def test_ctrl_c_stops_tables_at_once_and_the_next_sync_completes(
     command = [sys.executable, "-m", "mastodon_s3_sync", "sync"]
     slow = subprocess.Popen(
         command,
-        env={**environment, "SYNC_REQUESTS_PER_SECOND": "20"},  # about 10 objects/s: time to interrupt it
+        env={**environment, "SYNC_CONCURRENCY": "1"},  # one object in flight per table: time to interrupt it
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

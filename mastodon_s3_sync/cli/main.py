@@ -94,7 +94,8 @@ def command_sync(arguments: argparse.Namespace) -> int:
             arguments.assets,
             resources["mastodon_db"],
             resources["sync_tuning"],
-            tables_at_once=settings.value("SYNC_TABLES_AT_ONCE"),
+            # The request limit holds per copy step: two tables at once would send twice the rate.
+            tables_at_once=1 if resources["sync_tuning"].requests_per_second else settings.value("SYNC_TABLES_AT_ONCE"),
             table_progress=table_progress,
         )
         acls = refresh_acls_in_process(definitions, instance) if "media_attachments" in arguments.assets else None

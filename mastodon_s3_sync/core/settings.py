@@ -211,7 +211,8 @@ VARIABLES: tuple[Variable, ...] = (
         "SYNC_TABLES_AT_ONCE",
         TUNING,
         "tables `sync` copies at the same time, each in its own runs: one table's planning and Dagster "
-        "bookkeeping overlap another's copying (objects in flight add up: SYNC_CONCURRENCY per copy step)",
+        "bookkeeping overlap another's copying (objects in flight add up: SYNC_CONCURRENCY per copy step); "
+        "one at a time when SYNC_REQUESTS_PER_SECOND is set, a limit per copy step",
         kind=int,
         default=2,
     ),
