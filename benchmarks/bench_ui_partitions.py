@@ -615,7 +615,7 @@ def bench(n: int, arguments: argparse.Namespace) -> dict:
         operations = list({op.label: op for op in reversed(operations)}.values())[::-1]  # first page that sent it
         replay(base, operations, arguments.repeat, arguments.page_timeout)
         for op in operations:
-            print(f"  query {op.label}: {fmt(min(op.timings) if op.timings else None)} s {op.error}", flush=True)
+            print(f"  query {op.label}: {best_median(op.timings)} s, {op.size / 1e3:,.0f} kB {op.error}", flush=True)
 
         # The backfill of every partition of every asset, as "Materialize all" launches it.
         params = {"assetSelection": [{"path": [table]} for table in TABLES], "allPartitions": True}
@@ -674,7 +674,7 @@ def bench(n: int, arguments: argparse.Namespace) -> dict:
                     more.append(op)
         replay(base, more, arguments.repeat, arguments.page_timeout)
         for op in more:
-            print(f"  query {op.label}: {fmt(min(op.timings) if op.timings else None)} s {op.error}", flush=True)
+            print(f"  query {op.label}: {best_median(op.timings)} s, {op.size / 1e3:,.0f} kB {op.error}", flush=True)
         figures["pages"] = [
             {"name": p.name, "path": p.path, "timings": p.timings, "error": p.error, "slowest": p.slowest_in_browser}
             for p in pages + queued_pages
