@@ -201,6 +201,12 @@ def tree_cpu_seconds(root: int) -> tuple[float, int]:
     between two reads of /proc may be missed once; ``measure --subreaper``
     gives the exact total at the end.)
     """
+    stats, members = process_tree(root)
+    return sum(stats[pid][1] for pid in members), len(members)
+
+
+def process_tree(root: int) -> tuple[dict[int, tuple[int, float]], set[int]]:
+    """Every live process's (parent, CPU seconds) from /proc, and the live pids of the tree under ``root``."""
     stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -215,7 +221,16 @@ def tree_cpu_seconds(root: int) -> tuple[float, int]:
             if parent in members and pid not in members:
                 members.add(pid)
                 grew = True
-    return sum(stats[pid][1] for pid in members if pid in stats), len(members & stats.keys())
+    return stats, members & stats.keys()
+
+
+def best_runs(runs: list[Run]) -> dict[str, Run]:
+    """Each contender's fastest run, in the order the contenders first ran."""
+    best: dict[str, Run] = {}
+    for run in runs:
+        if run.contender not in best or run.seconds < best[run.contender].seconds:
+            best[run.contender] = run
+    return best
 
 
 def settle(patience: float, quiet_percent: float = 10.0) -> float:

@@ -46,6 +46,7 @@ from bench_common import (
     MiB,
     Run,
     Setup,
+    best_runs,
     bucket_spec,
     dagster_environment,
     fresh_servers,
@@ -180,10 +181,7 @@ def seed(stack: ExitStack, arguments: argparse.Namespace, work: Path) -> Setup:
 
 
 def report(runs: list[Run], large: bool) -> None:
-    best: dict[str, Run] = {}
-    for run in runs:
-        if run.contender not in best or run.seconds < best[run.contender].seconds:
-            best[run.contender] = run
+    best = best_runs(runs)
     print(
         f"{'contender':<24} {'objects/s':>9} {'MB/s':>7} {'wall s':>7} {'CPU s':>7} {'CPU ms/obj':>10} "
         f"{'peak RSS MB':>11} {'servers ms/obj':>14} {'CPU cap/s':>9}  ok   all runs (objects/s)"

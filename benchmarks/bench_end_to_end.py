@@ -56,10 +56,12 @@ from bench_common import (
     MiB,
     Run,
     Setup,
+    best_runs,
     bucket_listing,
     dagster_environment,
     fresh_servers,
     measured,
+    process_tree,
     rclone_command,
     rclone_environment,
     run_measured,
@@ -160,24 +162,10 @@ class TreeSampler(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        from bench_common import _proc_stat
-
         while not self.stopping.is_set():
-            stats = {}
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    stat = _proc_stat(int(entry))
-                    if stat is not None:
-                        stats[int(entry)] = stat
-            members, grew = {self.root}, True
-            while grew:
-                grew = False
-                for pid, (parent, _) in stats.items():
-                    if parent in members and pid not in members:
-                        members.add(pid)
-                        grew = True
+            _, members = process_tree(self.root)
             now = time.monotonic()
-            for pid in members & stats.keys():
+            for pid in members:
                 record = self.processes.get(pid)
                 if record is None:
                     try:
@@ -707,10 +695,7 @@ def print_breakdown(figures: dict, objects: int) -> None:
 
 def report(runs: list[Run], arguments: argparse.Namespace) -> None:
     cores = os.cpu_count()
-    best: dict[str, Run] = {}
-    for run in runs:
-        if run.contender not in best or run.seconds < best[run.contender].seconds:
-            best[run.contender] = run
+    best = best_runs(runs)
     rclones = [run for name, run in best.items() if name.startswith("rclone")]
     if not rclones:  # --only without rclone: the runs as they are
         for run in runs:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -1468,6 +1468,18 @@ def seed(
 # Volume
 
 
+def _bulk_body(filler: bytes, key: str, length: int) -> Callable[[], bytes]:
+    """Makes, when uploaded, a body of ``length`` bytes unique to ``key``: its SHA-256, then ``filler``."""
+
+    def make() -> bytes:
+        head = hashlib.sha256(key.encode()).digest()
+        tail = length - len(head)
+        repeats = tail // len(filler) + 1
+        return (head + (filler * repeats)[:tail])[:length]
+
+    return make
+
+
 def _bulk_id_partition(record_id: int) -> str:
     """Independent of layout.py: 9 digits below 10^9, else at least 12, in whole groups of 3."""
     digits = f"{record_id:09d}" if record_id < 1_000_000_000 else f"{record_id:012d}"
@@ -1503,15 +1515,6 @@ def seed_bulk(
     def size(kilobytes: float, minimum: int) -> int:
         return max(minimum, int(kilobytes * 1024 * size_scale))
 
-    def body_factory(key: str, length: int):
-        def make() -> bytes:
-            head = hashlib.sha256(key.encode()).digest()
-            tail = length - len(head)
-            repeats = tail // len(filler) + 1
-            return (head + (filler * repeats)[:tail])[:length]
-
-        return make
-
     db_rows = []
     objects = []
     created = T0 + timedelta(days=30)
@@ -1529,7 +1532,7 @@ def seed_bulk(
         partition = _bulk_id_partition(record_id)
         for style, length in (("original", original_size), ("small", small_size)):
             key = f"media_attachments/files/{partition}/{style}/{name}"
-            objects.append((key, body_factory(key, length), "image/jpeg"))
+            objects.append((key, _bulk_body(filler, key, length), "image/jpeg"))
         db_rows.append(
             (
                 record_id,
@@ -1866,17 +1869,12 @@ def seed_bulk_all_tables(
     if sorted(keys) != sorted(sizes) or len(set(keys)) != len(keys):
         raise AssertionError("the rows read back reference other objects than the rows generated")
 
-    def body_factory(key: str, length: int):
-        def make() -> bytes:
-            head = hashlib.sha256(key.encode()).digest()
-            tail = length - len(head)
-            repeats = tail // len(filler) + 1
-            return (head + (filler * repeats)[:tail])[:length]
-
-        return make
-
     ensure_bucket(client, bucket)
     _put_all(
-        client, bucket, prefix, [(key, body_factory(key, sizes[key]), content_type_for(key)) for key in keys], workers
+        client,
+        bucket,
+        prefix,
+        [(key, _bulk_body(filler, key, sizes[key]), content_type_for(key)) for key in keys],
+        workers,
     )
     return keys
