@@ -73,8 +73,28 @@ def in_process_instance():
     and stderr alone. Dagster's capture redirects the whole process's file descriptors (through two
     ``tail`` processes per run), which runs in several threads cannot share; these runs print
     nothing of their own (their log is in the event log, shown by the UI) and the terminal keeps
-    the progress display."""
+    the progress display. With SQLite storage (dagster.yaml) the runs' events go through
+    ``run_event_logs.ReusingSqliteEventLogStorage``: the same files, at less cost per run."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
-    return DagsterInstance.from_ref(InstanceRef.from_dir(os.environ["DAGSTER_HOME"], overrides=NO_OUTPUT_CAPTURE))
+    home = os.environ["DAGSTER_HOME"]
+    overrides = dict(NO_OUTPUT_CAPTURE)
+    if not _storage_configured(Path(home) / "dagster.yaml"):
+        overrides["event_log_storage"] = {
+            "module": "mastodon_s3_sync.orchestration.run_event_logs",
+            "class": "ReusingSqliteEventLogStorage",
+            "config": {"base_dir": str(Path(home) / "history" / "runs")},
+        }
+    return DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=overrides))
+
+
+STORAGE_KEYS = ("storage", "run_storage", "event_log_storage", "schedule_storage")
+
+
+def _storage_configured(instance_yaml: Path) -> bool:
+    """Whether the instance file chooses its storage (PostgreSQL, say); else it is Dagster's SQLite default."""
+    import yaml
+
+    config = yaml.safe_load(instance_yaml.read_text()) if instance_yaml.is_file() else None
+    return any(key in (config or {}) for key in STORAGE_KEYS)
