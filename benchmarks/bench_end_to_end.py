@@ -10,7 +10,8 @@ started servers in /dev/shm after the machine has settled:
   with bench_copy.py's flags; the faster of the two is rclone's number;
 - ``sync``: ``python -m mastodon_s3_sync sync`` (every table) in a fresh
   DAGSTER_HOME, as a new user runs it; its whole process tree's CPU and peak
-  RSS from wait4;
+  RSS from wait4; ``--sync-baseline DIR`` adds the same for the code of an
+  earlier checkout (a before/after in the same rounds);
 - ``backfill`` (``--backfill``): the UI's path. A fresh DAGSTER_HOME with the
   repository's dagster.yaml; the partitions cut first (``add_new_partitions``
   for every table at ``--partition-rows`` rows, as the sensor or `sync` cut
@@ -792,9 +793,11 @@ def contenders(setup: Setup, arguments: argparse.Namespace, sync_extra: dict[str
 
         return run
 
-    def sync(extra: dict[str, str]):
+    def sync(extra: dict[str, str], checkout: Path | None = None):
         def run(name: str, busy: float) -> Run:
             command = [sys.executable, "-m", "mastodon_s3_sync", "sync"]
+            if checkout is not None:  # that checkout's package first on the path, this venv's dependencies
+                command = [sys.executable, "-c", RUN_SYNC_OF_CHECKOUT, str(checkout)]
             environment = dagster_environment(setup, DESTINATION_BUCKET, extra)
             return run_measured(name, setup, command, environment, DESTINATION_BUCKET, busy)
 
@@ -803,6 +806,9 @@ def contenders(setup: Setup, arguments: argparse.Namespace, sync_extra: dict[str
     yield "rclone", rclone(False)
     yield "rclone --no-traverse", rclone(True)
     yield "sync", sync(sync_extra)
+    if arguments.sync_baseline:
+        baseline = Path(arguments.sync_baseline).resolve()
+        yield f"sync at {checkout_commit(baseline)}", sync(sync_extra, baseline)
     if arguments.sync_one_table_at_a_time:
         yield "sync, one table at a time", sync({**sync_extra, "SYNC_TABLES_AT_ONCE": "1"})
     if arguments.sync_at_backfill_partitions:
@@ -815,6 +821,18 @@ def contenders(setup: Setup, arguments: argparse.Namespace, sync_extra: dict[str
             f"backfill ({arguments.backfill_from} page)",
             lambda name, busy: run_backfill(setup, arguments, sync_extra, name),
         )
+
+
+RUN_SYNC_OF_CHECKOUT = (
+    "import runpy, sys; sys.path.insert(0, sys.argv[1]); sys.argv = ['mastodon-s3-sync', 'sync']; "
+    "runpy.run_module('mastodon_s3_sync', run_name='__main__')"
+)
+
+
+def checkout_commit(checkout: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def code_version() -> str:
@@ -870,6 +888,12 @@ def main() -> None:
         "--sync-one-table-at-a-time",
         action="store_true",
         help="also run `sync` with SYNC_TABLES_AT_ONCE=1 (the tables in turn, as before it was 2)",
+    )
+    parser.add_argument(
+        "--sync-baseline",
+        metavar="DIR",
+        help="a checkout of an earlier commit (`git worktree add DIR COMMIT`): its `sync` joins the rounds as "
+        "another contender, for a before/after measured on the same machine at the same time",
     )
     parser.add_argument(
         "--only", action="append", default=[], metavar="NAME", help="run only contenders whose name starts so"
