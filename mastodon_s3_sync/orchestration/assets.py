@@ -4,8 +4,9 @@ plan (reads the run's id ranges, fans out batches) -> copy (per batch, retried) 
 (fan-in: one materialization per partition, with that partition's figures). Each copy step
 carries thousands of objects with many requests in flight inside it, so step start-up cost
 stays negligible. A run covers one partition or, in a backfill or `sync`, up to
-``SYNC_PARTITIONS_PER_RUN`` contiguous ones (``BackfillPolicy.multi_run``): a run costs about
-half a second of Dagster bookkeeping, which small partitions would otherwise pay each. The
+``SYNC_PARTITIONS_PER_RUN`` contiguous ones (``BackfillPolicy.multi_run``): a run costs a
+quarter second of Dagster bookkeeping in `sync` and a new process in a backfill, which small
+partitions would otherwise pay each. The
 report op yields each partition's own ``AssetMaterialization`` (and no output value), so every
 partition keeps its own status and metadata in the UI whichever run it was part of.
 """
