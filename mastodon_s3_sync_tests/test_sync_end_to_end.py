@@ -3,11 +3,12 @@ the destination key by key against the fake instance's hand-written expectations
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.orchestration.instance import in_process_instance
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import Migration, make_migration
+from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
@@ -216,44 +218,51 @@ def test_ctrl_c_stops_tables_at_once_and_the_next_sync_completes(
 ):
     """Ctrl-C while two tables copy: the runs in progress stop within seconds, none is left
     "started" in DAGSTER_HOME, and the same command again copies the rest."""
-    migration = make_migration(database_url, rclone_source, rclone_destination)
-    bulk_keys = seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=300)
-    environment = {
-        **os.environ,
-        **migration.environment(),
-        "SYNC_PARTITION_ROWS": "100",
-        "SYNC_TABLES_AT_ONCE": "2",
-        "DAGSTER_HOME": str(tmp_path / "home"),
-    }
-    command = [sys.executable, "-m", "mastodon_s3_sync", "sync"]
-    slow = subprocess.Popen(
-        command,
-        env={**environment, "SYNC_CONCURRENCY": "1"},  # one object in flight per table: time to interrupt it
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while len(migration.destination_keys()) < 20:
-            assert slow.poll() is None and time.monotonic() < deadline, "sync ended or never started copying"
-            time.sleep(0.2)
-        slow.send_signal(signal.SIGINT)
-        stdout, stderr = slow.communicate(timeout=30)
-    finally:
-        slow.kill()
-    assert slow.returncode == 130, stdout + stderr
-    assert "Stopping the runs in progress" in stderr and "run the same command again to resume" in stderr
-    copied_before = migration.destination_keys()
-    expected = {obj.key for obj in migration.instance.expected} | set(bulk_keys)
-    assert copied_before < expected, "interrupted part-way"
+    interrupted = threading.Event()
 
-    with DagsterInstance.from_ref(InstanceRef.from_dir(environment["DAGSTER_HOME"])) as instance:
-        unfinished = [
-            record.dagster_run.run_id for record in instance.get_run_records() if not record.dagster_run.is_finished
-        ]
-    assert unfinished == [], "no run is left started by the interrupted sync"
+    def interrupt_mid_copy(exchange) -> None:
+        """At the 20th object stored, with hundreds still to copy (no polling: a fast machine
+        could finish the copy between two looks at the bucket)."""
+        if exchange.method == "PUT" and not interrupted.is_set() and len(proxy.completed_puts()) >= 20:
+            interrupted.set()
+            slow.send_signal(signal.SIGINT)
 
-    again = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert migration.destination_keys() == expected
+    with S3Proxy(rclone_destination.endpoint_url, on_response=interrupt_mid_copy) as proxy:
+        destination = dataclasses.replace(rclone_destination, endpoint_url=proxy.endpoint_url)
+        migration = make_migration(database_url, rclone_source, destination)
+        bulk_keys = seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=300)
+        environment = {
+            **os.environ,
+            **migration.environment(),
+            "SYNC_PARTITION_ROWS": "100",
+            "SYNC_TABLES_AT_ONCE": "2",
+            "DAGSTER_HOME": str(tmp_path / "home"),
+        }
+        command = [sys.executable, "-m", "mastodon_s3_sync", "sync"]
+        slow = subprocess.Popen(
+            command,
+            env={**environment, "SYNC_CONCURRENCY": "1"},  # one object in flight per table: hundreds left at the 20th
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            stdout, stderr = slow.communicate(timeout=120)
+        finally:
+            slow.kill()
+        assert interrupted.is_set(), "sync ended before storing 20 objects: " + stdout + stderr
+        assert slow.returncode == 130, stdout + stderr
+        assert "Stopping the runs in progress" in stderr and "run the same command again to resume" in stderr
+        copied_before = migration.destination_keys()
+        expected = {obj.key for obj in migration.instance.expected} | set(bulk_keys)
+        assert copied_before < expected, "interrupted part-way"
+
+        with DagsterInstance.from_ref(InstanceRef.from_dir(environment["DAGSTER_HOME"])) as instance:
+            unfinished = [
+                record.dagster_run.run_id for record in instance.get_run_records() if not record.dagster_run.is_finished
+            ]
+        assert unfinished == [], "no run is left started by the interrupted sync"
+
+        again = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert migration.destination_keys() == expected
