@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,3 +160,11 @@ def environment(monkeypatch):
 @pytest.fixture
 def work_dir(tmp_path) -> Path:
     return tmp_path
+
+
+def signals_as_from_a_terminal() -> None:
+    """In a child process the test starts: SIGINT, SIGTERM and SIGQUIT at their defaults, as an
+    interactive shell leaves them to a command. A test run started in the background (``cmd &``, as
+    CI may start it) has them ignored, exec passes that on, and Ctrl-C would be a no-op."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)

@@ -23,7 +23,7 @@ from mastodon_s3_sync.core.verification import verify_table
 from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.orchestration.instance import in_process_instance
 from mastodon_s3_sync.orchestration.runs import sync_tables
-from mastodon_s3_sync_tests.conftest import Migration, make_migration
+from mastodon_s3_sync_tests.conftest import Migration, make_migration, signals_as_from_a_terminal
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -213,12 +213,6 @@ def test_tables_at_once_overlap_and_stay_exact(database_url, rclone_source, rclo
         assert verification.complete, (table, verification.findings)
 
 
-def as_from_a_terminal() -> None:
-    """SIGINT as an interactive shell leaves it to a command it starts. A test run started in the
-    background (``cmd &``, as CI may start it) has SIGINT ignored, and exec passes that on."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_stops_tables_at_once_and_the_next_sync_completes(
     database_url, rclone_source, rclone_destination, tmp_path
 ):
@@ -251,7 +245,7 @@ def test_ctrl_c_stops_tables_at_once_and_the_next_sync_completes(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=as_from_a_terminal,
+            preexec_fn=signals_as_from_a_terminal,
         )
         try:
             stdout, stderr = slow.communicate(timeout=120)

@@ -39,6 +39,8 @@ import pytest
 from mastodon_s3_sync_demo.servers import free_port
 from mastodon_s3_sync_demo.ui import CHROMIUM_FLAGS
 
+from mastodon_s3_sync_tests.conftest import signals_as_from_a_terminal
+
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser test needs Playwright: pip install -e '.[test]'"
 )
@@ -168,11 +170,9 @@ class DemoUI:
 
 def _reset_signals_and_detach() -> None:
     """In the demo's child process: a new session (so its whole tree can be signalled as one
-    group) and default SIGINT/SIGTERM, in case the test runner was started with them ignored
-    (a background job of a non-interactive shell is), which would make Ctrl-C a no-op."""
+    group) and the signals a terminal would leave it."""
     os.setsid()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
+    signals_as_from_a_terminal()
 
 
 def _demo_environment(port: int, marker: str) -> dict[str, str]:

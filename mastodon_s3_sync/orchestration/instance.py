@@ -77,6 +77,7 @@ def in_process_instance():
     ``run_event_logs.ReusingSqliteEventLogStorage``: the same files, at less cost per run."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
+    from dagster._core.storage.sqlite_storage import _event_logs_directory
 
     home = os.environ["DAGSTER_HOME"]
     overrides = dict(NO_OUTPUT_CAPTURE)
@@ -84,7 +85,7 @@ def in_process_instance():
         overrides["event_log_storage"] = {
             "module": "mastodon_s3_sync.orchestration.run_event_logs",
             "class": "ReusingSqliteEventLogStorage",
-            "config": {"base_dir": str(Path(home) / "history" / "runs")},
+            "config": {"base_dir": _event_logs_directory(home)},  # where Dagster's default keeps them
         }
     return DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=overrides))
 
