@@ -199,6 +199,14 @@ VARIABLES: tuple[Variable, ...] = (
         "accept_missing",
         bool,
     ),
+    _tuning(
+        "SYNC_CHANGE_OVERLAP_MINUTES",
+        "how long before it becomes visible a row change may be stamped (Mastodon stamps `*_updated_at`, `deleted_at` "
+        "and `suspended_at` with the app server's clock, before a commit that can follow a minutes-long transcode): "
+        "changed-row detection and the ACL refresh look back this far, so late commits and slow app clocks are not missed",
+        "change_overlap_minutes",
+        int,
+    ),
     Variable(
         "SYNC_PARTITIONS_PER_RUN",
         TUNING,

@@ -22,6 +22,9 @@ class Tuning:
     plan_megabytes_per_second: float = 50.0
     accept_missing: bool = False
     """Go on when most referenced objects are missing at the source (``copying.mostly_missing_error``)."""
+    change_overlap_minutes: int = 60
+    """How long before it becomes visible a change may be stamped (a commit after a minutes-long
+    transcode, an app server's clock behind the database's): change detection looks back this far."""
 
     def plan_rates(self) -> PlanRates:
         return PlanRates(self.plan_objects_per_second, self.plan_megabytes_per_second)

@@ -133,6 +133,7 @@ class SyncTuningResource(ConfigurableResource):
     plan_objects_per_second: float = _described("SYNC_PLAN_OBJECTS_PER_SECOND", Tuning.plan_objects_per_second)
     plan_megabytes_per_second: float = _described("SYNC_PLAN_MB_PER_SECOND", Tuning.plan_megabytes_per_second)
     accept_missing: bool = _described("SYNC_ACCEPT_MISSING", Tuning.accept_missing)
+    change_overlap_minutes: int = _described("SYNC_CHANGE_OVERLAP_MINUTES", Tuning.change_overlap_minutes)
 
     def client(self) -> Tuning:
         return Tuning(**{name: getattr(self, name) for name in type(self).model_fields})
