@@ -22,7 +22,8 @@ is aborted mid-request, then it listens again on the same port ``seconds``
 later, with the upstream's objects intact (a restarted rclone would have lost
 their metadata, moto all of them). ``error_answer`` answers every request with
 that S3 error instead of forwarding it (``RequestTimeTooSkewed``,
-``ExpiredToken``...). An upstream that cannot be reached is answered with 502.
+``ExpiredToken``...); ``intercept`` picks the requests to answer with an error, one by one (a
+503 to the first GetBucketAcl, say). An upstream that cannot be reached is answered with 502.
 
 Use it as ``async with`` inside a test's event loop, or as ``with`` to run it
 on a thread of its own while the code under test runs in another process.
@@ -81,6 +82,7 @@ class S3Proxy:
         flip_share: float = 0.0,
         rewrite_etags: bool | Callable[[Exchange], bool] = False,
         error_answer: tuple[int, str, str] | None = None,
+        intercept: Callable[[str, str, str], tuple[int, str, str] | None] | None = None,
     ):
         self.upstream_url = upstream_url.rstrip("/")
         self.on_response = on_response
@@ -100,6 +102,9 @@ class S3Proxy:
         """Keys whose GET body had a byte flipped."""
         self.error_answer = error_answer
         """(status, S3 error code, message) to answer every request with, or None to forward them."""
+        self.intercept = intercept
+        """Called with (method, path, query) before forwarding: an error (status, code, message) to
+        answer that request with instead, or None to forward it."""
         self.outages: list[tuple[float, float]] = []
         """(went down, came back) monotonic times of each ``outage``."""
         self.down = threading.Event()
@@ -190,12 +195,13 @@ class S3Proxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if self.random.random() < self.throttle_share:
             return await self._throttle()
-        if self.error_answer is not None:
+        answer = self.error_answer
+        if answer is None and self.intercept is not None:
+            answer = self.intercept(request.method, request.path, request.query_string)
+        if answer is not None:
             with self._lock:
-                self.exchanges.append(
-                    Exchange(request.method, request.path, request.query_string, self.error_answer[0])
-                )
-            return self._error(*self.error_answer)
+                self.exchanges.append(Exchange(request.method, request.path, request.query_string, answer[0]))
+            return self._error(*answer)
         headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
         url = URL(self.upstream_url + request.raw_path, encoded=True)
         body = await request.read()

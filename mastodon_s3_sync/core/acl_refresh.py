@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
+from mastodon_s3_sync.core.acl_support import probe_acl_support
 from mastodon_s3_sync.core.buckets import DestinationBucket
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject
@@ -146,7 +147,8 @@ def refresh_acls(
     async def run() -> None:
         bucket = destination.engine_bucket()
         async with open_clients(bucket, bucket, settings) as (_, client):
-            result.destination_keeps_acls = await client.keeps_acls()
+            support = await probe_acl_support(client, settings.max_attempts, settings.max_throttled_attempts)
+            result.destination_keeps_acls = support.keeps_acls
             if not result.destination_keeps_acls:
                 return
 

@@ -6,6 +6,8 @@ of carrying their own special cases. A new provider quirk goes here.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 COPIED_HEADERS = (
     "Content-Type",
     "Cache-Control",
@@ -34,7 +36,8 @@ CLOCK_SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired"})
 ACL_UNSUPPORTED_STATUSES = frozenset({400, 404, 405, 501})
 ACL_UNSUPPORTED_CODES = frozenset({"NotImplemented"})
 """Answers to ``GET ?acl`` from servers that keep no ACLs (R2 answers 501 NotImplemented). rclone's
-server answers ``?acl`` with the object itself (not an AccessControlPolicy) or with a 500."""
+server ignores ``?acl``: GetBucketAcl answers a listing (not an AccessControlPolicy), GetObjectAcl
+the object itself or a 500; only GetBucketAcl's answer is definite (see ``core.acl_support``)."""
 
 CANNED_ACLS = frozenset(
     {
@@ -72,7 +75,22 @@ def is_retryable(status: int, code: str) -> bool:
 
 
 def acl_unsupported(status: int, code: str) -> bool:
+    """A definite "this server keeps no ACLs" (never a 5xx: that may be a passing outage)."""
     return status in ACL_UNSUPPORTED_STATUSES or code in ACL_UNSUPPORTED_CODES
+
+
+WITHOUT_ACLS = {
+    ".r2.cloudflarestorage.com": "Cloudflare R2",
+    ".backblazeb2.com": "Backblaze B2",
+}
+"""Endpoint host suffixes of providers that keep no object ACLs (R2 has none; B2 ignores them:
+the bucket is public or not). Mastodon's own docs say to leave S3_PERMISSION empty for both."""
+
+
+def provider_without_acls(endpoint_url: str | None) -> str | None:
+    """The name of the ACL-less provider behind ``endpoint_url``, or None."""
+    host = (urlsplit(endpoint_url).hostname or "") if endpoint_url else ""
+    return next((name for suffix, name in WITHOUT_ACLS.items() if f".{host}".endswith(suffix)), None)
 
 
 # Content checks (ETags, Content-MD5) -------------------------------------------------------------

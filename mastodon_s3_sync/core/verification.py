@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mastodon_s3_sync.core import providers
+from mastodon_s3_sync.core.acl_support import probe_acl_support
 from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.id_ranges import IdRange
@@ -28,7 +29,8 @@ from mastodon_s3_sync.core.transfer.engine import (
     open_clients,
     run_async,
 )
-from mastodon_s3_sync.core.transfer.s3 import ListedObject, S3Client, S3Error
+from mastodon_s3_sync.core.transfer.retries import with_retries
+from mastodon_s3_sync.core.transfer.s3 import ListedObject, S3Client
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 CHECKED_HEADERS = ("Content-Type", "Cache-Control")
@@ -120,7 +122,8 @@ class _Verifier:
         self.source_bucket = source_bucket
         self.destination_bucket = destination_bucket
         self.check_acl = check_acl
-        self.acl_supported: bool | None = None if check_acl else False
+        self.acl_supported = False
+        """Set from ``probe_acl_support`` before the first batch, when ACLs are checked."""
         self.gate = asyncio.Semaphore(32)
 
     async def verify(self, objects: Sequence[MediaObject], result: TableVerification) -> None:
@@ -193,7 +196,7 @@ class _Verifier:
         ]
         if differing:
             return found(Problem.WRONG_HEADERS, "; ".join(differing))
-        if self.acl_supported is not False and media_object.acl:
+        if self.acl_supported and media_object.acl:
             grants = await self._grants(destination_key)
             problem = acl_problem(media_object.acl, grants) if grants is not None else None
             if problem:
@@ -239,15 +242,7 @@ class _Verifier:
         return digest.hexdigest()
 
     async def _grants(self, key: str) -> list[tuple[str, str]] | None:
-        try:
-            grants = await self.destination.get_acl_grants(key)
-        except S3Error as error:
-            if self.acl_supported or error.status < 500:
-                raise
-            grants = None  # e.g. rclone answers 500 to ?acl: the server keeps no ACLs
-        if self.acl_supported is None:
-            self.acl_supported = grants is not None
-        return grants
+        return await with_retries(lambda: self.destination.get_acl_grants(key), 5, 30)
 
 
 def verify_table(
@@ -272,6 +267,8 @@ def verify_table(
         settings = TransferSettings(max_in_flight_per_endpoint=64)
         async with open_clients(source.engine_bucket(), destination.engine_bucket(), settings) as (src, dst):
             verifier = _Verifier(src, dst, source, destination, check_acl, thorough, deep)
+            if check_acl and thorough:
+                verifier.acl_supported = (await probe_acl_support(dst)).keeps_acls
             objects = referenced_objects(database, table, destination.acl_permission(), id_range)
             for batch in batched(objects, VERIFY_BATCH):
                 result.expected += len(batch)

@@ -136,6 +136,15 @@ _NEXT_TOKEN = re.compile(rb"<NextContinuationToken>([^<]*)</NextContinuationToke
 _TRUNCATED = re.compile(rb"<IsTruncated>\s*true\s*</IsTruncated>", re.IGNORECASE)
 
 
+def access_control_policy(body: bytes) -> ElementTree.Element | None:
+    """The body's AccessControlPolicy element, or None when the body is something else."""
+    try:
+        root, ns = _parse_xml(body)
+    except ElementTree.ParseError:
+        return None
+    return root if root.tag == f"{ns}AccessControlPolicy" else None
+
+
 def _parse_listing(body: bytes) -> tuple[list[ListedObject], str | None]:
     """Objects and continuation token of a ListObjectsV2 page.
 
@@ -422,23 +431,10 @@ class S3Client:
             return uploads, None
         return uploads, (next_key, root.findtext(f"{ns}NextUploadIdMarker") or "")
 
-    async def keeps_acls(self) -> bool:
-        """Whether the server keeps ACLs (GetBucketAcl answers an AccessControlPolicy).
-
-        Asked before any PutObjectAcl: a server without ACLs may take ``PUT ?acl`` for a PutObject
-        and replace the object with an empty body (rclone's does).
-        """
-        try:
-            _, body = await self.request("GetBucketAcl", "GET", None, query={"acl": ""})
-        except S3Error as error:
-            if providers.acl_unsupported(error.status, error.code) or error.status >= 500:
-                return False
-            raise
-        try:
-            root, ns = _parse_xml(body)
-        except ElementTree.ParseError:
-            return False
-        return root.tag == f"{ns}AccessControlPolicy"
+    async def get_bucket_acl(self) -> bytes:
+        """GetBucketAcl's body, whatever it is (``core.acl_support`` reads it)."""
+        _, body = await self.request("GetBucketAcl", "GET", None, query={"acl": ""})
+        return body
 
     async def get_acl_grants(self, key: str) -> list[tuple[str, str]] | None:
         """(grantee URI or id, permission) pairs, or None when the server does not report ACLs."""
@@ -448,12 +444,10 @@ class S3Client:
             if providers.acl_unsupported(error.status, error.code):
                 return None
             raise
-        try:
-            root, ns = _parse_xml(body)
-        except ElementTree.ParseError:
+        root = access_control_policy(body)
+        if root is None:
             return None  # rclone ignores ?acl and answers with the object itself
-        if root.tag != f"{ns}AccessControlPolicy":
-            return None
+        ns = root.tag[: -len("AccessControlPolicy")]
         grants = []
         for grant in root.iter(f"{ns}Grant"):
             grantee = grant.find(f"{ns}Grantee")
