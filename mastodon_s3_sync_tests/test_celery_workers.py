@@ -95,25 +95,33 @@ query($logKey: [String!]!) { capturedLogs(logKey: $logKey) { stdout stderr } }
 @contextmanager
 def redis_database(tmp_path: Path) -> Iterator[str]:
     """A Redis URL of the test's own: an empty database index on this machine's Redis (claimed with a
-    key, flushed afterwards: that index only), else a private server."""
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
-    except redis.RedisError:
+    key, flushed afterwards: that index only), else (none answers, or every index is in use) a
+    private server."""
+    index = claim_empty_index()
+    if index is None:
         with private_redis_server(tmp_path) as url:
             yield url
         return
-    for index in range(15, 0, -1):
-        client = redis.Redis(host="127.0.0.1", port=6379, db=index)
-        if client.dbsize() == 0 and client.set(CLAIM_KEY, os.getpid(), nx=True, ex=3600):
-            if client.dbsize() == 1:
-                break
-            client.delete(CLAIM_KEY)
-    else:
-        pytest.skip("no empty database index on the Redis at 127.0.0.1:6379")
+    client = redis.Redis(host="127.0.0.1", port=6379, db=index)
     try:
         yield f"redis://127.0.0.1:6379/{index}"
     finally:
         client.flushdb()
+
+
+def claim_empty_index() -> int | None:
+    """An empty database index of the Redis at 127.0.0.1:6379, claimed with a key; None without one."""
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return None
+    for index in range(15, 0, -1):
+        client = redis.Redis(host="127.0.0.1", port=6379, db=index)
+        if client.dbsize() == 0 and client.set(CLAIM_KEY, os.getpid(), nx=True, ex=3600):
+            if client.dbsize() == 1:
+                return index
+            client.delete(CLAIM_KEY)
+    return None
 
 
 class Processes:
@@ -326,17 +334,35 @@ def daemon_instance_settings(home: Path) -> None:
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
 
 
+def own_tmp(*command: str) -> list[str]:
+    """``command`` in a mount namespace of its own with a tmpfs over /tmp (where every DAGSTER_HOME,
+    staged compute log and pytest file of this machine lives): nothing on disk in common with the
+    other hosts. The checkout and the virtualenv, when under /tmp themselves (a clone there), are
+    bind-mounted back at their paths from the old /tmp (held at /mnt meanwhile, in this namespace
+    only), and nothing else of it."""
+    keep = sorted({str(path) for path in (REPO, Path(sys.prefix)) if path.is_relative_to("/tmp")})
+    script = (
+        "set -e; mount --rbind /tmp /mnt; mount -t tmpfs -o size=512m tmpfs /tmp; "
+        'printf "%s\\n" "$KEEP" | while read -r path; do '
+        '[ -z "$path" ] || { mkdir -p "$path"; mount --rbind "/mnt${path#/tmp}" "$path"; }; done; '
+        'umount -l /mnt; mkdir /tmp/beta_home; cd "$HERE"; exec "$@"'
+    )
+    return ["env", f"KEEP={chr(10).join(keep)}", f"HERE={REPO}", "unshare", "--mount", "--propagation", "private",
+            "sh", "-c", script, "sh", *command]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def hosts(postgres_admin_url, rclone_source, rclone_destination, tmp_path_factory) -> Iterator[Hosts]:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("beta's own mount namespace needs root and unshare(1)")
+        pytest.fail(
+            "beta's own mount namespace needs root and unshare(1): run these tests as root "
+            "(`sudo make test`), or deselect them with `-m 'not integration'`"
+        )
     timings: dict[str, float] = {}
     started = time.monotonic()
     with ExitStack() as stack:
         dagster_url = stack.enter_context(fresh_database(postgres_admin_url, prefix="dagster_celery_test"))
         pg = dagster_pg_variables(dagster_url)
-        if pg["DAGSTER_PG_HOST"].startswith("/tmp"):
-            pytest.skip("PostgreSQL listens on a socket under /tmp, which beta's tmpfs would hide")
         database_url = stack.enter_context(fresh_database(postgres_admin_url))
         migration = make_migration(database_url, rclone_source, rclone_destination)
         rclone_destination.create_bucket(COMPUTE_LOGS_BUCKET)
@@ -381,13 +407,8 @@ def hosts(postgres_admin_url, rclone_source, rclone_destination, tmp_path_factor
         alpha_home = tmp_path_factory.mktemp("alpha_home")
         processes.start("alpha", [*cli, "--name", "alpha", "--queue", "dagster", "--queue", "alpha"],
                         env={**env, "DAGSTER_HOME": str(alpha_home)})  # fmt: skip
-        # beta: its own mount namespace, a tmpfs over /tmp (where every DAGSTER_HOME, staged compute
-        # log and pytest file of this machine lives): nothing on disk in common with the others.
         processes.start(
-            "beta",
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-             'mount -t tmpfs -o size=512m tmpfs /tmp && mkdir /tmp/beta_home && exec "$@"', "sh",
-             *cli, "--name", "beta", "--queue", "dagster", "--queue", "beta"],
+            "beta", own_tmp(*cli, "--name", "beta", "--queue", "dagster", "--queue", "beta"),
             env={**env, "DAGSTER_HOME": "/tmp/beta_home"},
         )  # fmt: skip
         # `sync` of a table with no partitions yet, started now like an admin would: it cuts them,
