@@ -634,6 +634,7 @@ def test_a_run_terminated_from_the_ui_stops_copying_ends_canceled_and_the_next_s
     (not failed and retried), and `sync` copies the rest of the partition."""
     instance, migration = hosts.instance, hosts.migration
     keys = set(hosts.cancel_keys)
+    dead = {name for name in hosts.workers if hosts.processes.processes[name].poll() is not None}  # killed above
     params = {
         "selector": {**REPOSITORY, "jobName": JOB},
         "runConfigData": SLOW,
@@ -648,7 +649,7 @@ def test_a_run_terminated_from_the_ui_stops_copying_ends_canceled_and_the_next_s
         assert present < len(keys), "the copy finished before the cancel: make SLOW slower"
         return present if present >= 5 else 0
 
-    hosts.wait_for("the run to copy its first objects", copying, BACKFILL_TIMEOUT)
+    hosts.wait_for("the run to copy its first objects", copying, BACKFILL_TIMEOUT, dead=dead)
     heartbeat = read_heartbeat(redis_client(hosts.broker), run_id)
     assert heartbeat, "the run's worker sends its heartbeat"
     terminated = hosts.graphql(TERMINATE_RUNS, {"runIds": [run_id]})["terminateRuns"]
@@ -659,6 +660,7 @@ def test_a_run_terminated_from_the_ui_stops_copying_ends_canceled_and_the_next_s
         "the terminated run to end",
         lambda: [run for run in hosts.runs(RunsFilter(run_ids=[run_id])) if run.status in FINISHED],
         CANCEL_BOUND + LOST_AFTER + MONITOR_EVERY + 10,  # long enough to see it failed instead
+        dead=dead,
     )
     took = time.monotonic() - asked
     at_cancel = keys & migration.destination_keys()
@@ -673,7 +675,7 @@ def test_a_run_terminated_from_the_ui_stops_copying_ends_canceled_and_the_next_s
             return True
         return False
 
-    hosts.wait_for("the run's process to exit", process_gone, 30)
+    hosts.wait_for("the run's process to exit", process_gone, 30, dead=dead)
     assert keys & migration.destination_keys() == at_cancel, "objects were stored after the run was CANCELED"
     assert len(at_cancel) < len(keys), "the copy stopped short of the partition"
     assert not hosts.runs(RunsFilter(tags={"dagster/parent_run_id": run_id})), "a canceled run is not retried"
