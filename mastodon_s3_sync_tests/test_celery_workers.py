@@ -35,7 +35,7 @@ import redis
 import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.execution.backfill import BulkActionStatus
-from mastodon_s3_sync_demo.fake_instance import seed_bulk
+from mastodon_s3_sync_demo.fake_instance import BULK_START_ID, seed_bulk
 from mastodon_s3_sync_demo.run import private_redis_server
 from mastodon_s3_sync_demo.servers import _tail, free_port, fresh_database
 from mastodon_s3_sync_demo.ui import LAUNCH_BACKFILL
@@ -44,7 +44,7 @@ from psycopg2.extensions import parse_dsn
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.orchestration.partitions import add_new_partitions
-from mastodon_s3_sync.orchestration.workers import WORKER_TAG, make_celery_app
+from mastodon_s3_sync.orchestration.workers import WORKER_TAG, make_celery_app, read_heartbeat, redis_client
 from mastodon_s3_sync_tests.conftest import Migration, make_migration
 
 pytestmark = pytest.mark.integration
@@ -87,6 +87,20 @@ mutation($executionParams: ExecutionParams!) {
 LOCATION_STATUS = """
 query { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus } } } }
 """
+TERMINATE_RUNS = """
+mutation($runIds: [String!]!) {
+  terminateRuns(runIds: $runIds, terminatePolicy: SAFE_TERMINATE) {
+    __typename
+    ... on TerminateRunsResult {
+      terminateRunResults { __typename ... on TerminateRunFailure { message } ... on PythonError { message } }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+"""The run page's Terminate button (the UI's default policy: ask the run to stop)."""
+CANCEL_BOUND = 30
+"""Seconds from Terminate to the run CANCELED."""
 CAPTURED_LOGS = """
 query($logKey: [String!]!) { capturedLogs(logKey: $logKey) { stdout stderr } }
 """
@@ -95,25 +109,33 @@ query($logKey: [String!]!) { capturedLogs(logKey: $logKey) { stdout stderr } }
 @contextmanager
 def redis_database(tmp_path: Path) -> Iterator[str]:
     """A Redis URL of the test's own: an empty database index on this machine's Redis (claimed with a
-    key, flushed afterwards: that index only), else a private server."""
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
-    except redis.RedisError:
+    key, flushed afterwards: that index only), else (none answers, or every index is in use) a
+    private server."""
+    index = claim_empty_index()
+    if index is None:
         with private_redis_server(tmp_path) as url:
             yield url
         return
-    for index in range(15, 0, -1):
-        client = redis.Redis(host="127.0.0.1", port=6379, db=index)
-        if client.dbsize() == 0 and client.set(CLAIM_KEY, os.getpid(), nx=True, ex=3600):
-            if client.dbsize() == 1:
-                break
-            client.delete(CLAIM_KEY)
-    else:
-        pytest.skip("no empty database index on the Redis at 127.0.0.1:6379")
+    client = redis.Redis(host="127.0.0.1", port=6379, db=index)
     try:
         yield f"redis://127.0.0.1:6379/{index}"
     finally:
         client.flushdb()
+
+
+def claim_empty_index() -> int | None:
+    """An empty database index of the Redis at 127.0.0.1:6379, claimed with a key; None without one."""
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return None
+    for index in range(15, 0, -1):
+        client = redis.Redis(host="127.0.0.1", port=6379, db=index)
+        if client.dbsize() == 0 and client.set(CLAIM_KEY, os.getpid(), nx=True, ex=3600):
+            if client.dbsize() == 1:
+                return index
+            client.delete(CLAIM_KEY)
+    return None
 
 
 class Processes:
@@ -192,6 +214,9 @@ class Hosts:
     bulk_keys: list[str]
     pinned_key: str
     """A custom_emojis partition, run on beta's queue."""
+    cancel_key: str
+    cancel_keys: list[str]
+    """A partition of KILL_ROWS more bulk rows, and its objects: the run canceled from the UI."""
     timings: dict[str, float]
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
@@ -326,17 +351,35 @@ def daemon_instance_settings(home: Path) -> None:
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
 
 
+def own_tmp(*command: str) -> list[str]:
+    """``command`` in a mount namespace of its own with a tmpfs over /tmp (where every DAGSTER_HOME,
+    staged compute log and pytest file of this machine lives): nothing on disk in common with the
+    other hosts. The checkout and the virtualenv, when under /tmp themselves (a clone there), are
+    bind-mounted back at their paths from the old /tmp (held at /mnt meanwhile, in this namespace
+    only), and nothing else of it."""
+    keep = sorted({str(path) for path in (REPO, Path(sys.prefix)) if path.is_relative_to("/tmp")})
+    script = (
+        "set -e; mount --rbind /tmp /mnt; mount -t tmpfs -o size=512m tmpfs /tmp; "
+        'printf "%s\\n" "$KEEP" | while read -r path; do '
+        '[ -z "$path" ] || { mkdir -p "$path"; mount --rbind "/mnt${path#/tmp}" "$path"; }; done; '
+        'umount -l /mnt; mkdir /tmp/beta_home; cd "$HERE"; exec "$@"'
+    )
+    return ["env", f"KEEP={chr(10).join(keep)}", f"HERE={REPO}", "unshare", "--mount", "--propagation", "private",
+            "sh", "-c", script, "sh", *command]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def hosts(postgres_admin_url, rclone_source, rclone_destination, tmp_path_factory) -> Iterator[Hosts]:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("beta's own mount namespace needs root and unshare(1)")
+        pytest.fail(
+            "beta's own mount namespace needs root and unshare(1): run these tests as root "
+            "(`sudo make test`), or deselect them with `-m 'not integration'`"
+        )
     timings: dict[str, float] = {}
     started = time.monotonic()
     with ExitStack() as stack:
         dagster_url = stack.enter_context(fresh_database(postgres_admin_url, prefix="dagster_celery_test"))
         pg = dagster_pg_variables(dagster_url)
-        if pg["DAGSTER_PG_HOST"].startswith("/tmp"):
-            pytest.skip("PostgreSQL listens on a socket under /tmp, which beta's tmpfs would hide")
         database_url = stack.enter_context(fresh_database(postgres_admin_url))
         migration = make_migration(database_url, rclone_source, rclone_destination)
         rclone_destination.create_bucket(COMPUTE_LOGS_BUCKET)
@@ -368,6 +411,11 @@ def hosts(postgres_admin_url, rclone_source, rclone_destination, tmp_path_factor
         bulk_keys = seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=KILL_ROWS)
         [kill_key] = add_new_partitions(instance, database, TABLE, KILL_ROWS, include_tail=True)
         [pinned_key, *_] = add_new_partitions(instance, database, "custom_emojis", PARTITION_ROWS, include_tail=True)
+        cancel_keys = seed_bulk(
+            database_url, rclone_source.client(), migration.source_bucket, rows=KILL_ROWS,
+            start_id=BULK_START_ID + KILL_ROWS, seed=1,
+        )  # fmt: skip
+        [cancel_key] = add_new_partitions(instance, database, TABLE, KILL_ROWS, include_tail=True)
 
         processes = Processes(env, tmp_path_factory.mktemp("logs"))
         stack.callback(processes.stop)
@@ -381,13 +429,8 @@ def hosts(postgres_admin_url, rclone_source, rclone_destination, tmp_path_factor
         alpha_home = tmp_path_factory.mktemp("alpha_home")
         processes.start("alpha", [*cli, "--name", "alpha", "--queue", "dagster", "--queue", "alpha"],
                         env={**env, "DAGSTER_HOME": str(alpha_home)})  # fmt: skip
-        # beta: its own mount namespace, a tmpfs over /tmp (where every DAGSTER_HOME, staged compute
-        # log and pytest file of this machine lives): nothing on disk in common with the others.
         processes.start(
-            "beta",
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-             'mount -t tmpfs -o size=512m tmpfs /tmp && mkdir /tmp/beta_home && exec "$@"', "sh",
-             *cli, "--name", "beta", "--queue", "dagster", "--queue", "beta"],
+            "beta", own_tmp(*cli, "--name", "beta", "--queue", "dagster", "--queue", "beta"),
             env={**env, "DAGSTER_HOME": "/tmp/beta_home"},
         )  # fmt: skip
         # `sync` of a table with no partitions yet, started now like an admin would: it cuts them,
@@ -400,7 +443,7 @@ def hosts(postgres_admin_url, rclone_source, rclone_destination, tmp_path_factor
         )  # fmt: skip
         hosts = Hosts(
             env, migration, instance, processes, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{flower_port}",
-            broker, {}, small_keys, kill_key, bulk_keys, pinned_key, timings,
+            broker, {}, small_keys, kill_key, bulk_keys, pinned_key, cancel_key, cancel_keys, timings,
         )  # fmt: skip
         online = hosts.wait_for(
             "both workers to answer a ping",
@@ -584,3 +627,65 @@ def test_sync_submits_its_runs_to_the_queue_and_follows_them(hosts):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "accounts: 0 new partitions, 0 with changed rows, 0 synced, 0 failed" in again.stdout
     assert len(hosts.runs(RunsFilter(job_name="sync_accounts"))) == len(runs), "nothing submitted twice"
+
+
+def test_a_run_terminated_from_the_ui_stops_copying_ends_canceled_and_the_next_sync_finishes_it(hosts):
+    """The run page's Terminate on a run a worker is copying: the copy stops, the run ends CANCELED
+    (not failed and retried), and `sync` copies the rest of the partition."""
+    instance, migration = hosts.instance, hosts.migration
+    keys = set(hosts.cancel_keys)
+    dead = {name for name in hosts.workers if hosts.processes.processes[name].poll() is not None}  # killed above
+    params = {
+        "selector": {**REPOSITORY, "jobName": JOB},
+        "runConfigData": SLOW,
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": hosts.cancel_key}]},
+    }
+    launched = hosts.graphql(LAUNCH_RUN, {"executionParams": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    def copying() -> int:
+        present = len(keys & migration.destination_keys())
+        assert present < len(keys), "the copy finished before the cancel: make SLOW slower"
+        return present if present >= 5 else 0
+
+    hosts.wait_for("the run to copy its first objects", copying, BACKFILL_TIMEOUT, dead=dead)
+    heartbeat = read_heartbeat(redis_client(hosts.broker), run_id)
+    assert heartbeat, "the run's worker sends its heartbeat"
+    terminated = hosts.graphql(TERMINATE_RUNS, {"runIds": [run_id]})["terminateRuns"]
+    asked = time.monotonic()
+    assert [result["__typename"] for result in terminated["terminateRunResults"]] == ["TerminateRunSuccess"], terminated
+
+    [ended] = hosts.wait_for(
+        "the terminated run to end",
+        lambda: [run for run in hosts.runs(RunsFilter(run_ids=[run_id])) if run.status in FINISHED],
+        CANCEL_BOUND + LOST_AFTER + MONITOR_EVERY + 10,  # long enough to see it failed instead
+        dead=dead,
+    )
+    took = time.monotonic() - asked
+    at_cancel = keys & migration.destination_keys()
+    hosts.timings["terminate -> run canceled"] = took
+    assert ended.status == DagsterRunStatus.CANCELED, f"{ended.status}: {hosts.run_errors(run_id)}"
+    assert took <= CANCEL_BOUND, f"canceled after {took:.1f}s"
+
+    def process_gone() -> bool:
+        try:
+            os.kill(heartbeat["pid"], 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    hosts.wait_for("the run's process to exit", process_gone, 30, dead=dead)
+    assert keys & migration.destination_keys() == at_cancel, "objects were stored after the run was CANCELED"
+    assert len(at_cancel) < len(keys), "the copy stopped short of the partition"
+    assert not hosts.runs(RunsFilter(tags={"dagster/parent_run_id": run_id})), "a canceled run is not retried"
+
+    synced = subprocess.run(
+        [sys.executable, "-m", "mastodon_s3_sync", "sync", TABLE],
+        cwd=REPO, env=hosts.env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert f"{TABLE}: " in synced.stdout and ", 0 failed" in synced.stdout, synced.stdout
+    assert hosts.cancel_key in instance.get_materialized_partitions(AssetKey(TABLE))
+    source = bucket_listing(migration.source, migration.source_bucket, hosts.cancel_keys)
+    assert bucket_listing(migration.destination, migration.destination_bucket, hosts.cancel_keys) == source

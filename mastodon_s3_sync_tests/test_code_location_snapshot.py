@@ -55,6 +55,7 @@ def test_code_location_matches_snapshot(environment) -> None:
     from mastodon_s3_sync.orchestration.definitions import build_definitions
 
     current = surface(build_definitions())
-    if os.environ.get("UPDATE_SNAPSHOT") or not SNAPSHOT.exists():
+    if os.environ.get("UPDATE_SNAPSHOT"):
         SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    assert SNAPSHOT.exists(), f"{SNAPSHOT} is missing: write it with UPDATE_SNAPSHOT=1 and review it"
     assert current == json.loads(SNAPSHOT.read_text())

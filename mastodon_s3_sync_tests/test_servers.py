@@ -8,7 +8,6 @@ import paramiko
 import psycopg2
 import pytest
 from mastodon_s3_sync_demo.servers import (
-    LOCAL_POSTGRES_URL,
     embedded_postgres_server,
     fresh_database,
     generate_client_key,
@@ -62,12 +61,13 @@ def test_fresh_database_is_created_used_and_dropped(server) -> None:
             assert cur.fetchone() == (0,)
 
 
-def test_ssh_tunnel_reaches_postgres(tmp_path: Path) -> None:
-    try:
-        psycopg2.connect(LOCAL_POSTGRES_URL, connect_timeout=2).close()
-    except psycopg2.OperationalError:
-        pytest.skip("no PostgreSQL listening on 127.0.0.1:5432 to tunnel to")
-    with sshd_server(tmp_path) as ssh:
+@pytest.mark.parametrize("server", [postgres_server, embedded_postgres_server])
+def test_ssh_tunnel_reaches_postgres(server, tmp_path: Path) -> None:
+    """Whichever PostgreSQL the suite gets (this machine's at 127.0.0.1:5432, else an embedded one),
+    it is on TCP loopback, where an SSH tunnel reaches it."""
+    with server() as admin_url, sshd_server(tmp_path) as ssh:
+        target = psycopg2.extensions.parse_dsn(admin_url)
+        assert target["host"] == "127.0.0.1", admin_url
         key_type, key_b64 = ssh.host_public_key.split()
         with SSHTunnelForwarder(
             (ssh.host, ssh.port),
@@ -76,7 +76,7 @@ def test_ssh_tunnel_reaches_postgres(tmp_path: Path) -> None:
             ssh_host_key=paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64)),
             allow_agent=False,
             ssh_config_file=None,
-            remote_bind_address=("127.0.0.1", 5432),
+            remote_bind_address=("127.0.0.1", int(target["port"])),
             local_bind_address=("127.0.0.1", 0),
         ) as tunnel:
             url = f"postgresql://postgres@127.0.0.1:{tunnel.local_bind_port}/postgres"

@@ -38,12 +38,10 @@ from urllib.parse import quote
 import pytest
 from mastodon_s3_sync_demo.servers import free_port
 from mastodon_s3_sync_demo.ui import CHROMIUM_FLAGS
+from playwright import sync_api
 
 from mastodon_s3_sync_tests.conftest import signals_as_from_a_terminal
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the browser test needs Playwright: pip install -e '.[test]'"
-)
 expect = sync_api.expect
 
 # A fresh demo plus a browser is about a minute and a half; a first-time `apt-get install chromium` adds more.
@@ -116,7 +114,7 @@ def _install_chromium() -> str | None:
 def chromium_executable() -> str:
     reason = _install_chromium()
     if reason:
-        pytest.skip(reason)
+        pytest.fail(reason)
     return str(CHROMIUM)
 
 
@@ -352,7 +350,7 @@ def _describe(pids: list[int]) -> str:
 def demo_ui(chromium_executable) -> Iterator[DemoUI]:
     """`python -m mastodon_s3_sync demo --ui` on a free port, in its own process group.
 
-    (It asks for Chromium first so that a machine without it skips before the minute the demo takes.)
+    (It asks for Chromium first so that a machine without it fails before the minute the demo takes.)
     """
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()

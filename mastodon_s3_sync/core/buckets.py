@@ -6,7 +6,7 @@ destination, the ACL and storage class. Field names follow dagster-aws's ``S3Res
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,9 +34,9 @@ class MediaBucket:
     bucket: str
     endpoint_url: str | None = None
     region_name: str | None = None
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
-    aws_session_token: str | None = None
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
     profile_name: str | None = None
     key_prefix: str | None = None
     """Mastodon's ``S3_KEY_PREFIX`` as written: None when unset (``layout.with_key_prefix``)."""

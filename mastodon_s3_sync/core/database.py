@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,17 +53,18 @@ class MastodonDatabase:
     (server-side) cursor, so a 50-million-row table never sits in memory.
     """
 
-    database_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)
+    """May carry the password: kept out of ``repr``, as the other secrets are."""
     db_host: str = "localhost"
     db_port: int = 5432
     db_name: str = "mastodon_production"
     db_user: str = "mastodon"
-    db_pass: str | None = None
+    db_pass: str | None = field(default=None, repr=False)
     ssh_host: str | None = None
     ssh_port: int = 22
     ssh_user: str | None = None
     ssh_key_file: str | None = None
-    ssh_password: str | None = None
+    ssh_password: str | None = field(default=None, repr=False)
     ssh_known_hosts: str | None = None
     connect_timeout: int = 15
     fetch_rows: int = 5000

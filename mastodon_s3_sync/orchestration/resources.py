@@ -25,7 +25,7 @@ from pydantic import Field
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
 from mastodon_s3_sync.core.database import MastodonDatabase
-from mastodon_s3_sync.core.settings import BY_NAME, is_set, value, variables_for
+from mastodon_s3_sync.core.settings import BY_NAME, VARIABLES, is_set, value, variables_for
 from mastodon_s3_sync.core.tuning import Tuning
 
 
@@ -47,11 +47,25 @@ def _s3_resource_class() -> type:
 S3Resource = _s3_resource_class()
 
 
+SECRET_FIELDS = frozenset(
+    {"aws_session_token", *(variable.field for variable in VARIABLES if variable.secret and variable.field)}
+)
+"""The resource fields that hold a credential: those whose variables settings marks ``secret``, and
+dagster-aws's session token (run config only)."""
+
+
+class SecretsHidden:
+    """A resource whose ``repr`` and ``str`` leave out its credentials (dagster-aws's fields too)."""
+
+    def __repr_args__(self):
+        return [(name, shown) for name, shown in super().__repr_args__() if name not in SECRET_FIELDS]
+
+
 def _described(name: str, default: Any = None) -> Any:
     return Field(default=default, description=f"{name}: {BY_NAME[name].description}")
 
 
-class MastodonDbResource(ConfigurableResource):
+class MastodonDbResource(SecretsHidden, ConfigurableResource):
     """Mastodon's PostgreSQL (read-only), with an optional SSH tunnel."""
 
     database_url: str | None = _described("DATABASE_URL")
@@ -74,7 +88,7 @@ class MastodonDbResource(ConfigurableResource):
         return {name: getattr(self, name) for name in type(self).model_fields}
 
 
-class MediaBucketResource(S3Resource):
+class MediaBucketResource(SecretsHidden, S3Resource):
     """A bucket of Mastodon media: dagster-aws's S3 fields plus the bucket and key prefix."""
 
     bucket: str = Field(description="the bucket name")

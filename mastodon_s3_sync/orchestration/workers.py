@@ -50,6 +50,8 @@ QUEUE_TAG = "dagster-celery/queue"
 WORKER_TAG = "mastodon_s3_sync/worker"
 """Set on a run by the worker that runs it (``name@host``): the UI filters runs by it."""
 HEARTBEAT_KEY = "mastodon_s3_sync:run-heartbeat:{run_id}"
+CANCEL_KEY = "mastodon_s3_sync:run-cancel:{run_id}"
+"""Set by the launcher's ``terminate`` (the UI's Terminate); the run's heartbeat stops the copy on it."""
 VISIBILITY_TIMEOUT_SECONDS = 13 * 3600
 """Redis hands an unacknowledged task to another worker after this long: longer than the longest
 run (dagster-celery.yaml's run_monitoring.max_runtime_seconds, 12 h). A task whose worker died is
@@ -157,11 +159,16 @@ class RunHeartbeat:
     """While a run executes here: its key in Redis, refreshed at least every quarter of
     ``lost_after`` seconds and within a second of any progress, expiring ``lost_after`` seconds after
     the last refresh. A progress listener too (``core.progress``): the value carries the run's
-    objects planned, done and bytes copied so far."""
+    objects planned, done and bytes copied so far. It also watches for the run's cancel key
+    (``CeleryWorkerRunLauncher.terminate``): once set, the copy stops at its next progress report,
+    as ``sync``'s Ctrl-C stops it (a KeyboardInterrupt out of the engine, the step failed and not
+    retried), and Dagster ends the run CANCELED, its status being CANCELING."""
 
     def __init__(self, client, run_id: str, worker: str, task_id: str | None, lost_after: int):
         self.client = client
         self.key = heartbeat_key(run_id)
+        self.cancel_key = CANCEL_KEY.format(run_id=run_id)
+        self.canceled = threading.Event()
         self.worker = worker
         self.task_id = task_id
         self.lost_after = lost_after
@@ -178,6 +185,8 @@ class RunHeartbeat:
         self._changed.set()
 
     def advanced(self, objects: int, bytes_copied: int) -> None:
+        if self.canceled.is_set():
+            raise KeyboardInterrupt
         self.objects_done += objects
         self.bytes_copied += bytes_copied
         self._changed.set()
@@ -204,13 +213,15 @@ class RunHeartbeat:
 
         last = time.monotonic()
         while not self._stopped.wait(PROGRESS_PERIOD):
-            if self._changed.is_set() or time.monotonic() - last >= self.interval:
-                self._changed.clear()
-                try:
+            try:
+                if self.client.exists(self.cancel_key):
+                    self.canceled.set()
+                if self._changed.is_set() or time.monotonic() - last >= self.interval:
+                    self._changed.clear()
                     self.beat()
                     last = time.monotonic()
-                except redis.RedisError:
-                    pass  # tried again in a second; the run counts as lost only after lost_after seconds
+            except redis.RedisError:
+                pass  # tried again in a second; the run counts as lost only after lost_after seconds
 
     def __enter__(self) -> RunHeartbeat:
         self.beat()
@@ -435,6 +446,18 @@ class CeleryWorkerRunLauncher(CeleryRunLauncher):
             EngineEventData({"Run ID": run.run_id, "Celery Task ID": result.task_id, "Celery Queue": queue}),
             cls=self.__class__,
         )
+
+    def terminate(self, run_id: str) -> bool:
+        """The UI's Terminate: the run is marked CANCELING and its cancel key set; the run's process
+        stops its copy within a second and a progress report (``RunHeartbeat``) and ends the run
+        CANCELED, not retried; a run no worker has taken yet is skipped by the worker. (dagster-celery's
+        own revokes the task with SIGTERM, which Celery's pool process outlived: the copy went on.)"""
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        self._instance.report_run_canceling(run)
+        self.redis.set(CANCEL_KEY.format(run_id=run_id), "1", ex=RESULT_EXPIRES_SECONDS)
+        return True
 
     def check_run_worker_health(self, run):
         from dagster._core.launcher import CheckRunHealthResult, WorkerStatus

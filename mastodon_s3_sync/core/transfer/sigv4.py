@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote
 
@@ -39,12 +39,13 @@ def canonical_query(params: Mapping[str, str]) -> str:
 
 @dataclass
 class Signer:
-    access_key_id: str
-    secret_access_key: str
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
     region: str
-    session_token: str | None = None
+    session_token: str | None = field(default=None, repr=False)
     service: str = "s3"
-    _day_key: tuple[str, bytes] = ("", b"")
+    _day_key: tuple[str, bytes] = field(default=("", b""), repr=False)
+    """The day's signing key, derived from the secret key."""
     _second: tuple[int, str] = (-1, "")
 
     def _signing_key(self, day: str) -> bytes:
