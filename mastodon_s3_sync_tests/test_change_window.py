@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from mastodon_s3_sync.core.changes import LastRead, LateRows, PartitionCheck, row_changed_at
+from mastodon_s3_sync.core.changes import LastRead, LateRows, PartitionCheck, row_changed_at, stamp_columns
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.referenced_objects import ReadStats
 from mastodon_s3_sync.orchestration.partitions import last_read, read_metadata
@@ -36,12 +36,14 @@ def test_fingerprint_is_a_set_of_id_and_change_time():
 
 
 def test_row_changed_at_is_the_latest_stamp_ignoring_nulls():
-    accounts = TABLES["accounts"]
-    row = {"avatar_updated_at": READ - HOUR, "header_updated_at": READ - MINUTE}
-    assert row_changed_at(accounts, row) == READ - MINUTE
-    assert row_changed_at(accounts, {"avatar_updated_at": None, "header_updated_at": READ}) == READ
-    assert row_changed_at(accounts, {"avatar_updated_at": None, "header_updated_at": None}) is None
-    assert row_changed_at(TABLES["custom_emojis"], {"image_updated_at": READ}) == READ
+    accounts = stamp_columns(TABLES["accounts"])
+    assert accounts == ("avatar_updated_at", "header_updated_at")
+    older_avatar = {"avatar_updated_at": READ - HOUR, "header_updated_at": READ - MINUTE}
+    assert row_changed_at(older_avatar, accounts) == READ - MINUTE
+    assert row_changed_at({"avatar_updated_at": READ, "header_updated_at": READ - MINUTE}, accounts) == READ
+    assert row_changed_at({"avatar_updated_at": None, "header_updated_at": READ}, accounts) == READ
+    assert row_changed_at({"avatar_updated_at": None, "header_updated_at": None}, accounts) is None
+    assert row_changed_at({"image_updated_at": READ}, stamp_columns(TABLES["custom_emojis"])) == READ
 
 
 RECORDED = [(10, READ - 5 * MINUTE), (11, READ - 59 * MINUTE)]

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 
 import psycopg2
 import psycopg2.extensions
-from dagster import SensorResult, SkipReason, build_schedule_context, build_sensor_context
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    SensorResult,
+    SkipReason,
+    build_schedule_context,
+    build_sensor_context,
+)
 from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL, seed_bulk
 
 from mastodon_s3_sync.core.configured import configured
@@ -274,6 +281,15 @@ def destination_body(migration, key: str) -> bytes | None:
         return None
 
 
+def late_window_rows(dagster_instance, row_id: int) -> int:
+    """``late_window_rows`` of the latest materialization of the media partition holding ``row_id``."""
+    key = partition_of(dagster_instance, "media_attachments", row_id)
+    records = dagster_instance.fetch_materializations(
+        AssetRecordsFilter(AssetKey("media_attachments"), asset_partitions=[key]), limit=1
+    ).records
+    return records[0].asset_materialization.metadata["late_window_rows"].value
+
+
 def changed_rows_requests(dagster_instance) -> list:
     """One full pass of the changed-rows sensor from a fresh cursor (one tick at the default budget)."""
     context = build_sensor_context(instance=dagster_instance, resources=dagster_resources())
@@ -342,10 +358,18 @@ def test_new_row_committed_late_inside_a_synced_partition_is_synced(
 ):
     """A media attachment's snowflake id comes from its insert time; committed after a sync read
     the partition that id falls in (a full one, not the tail), the row is found by the sensor and
-    by ``sync``, copied, and not found again."""
+    by ``sync``, copied, and not found again. Rows changed shortly before the sync, in that
+    partition and others (read by ranged runs), are in their windows as read: not stale."""
     migration = make_migration(database_url, rclone_source, rclone_destination)
     resources = prepare(migration, environment)
     ids = sorted(row["id"] for row in migration.instance.rows["media_attachments"])
+    recent = [ids[5], ids[PARTITION_ROWS + 2], ids[-1]]  # three partitions, one ranged run
+    run_statement(
+        migration.database_url,
+        "UPDATE media_attachments SET file_updated_at = now() AT TIME ZONE 'UTC' - interval '10 minutes' "
+        "WHERE id = ANY(%s)",
+        (recent,),
+    )
     new_id = ids[3] + 1
     assert new_id < ids[4] and new_id < ids[PARTITION_ROWS - 1], "inside the first full partition"
     new_key = object_key("media_attachments", "files", new_id, "original", "0ddba11.bin", cached=False)
@@ -361,12 +385,18 @@ def test_new_row_committed_late_inside_a_synced_partition_is_synced(
         sync_once(dagster_instance, resources, "media_attachments")
     key = partition_of(dagster_instance, "media_attachments", new_id)
     assert destination_body(migration, new_key) is None
+    windows = {
+        partition_of(dagster_instance, "media_attachments", row_id): late_window_rows(dagster_instance, row_id)
+        for row_id in recent
+    }
+    assert len(windows) == 3 and set(windows.values()) == {1}, "each read recorded its recent row"
 
     [request] = changed_rows_requests(dagster_instance)
     assert (request.job_name, request.partition_key) == ("sync_media_attachments", key)
     second = sync_once(dagster_instance, resources, "media_attachments")
     assert second.changed == [key] and second.copied == 1
     assert destination_body(migration, new_key) == b"media of a late commit"
+    assert late_window_rows(dagster_instance, new_id) == 2, "the recent row and the late one"
     assert sync_once(dagster_instance, resources, "media_attachments").changed == []
     assert changed_rows_requests(dagster_instance) == [], "re-synced once, not again"
 

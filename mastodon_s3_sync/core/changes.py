@@ -37,16 +37,26 @@ from mastodon_s3_sync.core.mastodon.tables import MediaTable, Row
 FINGERPRINT_MODULUS = 2**64
 
 
+def stamp_columns(table: MediaTable) -> tuple[str, ...]:
+    """The ``<att>_updated_at`` columns of a table's rows."""
+    return tuple(attachment.column("updated_at") for attachment in table.attachments)
+
+
 def changed_at_sql(table: MediaTable) -> str:
     """SQL: the latest ``<att>_updated_at`` of a row (NULLs ignored, as GREATEST does)."""
-    stamps = [attachment.column("updated_at") for attachment in table.attachments]
+    stamps = stamp_columns(table)
     return stamps[0] if len(stamps) == 1 else f"GREATEST({', '.join(stamps)})"
 
 
-def row_changed_at(table: MediaTable, row: Row) -> datetime | None:
-    """What ``changed_at_sql`` says of a row read with ``MediaTable.select_sql``."""
-    stamps = [row[attachment.column("updated_at")] for attachment in table.attachments]
-    return max((stamp for stamp in stamps if stamp is not None), default=None)
+def row_changed_at(row: Row, stamps: tuple[str, ...]) -> datetime | None:
+    """What ``changed_at_sql`` says of a row read with ``MediaTable.select_sql`` (``stamps``: the
+    table's ``stamp_columns``, worked out once per read)."""
+    latest = None
+    for column in stamps:
+        stamp = row[column]
+        if stamp is not None and (latest is None or stamp > latest):
+            latest = stamp
+    return latest
 
 
 def changed_rows_sql(table: MediaTable, *, in_id_range: bool = False) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from mastodon_s3_sync.core.changes import LastRead, LateRows, row_changed_at
+from mastodon_s3_sync.core.changes import LastRead, LateRows, row_changed_at, stamp_columns
 from mastodon_s3_sync.core.database import DatabaseConnectionLost, MastodonDatabase
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import InvalidRow, MediaObject, MediaTable
@@ -52,7 +52,7 @@ class ReadStats:
     def read_row(self, row_id: int, changed_at: datetime | None) -> None:
         self.rows += 1
         read = self.last_read
-        if changed_at is not None and read is not None and read.in_window(changed_at):
+        if changed_at is not None and changed_at > read.window_start and read.in_window(changed_at):
             self.last_read = replace(read, late_rows=read.late_rows.plus(row_id, changed_at))
 
 
@@ -101,13 +101,14 @@ def referenced_objects(
     mid-scan is a ``DatabaseConnectionLost`` that says which rows were being read.
     """
     stats = stats if stats is not None else ReadStats()
+    stamps = stamp_columns(table)
     where, parameters = ("t.id BETWEEN %s AND %s", (id_range.lo, id_range.hi)) if id_range else ("TRUE", ())
     try:
         with database.connection() as connection:
             stats.read_at(database.clock(connection))
             for row in database.stream(table.select_sql(where), parameters, connection=connection):
                 row_stats = stats.for_row(row["id"])
-                row_stats.read_row(row["id"], row_changed_at(table, row))
+                row_stats.read_row(row["id"], row_changed_at(row, stamps))
                 try:
                     objects = table.objects_for_row(row, permission)
                 except InvalidRow as error:
