@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from mastodon_s3_sync.core.changes import LastRead, LateRows, PartitionCheck, row_changed_at, stamp_columns
+from mastodon_s3_sync.core.id_ranges import MIN_ID
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.referenced_objects import ReadStats
 from mastodon_s3_sync.orchestration.partitions import last_read, read_metadata
+from mastodon_s3_sync.orchestration.sensors import _next_id
 
 READ = datetime(2025, 5, 1, 12, 0, 0, 123456)
 """The database's clock when the sync read the partition."""
@@ -126,3 +128,11 @@ def test_materialization_metadata_round_trip():
     assert last_read(read_metadata(read), overlap=5 * MINUTE) == read, "the recorded window, not today's setting"
     older = {"db_snapshot_at": read_metadata(read)["db_snapshot_at"]}
     assert last_read(older, overlap=5 * MINUTE) == LastRead(READ, READ - 5 * MINUTE, None)
+
+
+def test_sensor_cursor_keeps_the_position_of_older_cursors():
+    """A sensor cursor written before the late window (version 2, with its own look-back) keeps
+    its pass's position; a version-1 one (a time only) starts a pass."""
+    assert _next_id({"since": READ.isoformat(), "started": READ.isoformat(), "next": 1234}) == 1234
+    assert _next_id({"next": 77}) == 77
+    assert _next_id(READ.isoformat()) == MIN_ID and _next_id(None) == MIN_ID
