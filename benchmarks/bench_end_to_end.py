@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 
 from bench_common import (
@@ -510,7 +511,8 @@ def breakdown_worker() -> None:
         add_new_partitions(instance, resources["mastodon_db"], table, resources["sync_tuning"].partition_rows,
                            include_tail=True)  # fmt: skip
         with resources["mastodon_db"].connection() as connection:
-            stale = stale_partitions(instance, connection, TABLES[table])
+            overlap = timedelta(minutes=resources["sync_tuning"].change_overlap_minutes)
+            stale = stale_partitions(instance, connection, TABLES[table], overlap)
         pending = unsynced_partitions(instance, table) + sorted(stale)
         job = definitions.resolve_job_def(sync_job_name(table))
         now, cpu = time.monotonic(), time.process_time()

@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 
 import psycopg2
 import psycopg2.extensions
-from dagster import SensorResult, SkipReason, build_schedule_context, build_sensor_context
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    SensorResult,
+    SkipReason,
+    build_schedule_context,
+    build_sensor_context,
+)
 from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL, seed_bulk
 
 from mastodon_s3_sync.core.configured import configured
-from mastodon_s3_sync.core.id_ranges import parse_partition_key
+from mastodon_s3_sync.core.id_ranges import MIN_ID, parse_partition_key
+from mastodon_s3_sync.core.mastodon.layout import object_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.settings import value
 from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.partitions import partitions_name
+from mastodon_s3_sync.orchestration.partitions import partitions_name, snapshot_times
 from mastodon_s3_sync.orchestration.resources import build_resources
 from mastodon_s3_sync.orchestration.runs import sync_tables
 from mastodon_s3_sync.orchestration.schedules import build_catch_up_schedule
@@ -224,6 +232,206 @@ def test_changed_rows_sensor_reads_one_slice_per_tick_and_finds_a_change_within_
         result = tick(cursor)
         assert not result.run_requests
         cursor = result.cursor
+
+
+@contextmanager
+def committed_after(database_url: str, sql: str, parameters: tuple = ()):
+    """Run ``sql`` in a transaction that commits when the block ends: a read inside the block
+    cannot see it, as a sync's read cannot see Mastodon's transaction still transcoding. Yields
+    the statement's rows (``RETURNING``)."""
+    with closing(psycopg2.connect(database_url)) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            rows = cursor.fetchall() if cursor.description else []
+        yield rows
+        connection.commit()
+
+
+def run_statement(database_url: str, sql: str, parameters: tuple = ()) -> list[tuple]:
+    with closing(psycopg2.connect(database_url)) as connection, connection, connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return cursor.fetchall() if cursor.description else []
+
+
+def sync_once(dagster_instance, resources, table: str):
+    [result] = sync_tables(
+        build_definitions(), dagster_instance, [table], resources["mastodon_db"], resources["sync_tuning"]
+    )
+    assert not result.failed, result.failed
+    return result
+
+
+def partition_of(dagster_instance, table: str, row_id: int) -> str:
+    keys = dagster_instance.get_dynamic_partitions(partitions_name(table))
+    [key] = [key for key in keys if row_id in parse_partition_key(key)]
+    return key
+
+
+def put_source(migration, key: str, body: bytes, content_type: str = "image/png") -> None:
+    migration.source.client().put_object(
+        Bucket=migration.source_bucket, Key=key, Body=body, ContentType=content_type, CacheControl=CACHE_CONTROL
+    )
+
+
+def destination_body(migration, key: str) -> bytes | None:
+    client = migration.destination.client()
+    try:
+        return client.get_object(Bucket=migration.destination_bucket, Key=key)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return None
+
+
+def late_window_rows(dagster_instance, row_id: int) -> int:
+    """``late_window_rows`` of the latest materialization of the media partition holding ``row_id``."""
+    key = partition_of(dagster_instance, "media_attachments", row_id)
+    records = dagster_instance.fetch_materializations(
+        AssetRecordsFilter(AssetKey("media_attachments"), asset_partitions=[key]), limit=1
+    ).records
+    return records[0].asset_materialization.metadata["late_window_rows"].value
+
+
+def changed_rows_requests(dagster_instance) -> list:
+    """One full pass of the changed-rows sensor from a fresh cursor (one tick at the default budget)."""
+    context = build_sensor_context(instance=dagster_instance, resources=dagster_resources())
+    result = resync_changed_rows(context)
+    assert all(table["next"] == MIN_ID for table in json.loads(result.cursor)["tables"].values()), "a whole pass"
+    return result.run_requests
+
+
+def test_avatar_replaced_in_a_commit_after_the_read_is_resynced_once_by_sync(
+    database_url, rclone_source, rclone_destination, dagster_instance, environment
+):
+    """Mastodon stamps avatar_updated_at, then commits minutes later: the stamp is before the
+    sync's read, the row visible only after it. The next ``sync`` re-syncs exactly that
+    partition, and the one after finds nothing."""
+    migration = make_migration(database_url, rclone_source, rclone_destination)
+    resources = prepare(migration, environment)
+    account = next(row for row in migration.instance.rows["accounts"] if row["avatar_file_name"] and not row["domain"])
+    new_name = "5ca1ab1e5ca1ab1e.png"
+    new_key = object_key("accounts", "avatars", account["id"], "original", new_name, cached=False)
+    put_source(migration, new_key, b"the replaced avatar")
+    with committed_after(
+        migration.database_url,
+        "UPDATE accounts SET avatar_file_name = %s, avatar_content_type = 'image/png', avatar_file_size = 19, "
+        "avatar_updated_at = now() AT TIME ZONE 'UTC' - interval '5 minutes' WHERE id = %s "
+        "RETURNING avatar_updated_at",
+        (new_name, account["id"]),
+    ) as [(stamp,)]:
+        sync_once(dagster_instance, resources, "accounts")  # its read cannot see the update
+    key = partition_of(dagster_instance, "accounts", account["id"])
+    assert stamp < snapshot_times(dagster_instance, "accounts", [key])[key], "stamped before the read"
+    assert destination_body(migration, new_key) is None, "the read saw the old avatar"
+
+    second = sync_once(dagster_instance, resources, "accounts")
+    assert second.changed == [key] and second.succeeded == [key]
+    assert destination_body(migration, new_key) == b"the replaced avatar"
+    assert sync_once(dagster_instance, resources, "accounts").changed == [], "re-synced once, not again"
+
+
+def test_avatar_stamped_by_a_slow_app_clock_is_found_by_the_sensor_once(
+    database_url, rclone_source, rclone_destination, dagster_instance, environment
+):
+    """An app server a minute behind the database stamps a change and commits at once, right
+    after a sync read the partition: the stamp is older than the read. The sensor requests
+    exactly that partition, and nothing once it is re-synced."""
+    migration = make_migration(database_url, rclone_source, rclone_destination)
+    resources = prepare(migration, environment)
+    sync_once(dagster_instance, resources, "accounts")
+    account = next(row for row in migration.instance.rows["accounts"] if row["avatar_file_name"])
+    [(stamp,)] = run_statement(
+        migration.database_url,
+        "UPDATE accounts SET avatar_updated_at = now() AT TIME ZONE 'UTC' - interval '1 minute' WHERE id = %s "
+        "RETURNING avatar_updated_at",
+        (account["id"],),
+    )
+    key = partition_of(dagster_instance, "accounts", account["id"])
+    assert stamp < snapshot_times(dagster_instance, "accounts", [key])[key], "committed within a minute of the read"
+
+    [request] = changed_rows_requests(dagster_instance)
+    assert (request.job_name, request.partition_key) == ("sync_accounts", key)
+    execute(dagster_instance, request, "accounts")
+    assert changed_rows_requests(dagster_instance) == [], "re-synced once, not again"
+
+
+def test_new_row_committed_late_inside_a_synced_partition_is_synced(
+    database_url, rclone_source, rclone_destination, dagster_instance, environment
+):
+    """A media attachment's snowflake id comes from its insert time; committed after a sync read
+    the partition that id falls in (a full one, not the tail), the row is found by the sensor and
+    by ``sync``, copied, and not found again. Rows changed shortly before the sync, in that
+    partition and others (read by ranged runs), are in their windows as read: not stale."""
+    migration = make_migration(database_url, rclone_source, rclone_destination)
+    resources = prepare(migration, environment)
+    ids = sorted(row["id"] for row in migration.instance.rows["media_attachments"])
+    recent = [ids[5], ids[PARTITION_ROWS + 2], ids[-1]]  # three partitions, one ranged run
+    run_statement(
+        migration.database_url,
+        "UPDATE media_attachments SET file_updated_at = now() AT TIME ZONE 'UTC' - interval '10 minutes' "
+        "WHERE id = ANY(%s)",
+        (recent,),
+    )
+    new_id = ids[3] + 1
+    assert new_id < ids[4] and new_id < ids[PARTITION_ROWS - 1], "inside the first full partition"
+    new_key = object_key("media_attachments", "files", new_id, "original", "0ddba11.bin", cached=False)
+    put_source(migration, new_key, b"media of a late commit", "application/octet-stream")
+    with committed_after(
+        migration.database_url,
+        "INSERT INTO media_attachments (id, account_id, file_file_name, file_content_type, file_file_size, "
+        "file_updated_at, remote_url, created_at, updated_at, type, file_meta, file_storage_schema_version) "
+        "VALUES (%s, 1, '0ddba11.bin', 'application/octet-stream', 22, now() AT TIME ZONE 'UTC', '', "
+        "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', 0, '{}', 1)",
+        (new_id,),
+    ):
+        sync_once(dagster_instance, resources, "media_attachments")
+    key = partition_of(dagster_instance, "media_attachments", new_id)
+    assert destination_body(migration, new_key) is None
+    windows = {
+        partition_of(dagster_instance, "media_attachments", row_id): late_window_rows(dagster_instance, row_id)
+        for row_id in recent
+    }
+    assert len(windows) == 3 and set(windows.values()) == {1}, "each read recorded its recent row"
+
+    [request] = changed_rows_requests(dagster_instance)
+    assert (request.job_name, request.partition_key) == ("sync_media_attachments", key)
+    second = sync_once(dagster_instance, resources, "media_attachments")
+    assert second.changed == [key] and second.copied == 1
+    assert destination_body(migration, new_key) == b"media of a late commit"
+    assert late_window_rows(dagster_instance, new_id) == 2, "the recent row and the late one"
+    assert sync_once(dagster_instance, resources, "media_attachments").changed == []
+    assert changed_rows_requests(dagster_instance) == [], "re-synced once, not again"
+
+
+def test_row_committed_late_inside_the_tail_that_sync_cut_is_synced(
+    database_url, rclone_source, rclone_destination, dagster_instance, environment
+):
+    """Serial ids are handed out at insert, not at commit: an emoji inserted first and committed
+    after a later one lies below the highest id when ``sync`` cuts its tail partition up to that
+    id and reads it. The next ``sync`` re-syncs the tail and copies it; the one after finds nothing."""
+    migration = make_migration(database_url, rclone_source, rclone_destination)
+    resources = prepare(migration, environment)
+    insert = (
+        "INSERT INTO custom_emojis (shortcode, image_file_name, image_content_type, image_file_size, image_updated_at, "
+        "created_at, updated_at) VALUES (%s, %s, 'image/png', 4, now() AT TIME ZONE 'UTC', now(), now()) RETURNING id"
+    )
+
+    def emoji_keys(emoji_id: int, name: str) -> list[str]:
+        return [object_key("custom_emojis", "images", emoji_id, s, name, cached=False) for s in ("original", "static")]
+
+    with committed_after(migration.database_url, insert, ("late", "1a7e1a7e.png")) as [(late_id,)]:
+        for key in emoji_keys(late_id, "1a7e1a7e.png"):
+            put_source(migration, key, b"late")
+        [(early_id,)] = run_statement(migration.database_url, insert, ("early", "ea51ea51.png"))
+        for key in emoji_keys(early_id, "ea51ea51.png"):
+            put_source(migration, key, b"early")
+        sync_once(dagster_instance, resources, "custom_emojis")
+    tail = dagster_instance.get_dynamic_partitions(partitions_name("custom_emojis"))[-1]
+    assert late_id in parse_partition_key(tail) and parse_partition_key(tail).hi == early_id
+    assert [destination_body(migration, key) for key in emoji_keys(late_id, "1a7e1a7e.png")] == [None, None]
+
+    second = sync_once(dagster_instance, resources, "custom_emojis")
+    assert second.new_partitions == [] and second.changed == [tail] and second.copied == 2
+    assert [destination_body(migration, key) for key in emoji_keys(late_id, "1a7e1a7e.png")] == [b"late", b"late"]
+    assert sync_once(dagster_instance, resources, "custom_emojis").changed == []
 
 
 def test_all_tables_have_sensors_and_schedules():

@@ -11,9 +11,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
+from mastodon_s3_sync.core.changes import LastRead
 from mastodon_s3_sync.core.mastodon.tables import MediaObject
 from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, ObjectProblem, ReadStats
 from mastodon_s3_sync.core.settings import ConfigError
@@ -155,7 +155,8 @@ def copy_objects(
 
 @dataclass
 class PartitionReport:
-    snapshot_at: datetime | None
+    read: LastRead | None
+    """When the rows were read, and the rows read in the late window (``core.changes``)."""
     rows: int
     planned: int
     copied: int
@@ -175,7 +176,7 @@ class PartitionReport:
         missing = [problem for batch in batches for problem in batch.missing]
         fallback = [problem for batch in batches for problem in batch.fallback_used]
         return cls(
-            snapshot_at=stats.snapshot_at,
+            read=stats.last_read,
             rows=stats.rows,
             planned=stats.objects,
             copied=sum(batch.copied for batch in batches),

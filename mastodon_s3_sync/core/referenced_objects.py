@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
+from mastodon_s3_sync.core.changes import LastRead, LateRows, row_changed_at, stamp_columns
 from mastodon_s3_sync.core.database import DatabaseConnectionLost, MastodonDatabase
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import InvalidRow, MediaObject, MediaTable
@@ -26,8 +27,10 @@ class ObjectProblem:
 
 @dataclass
 class ReadStats:
-    snapshot_at: datetime | None = None
-    """The database's clock (UTC) when the rows were read: rows changed after it need a re-sync."""
+    late_window: timedelta = timedelta(0)
+    """How far before the read a row's change puts it in ``last_read.late_rows`` (``core.changes``)."""
+    last_read: LastRead | None = None
+    """When the rows were read (the database's clock, UTC) and the rows read in the late window."""
     rows: int = 0
     objects: int = 0
     expected_bytes: int = 0
@@ -44,15 +47,21 @@ class ReadStats:
         return self
 
     def read_at(self, snapshot_at: datetime) -> None:
-        self.snapshot_at = snapshot_at
+        self.last_read = LastRead(snapshot_at, snapshot_at - self.late_window, LateRows())
+
+    def read_row(self, row_id: int, changed_at: datetime | None) -> None:
+        self.rows += 1
+        read = self.last_read
+        if changed_at is not None and changed_at > read.window_start and read.in_window(changed_at):
+            self.last_read = replace(read, late_rows=read.late_rows.plus(row_id, changed_at))
 
 
 class PartitionedStats:
     """``ReadStats`` per id range, for a read that spans several partitions (a ranged run)."""
 
-    def __init__(self, ranges: Sequence[IdRange]):
+    def __init__(self, ranges: Sequence[IdRange], late_window: timedelta = timedelta(0)):
         self.ranges = sorted(ranges)
-        self.by_range = {id_range: ReadStats() for id_range in self.ranges}
+        self.by_range = {id_range: ReadStats(late_window=late_window) for id_range in self.ranges}
         self._starts = [id_range.lo for id_range in self.ranges]
 
     def range_of(self, row_id: int) -> IdRange:
@@ -92,13 +101,14 @@ def referenced_objects(
     mid-scan is a ``DatabaseConnectionLost`` that says which rows were being read.
     """
     stats = stats if stats is not None else ReadStats()
+    stamps = stamp_columns(table)
     where, parameters = ("t.id BETWEEN %s AND %s", (id_range.lo, id_range.hi)) if id_range else ("TRUE", ())
     try:
         with database.connection() as connection:
             stats.read_at(database.clock(connection))
             for row in database.stream(table.select_sql(where), parameters, connection=connection):
                 row_stats = stats.for_row(row["id"])
-                row_stats.rows += 1
+                row_stats.read_row(row["id"], row_changed_at(row, stamps))
                 try:
                     objects = table.objects_for_row(row, permission)
                 except InvalidRow as error:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 from dagster import (
@@ -94,9 +95,9 @@ def discard_stored_outputs(context: OpExecutionContext, table: MediaTable) -> No
             shutil.rmtree(stored, ignore_errors=True)
 
 
-def run_ranges(context: OpExecutionContext) -> PartitionedStats:
+def run_ranges(context: OpExecutionContext, late_window: timedelta = timedelta(0)) -> PartitionedStats:
     """Empty read figures for each partition the run covers."""
-    return PartitionedStats([parse_partition_key(key) for key in context.partition_keys])
+    return PartitionedStats([parse_partition_key(key) for key in context.partition_keys], late_window)
 
 
 def build_media_asset(table: MediaTable, partitions_per_run: int) -> AssetsDefinition:
@@ -111,7 +112,7 @@ def build_media_asset(table: MediaTable, partitions_per_run: int) -> AssetsDefin
         destination_s3: DestinationS3Resource,
         sync_tuning: SyncTuningResource,
     ):
-        stats = run_ranges(context)
+        stats = run_ranges(context, timedelta(minutes=sync_tuning.change_overlap_minutes))
         count = 0
         with configuration_failures():
             objects = referenced_objects(

@@ -10,7 +10,7 @@ from mastodon_s3_sync.core.copying import PartitionReport
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.planning import PlanRates, TablePlan
 from mastodon_s3_sync.core.referenced_objects import ObjectProblem
-from mastodon_s3_sync.orchestration.partitions import SNAPSHOT_AT
+from mastodon_s3_sync.orchestration.partitions import read_metadata
 
 LISTED_IN_UI = 50
 
@@ -27,7 +27,7 @@ def problems_markdown(problems: Sequence[ObjectProblem], total: int, limit: int 
 
 def partition_metadata(report: PartitionReport, id_range: IdRange) -> dict[str, MetadataValue]:
     return {
-        SNAPSHOT_AT: MetadataValue.text(report.snapshot_at.isoformat() if report.snapshot_at else ""),
+        **read_metadata(report.read),
         "id_lo": MetadataValue.int(id_range.lo),
         "id_hi": MetadataValue.int(id_range.hi),
         "rows": MetadataValue.int(report.rows),

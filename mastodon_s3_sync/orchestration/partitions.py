@@ -8,23 +8,52 @@ changed is ``core.changes``. Here they meet the instance's records.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DynamicPartitionsDefinition
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    DynamicPartitionsDefinition,
+    MetadataValue,
+)
 
-from mastodon_s3_sync.core.changes import changes_by_partition
+from mastodon_s3_sync.core.changes import LastRead, LateRows, PartitionCheck, check_partitions
 from mastodon_s3_sync.core.id_ranges import IdRange, last_range_end, next_ranges, parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaTable
 
 SNAPSHOT_AT = "db_snapshot_at"
 """Materialization metadata key: the database clock (UTC) when the partition's rows were read.
 Staleness is decided against it, so it is part of the record, not only of the UI."""
+LATE_WINDOW_FROM = "late_window_from"
+LATE_WINDOW_ROWS = "late_window_rows"
+LATE_WINDOW_FINGERPRINT = "late_window_fingerprint"
+"""The read's late window (``core.changes``): where it starts, and the rows read in it."""
 
 
-SNAPSHOT_OVERLAP = timedelta(minutes=10)
-"""Rails stamps ``<att>_updated_at`` before its transaction commits, so a change can become
-visible after a scan that started later than its stamp: the sensor's passes look back this far."""
+def read_metadata(read: LastRead | None) -> dict[str, MetadataValue]:
+    """A partition's ``LastRead`` as materialization metadata (``last_read`` reads it back)."""
+    if read is None:
+        return {SNAPSHOT_AT: MetadataValue.text("")}
+    late_rows = read.late_rows or LateRows()
+    return {
+        SNAPSHOT_AT: MetadataValue.text(read.snapshot_at.isoformat()),
+        LATE_WINDOW_FROM: MetadataValue.text(read.window_start.isoformat()),
+        LATE_WINDOW_ROWS: MetadataValue.int(late_rows.count),
+        LATE_WINDOW_FINGERPRINT: MetadataValue.text(f"{late_rows.fingerprint:016x}"),
+    }
+
+
+def last_read(metadata: Mapping[str, object], overlap: timedelta) -> LastRead:
+    """The ``LastRead`` a materialization's metadata records. One recorded before late windows
+    were kept gets a window of ``overlap`` with unknown rows: a row in it makes it stale once."""
+    snapshot_at = datetime.fromisoformat(metadata[SNAPSHOT_AT].value)
+    if LATE_WINDOW_FINGERPRINT not in metadata:
+        return LastRead(snapshot_at, snapshot_at - overlap, None)
+    late_rows = LateRows(metadata[LATE_WINDOW_ROWS].value, int(metadata[LATE_WINDOW_FINGERPRINT].value, 16))
+    return LastRead(snapshot_at, datetime.fromisoformat(metadata[LATE_WINDOW_FROM].value), late_rows)
 
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -64,10 +93,10 @@ def unsynced_partitions(instance: DagsterInstance, table: str) -> list[str]:
     return [key for key in instance.get_dynamic_partitions(partitions_name(table)) if key not in materialized]
 
 
-def snapshot_times(instance: DagsterInstance, table: str, keys: Iterable[str]) -> dict[str, datetime]:
-    """Partition key -> ``db_snapshot_at`` of its latest materialization (absent if never synced)."""
+def _latest_read_metadata(instance: DagsterInstance, table: str, keys: Iterable[str]) -> dict[str, Mapping]:
+    """Partition key -> the metadata of its latest materialization that records a read (absent if never synced)."""
     wanted = list(keys)
-    snapshots: dict[str, datetime] = {}
+    found: dict[str, Mapping] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         records = instance.fetch_materializations(
@@ -75,10 +104,22 @@ def snapshot_times(instance: DagsterInstance, table: str, keys: Iterable[str]) -
         ).records
         for record in records:  # newest first
             materialization = record.asset_materialization
-            if materialization.partition in snapshots or SNAPSHOT_AT not in materialization.metadata:
+            if materialization.partition in found or not _records_a_read(materialization.metadata):
                 continue
-            snapshots[materialization.partition] = datetime.fromisoformat(materialization.metadata[SNAPSHOT_AT].value)
-    return snapshots
+            found[materialization.partition] = materialization.metadata
+    return found
+
+
+def _records_a_read(metadata: Mapping) -> bool:
+    return bool(metadata.get(SNAPSHOT_AT) and metadata[SNAPSHOT_AT].value)
+
+
+def snapshot_times(instance: DagsterInstance, table: str, keys: Iterable[str]) -> dict[str, datetime]:
+    """Partition key -> ``db_snapshot_at`` of its latest materialization (absent if never synced)."""
+    return {
+        key: datetime.fromisoformat(metadata[SNAPSHOT_AT].value)
+        for key, metadata in _latest_read_metadata(instance, table, keys).items()
+    }
 
 
 def oldest_snapshot(instance: DagsterInstance, table: str) -> datetime | None:
@@ -94,17 +135,19 @@ def stale_partitions(
     instance: DagsterInstance,
     connection,
     table: MediaTable,
-    since: datetime | None = None,
+    overlap: timedelta,
     within: IdRange | None = None,
-) -> dict[str, datetime]:
-    """Synced partitions with rows changed after their last sync read them -> latest change.
+) -> dict[str, str]:
+    """Synced partitions whose rows changed after their last sync read them, or whose late window
+    no longer holds the rows that read saw (``core.changes``) -> the state found (a run key part).
 
     Without ``within`` the whole table is read (``sync``, once per call); with it only
-    the rows and partitions inside that id range (the sensor's slice of a pass)."""
-    since = since or oldest_snapshot(instance, table.name)
-    if since is None:
-        return {}
+    the rows and partitions inside that id range (the sensor's slice of a pass). ``overlap`` is
+    the late window of syncs that recorded none (``last_read``)."""
     ranges = [parse_partition_key(key) for key in instance.get_dynamic_partitions(partitions_name(table.name))]
-    changes = changes_by_partition(connection, table, since, ranges, within)
-    snapshots = snapshot_times(instance, table.name, changes)
-    return {key: changed_at for key, changed_at in changes.items() if key in snapshots and changed_at > snapshots[key]}
+    if within is not None:
+        ranges = [r for r in ranges if within.lo <= r.lo and r.hi <= within.hi]
+    reads = _latest_read_metadata(instance, table.name, [r.key for r in ranges])
+    checks = {r: PartitionCheck(last_read(reads[r.key], overlap)) for r in ranges if r.key in reads}
+    check_partitions(connection, table, checks, within)
+    return {id_range.key: check.state for id_range, check in checks.items() if check.stale}

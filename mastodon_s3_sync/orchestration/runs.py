@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from dagster import DagsterInstance, DagsterInvalidConfigError, Definitions
 
@@ -162,7 +163,7 @@ def _sync_table(
     result = TableSyncResult(table)
     result.new_partitions = add_new_partitions(instance, database, table, tuning.partition_rows, include_tail=True)
     with database.connection() as connection:
-        stale = stale_partitions(instance, connection, TABLES[table])
+        stale = stale_partitions(instance, connection, TABLES[table], timedelta(minutes=tuning.change_overlap_minutes))
     result.changed = sorted(stale)
     pending = unsynced_partitions(instance, table) + result.changed
     if runs_execute_elsewhere(instance):

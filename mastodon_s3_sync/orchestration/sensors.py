@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import timedelta
 
 from dagster import (
     DefaultSensorStatus,
@@ -19,13 +19,7 @@ from dagster import (
 from mastodon_s3_sync.core.id_ranges import MIN_ID, IdRange, last_range_end, next_ranges, parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.orchestration.jobs import SYNC_JOBS, sync_job_name
-from mastodon_s3_sync.orchestration.partitions import (
-    ID_RANGE_PARTITIONS,
-    SNAPSHOT_OVERLAP,
-    oldest_snapshot,
-    partitions_name,
-    stale_partitions,
-)
+from mastodon_s3_sync.orchestration.partitions import ID_RANGE_PARTITIONS, partitions_name, stale_partitions
 from mastodon_s3_sync.orchestration.resources import MastodonDbResource, SyncTuningResource
 
 
@@ -52,16 +46,12 @@ def add_id_range_partitions(
     return SensorResult(dynamic_partitions_requests=requests)
 
 
-CURSOR_VERSION = 2
+CURSOR_VERSION = 3
 
 
-def _table_state(raw, since: datetime, started: datetime) -> dict:
-    """A table's pass in the cursor: the threshold of this pass, when it started, where it is."""
-    if isinstance(raw, dict):
-        return raw
-    if isinstance(raw, str):  # a version-1 cursor: the last full scan's start
-        since = datetime.fromisoformat(raw)
-    return {"since": since.isoformat(), "started": started.isoformat(), "next": MIN_ID}
+def _next_id(raw) -> int:
+    """Where a table's pass is, from this cursor or an older one (a version-1 cursor kept no position)."""
+    return raw.get("next", MIN_ID) if isinstance(raw, dict) else MIN_ID
 
 
 def plan_slices(ranges_by_table: dict[str, list[IdRange]], rows_per_tick: int, partition_rows: int) -> int:
@@ -80,11 +70,11 @@ def build_resync_changed_rows(interval_seconds: int, rows_per_tick: int) -> Sens
     the row. Each tick reads, per table, the next slice of its partitions (``id BETWEEN
     lo AND hi``, a range scan of the primary key), sized so that a tick reads about
     ``rows_per_tick`` rows in all and every table's pass over its partitions takes the same
-    number of ticks. The cursor keeps, per table, where the pass is, when it started and
-    its threshold: a pass looks for rows changed after the previous pass started (less
-    ``SNAPSHOT_OVERLAP``), so a row changed at any time is found by the next pass's read of its
-    slice: within one pass (``ceil(rows / rows_per_tick)`` ticks) of the change. Whether a
-    partition is stale is still decided by its own ``db_snapshot_at``, as for ``sync``.
+    number of ticks; the cursor keeps, per table, where the pass is. A slice's read looks back
+    to the earliest late window among its partitions (``SYNC_CHANGE_OVERLAP_MINUTES`` before
+    their syncs' reads), and whether a partition is stale is decided by its own last read, as
+    for ``sync`` (``core.changes``): a change is found by the next pass's read of its slice,
+    within one pass (``ceil(rows / rows_per_tick)`` ticks) of becoming visible.
     """
 
     @sensor(
@@ -92,7 +82,8 @@ def build_resync_changed_rows(interval_seconds: int, rows_per_tick: int) -> Sens
         jobs=list(SYNC_JOBS.values()),
         minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.STOPPED,
-        description="Re-syncs partitions whose rows' <att>_updated_at moved past the partition's last sync; "
+        description="Re-syncs partitions whose rows' <att>_updated_at moved past the partition's last sync, "
+        "or that became visible after it within SYNC_CHANGE_OVERLAP_MINUTES of their stamp; "
         f"reads a slice of about {rows_per_tick:,} rows per tick (primary key range scans), a full pass "
         "over several ticks.",
     )
@@ -100,50 +91,39 @@ def build_resync_changed_rows(interval_seconds: int, rows_per_tick: int) -> Sens
         context: SensorEvaluationContext, mastodon_db: MastodonDbResource, sync_tuning: SyncTuningResource
     ):
         loaded = json.loads(context.cursor) if context.cursor else {}
-        states = loaded.get("tables", {}) if loaded.get("version") == CURSOR_VERSION else loaded
+        states = loaded.get("tables", {}) if "version" in loaded else loaded
         instance = context.instance
         ranges_by_table = {
             name: sorted(parse_partition_key(key) for key in instance.get_dynamic_partitions(partitions_name(name)))
             for name in TABLES
         }
         ticks_per_pass = plan_slices(ranges_by_table, rows_per_tick, sync_tuning.partition_rows)
-        requests, scanned = [], []
-        database = mastodon_db.client()
-        with database.connection() as connection:
-            now = database.clock(connection)
+        overlap = timedelta(minutes=sync_tuning.change_overlap_minutes)
+        requests, scanned, positions = [], [], {}
+        with mastodon_db.client().connection() as connection:
             for name, table in TABLES.items():
-                state = states.get(name)
-                if state is None:
-                    state = _table_state(None, oldest_snapshot(context.instance, name) or now, now)
-                state = _table_state(state, now, now)
                 ranges = ranges_by_table[name]
-                pending = [r for r in ranges if r.lo >= state["next"]]
+                pending = [r for r in ranges if r.lo >= _next_id(states.get(name))]
                 take = pending[: math.ceil(len(ranges) / ticks_per_pass)]
                 if take:
                     within = IdRange(take[0].lo, take[-1].hi)
-                    since = datetime.fromisoformat(state["since"])
-                    stale = stale_partitions(context.instance, connection, table, since, within)
+                    stale = stale_partitions(instance, connection, table, overlap, within)
                     scanned.append(f"{name} {len(take)}/{len(ranges)}")
                     requests += [
                         RunRequest(
                             job_name=sync_job_name(name),
                             partition_key=key,
-                            run_key=f"{name}:{key}:{changed_at.isoformat()}",
+                            run_key=f"{name}:{key}:{state}",
                             tags={"mastodon_s3_sync/reason": "changed rows"},
                         )
-                        for key, changed_at in sorted(stale.items())
+                        for key, state in sorted(stale.items())
                     ]
-                if len(take) == len(pending):  # the pass is complete: the next one starts
-                    state = {
-                        "since": (datetime.fromisoformat(state["started"]) - SNAPSHOT_OVERLAP).isoformat(),
-                        "started": now.isoformat(),
-                        "next": MIN_ID,
-                    }
-                else:
-                    state = {**state, "next": take[-1].hi + 1}
-                states[name] = state
+                # the pass is complete when this slice was the rest: the next one starts over
+                positions[name] = {"next": MIN_ID if len(take) == len(pending) else take[-1].hi + 1}
         if scanned:
             context.log.info(f"read partitions: {', '.join(scanned)} ({ticks_per_pass} ticks per pass)")
-        return SensorResult(run_requests=requests, cursor=json.dumps({"version": CURSOR_VERSION, "tables": states}))
+        return SensorResult(
+            run_requests=requests, cursor=json.dumps({"version": CURSOR_VERSION, "tables": positions})
+        )
 
     return resync_changed_rows
