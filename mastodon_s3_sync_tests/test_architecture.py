@@ -4,6 +4,7 @@ and the production package never imports the demo or the tests."""
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,85 @@ def test_definitions_skip_dagster_aws_components() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["[]", "True"]
+
+
+DOOR = PACKAGE / "orchestration" / "dagster_internals.py"
+DEMO = PACKAGE.parent / "demo" / "mastodon_s3_sync_demo"
+PRODUCT = sorted(path for path in [*MODULES, *DEMO.rglob("*.py")] if path != DOOR and path.name != "__main__.py")
+"""Every module of the product but the door (``__main__`` runs the command line when imported)."""
+
+
+def is_dagster(module: str) -> bool:
+    root = module.split(".")[0]
+    return root == "dagster" or root.startswith("dagster_")
+
+
+def private_dagster_uses(tree: ast.AST) -> list[str]:
+    """``dagster._*`` (and dagster-*'s private names) imported, reached as attributes or named in a
+    string (an instance override's ``module``), each as ``line N: what``."""
+    found = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names if is_dagster(alias.name)]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and is_dagster(node.module):
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            names = [f"{node.value.id}.{node.attr}"] if node.value.id == "dagster" else []
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value] if node.value.startswith(("dagster._", "dagster.core.")) else []
+        found += [
+            f"line {node.lineno}: {name}"
+            for name in names
+            if any(part.startswith("_") for part in name.split(".")) or name.startswith("dagster.core.")
+        ]
+    return found
+
+
+def private_overrides(path: Path, tree: ast.AST) -> list[str]:
+    """``def _name`` in a class whose Dagster base class (any in its bases' MROs) defines ``_name``."""
+    module = importlib.import_module(".".join(("mastodon_s3_sync", *path.relative_to(PACKAGE).with_suffix("").parts)))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        try:
+            bases = [eval(ast.unparse(base), vars(module)) for base in node.bases]  # noqa: S307 - our own source
+        except NameError as error:  # a base defined inside a function: not checked, so reported
+            found.append(f"line {node.lineno}: {node.name}'s bases are not module-level names ({error})")
+            continue
+        dagster_classes = [cls for base in bases for cls in getattr(base, "__mro__", ()) if is_dagster(cls.__module__)]
+        for item in node.body:
+            name = getattr(item, "name", "")
+            if (
+                isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                and name.startswith("_")
+                and not name.endswith("__")
+            ):
+                overridden = [cls.__qualname__ for cls in dagster_classes if name in vars(cls)]
+                if overridden:
+                    found.append(f"line {item.lineno}: {node.name}.{name} overrides {overridden[0]}.{name}")
+    return found
+
+
+@pytest.mark.parametrize("path", PRODUCT, ids=[str(p.relative_to(PACKAGE.parent)) for p in PRODUCT])
+def test_dagster_internals_only_behind_the_door(path: Path) -> None:
+    """Only orchestration/dagster_internals.py imports ``dagster._*`` or overrides a private method of a
+    Dagster class: a Dagster upgrade breaks, if anything, what is there (``make dagster-upgrade-check``)."""
+    tree = ast.parse(path.read_text())
+    uses = private_dagster_uses(tree)
+    if path.is_relative_to(PACKAGE):
+        uses += private_overrides(path, tree)
+    assert uses == [], f"{path.name}: move these into {DOOR.name}: {uses}"
+
+
+def test_the_door_sees_what_it_guards() -> None:
+    """The checks above find each kind of use in the door itself."""
+    tree = ast.parse(DOOR.read_text())
+    uses = private_dagster_uses(tree)
+    assert any("dagster._core.storage.tags.PARTITION_NAME_TAG" in use for use in uses), uses
+    assert any("dagster_celery.launcher._get_run_priority" in use for use in uses), uses
+    assert any("dagster.core.storage.noop_compute_log_manager" in use for use in uses), uses
+    overrides = private_overrides(DOOR, tree)
+    assert any("ReusingSqliteEventLogStorage._connect overrides SqliteEventLogStorage._connect" in o for o in overrides)
+    assert any("ReusingSqliteEventLogStorage._initdb overrides" in o for o in overrides), overrides

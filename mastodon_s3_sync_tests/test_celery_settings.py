@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 from dagster import DagsterRun
-from dagster._core.launcher import WorkerStatus
 
 from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.orchestration import workers
+from mastodon_s3_sync.orchestration.dagster_internals import WorkerStatus
 from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
 from mastodon_s3_sync.orchestration.workers import (
     VISIBILITY_TIMEOUT_SECONDS,
@@ -189,10 +189,10 @@ def test_sync_follows_a_run_into_its_retry_and_shows_progress_once(monkeypatch):
     """A partition's run lost with its worker (failed, will retry) is followed into the retry the
     daemon launches; the progress a retry re-counts from zero is not shown twice."""
     from dagster import DagsterRunStatus, instance_for_test
-    from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 
     from mastodon_s3_sync.core.progress import PROGRESS
     from mastodon_s3_sync.orchestration import queued_runs
+    from mastodon_s3_sync.orchestration.dagster_internals import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 
     shown = {"planned": 0, "done": 0}
 
@@ -238,6 +238,6 @@ def test_sync_follows_a_run_into_its_retry_and_shows_progress_once(monkeypatch):
 
 
 def _success_event():
-    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster import DagsterEvent, DagsterEventType
 
     return DagsterEvent(DagsterEventType.RUN_SUCCESS.value, job_name="sync_accounts", message="done")

@@ -10,9 +10,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 import yaml
-from dagster import AssetKey, DagsterInstance
-from dagster._core.errors import DagsterInvalidConfigError
-from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster import AssetKey, DagsterInstance, DagsterInvalidConfigError, QueuedRunCoordinator
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from mastodon_s3_sync_demo.servers import fresh_database
 from psycopg2.extensions import parse_dsn

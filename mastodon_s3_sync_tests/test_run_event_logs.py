@@ -1,4 +1,4 @@
-"""``sync``'s event log storage (``run_event_logs``) writes Dagster's own format: the standard
+"""``sync``'s event log storage (``dagster_internals.ReusingSqliteEventLogStorage``) writes Dagster's own format: the standard
 SQLite storage, as the webserver and the daemon use it, reads every run it wrote, partition
 materializations included, and both may create the same run's file."""
 
@@ -13,19 +13,21 @@ import pytest
 from dagster import (
     AssetKey,
     AssetMaterialization,
+    DagsterEventType,
     DagsterInstance,
     Definitions,
     DynamicPartitionsDefinition,
+    EventLogEntry,
     asset,
     define_asset_job,
 )
-from dagster._core.events import DagsterEventType
-from dagster._core.events.log import EventLogEntry
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
+from mastodon_s3_sync.orchestration.dagster_internals import (
+    ENGINES_KEPT,
+    ReusingSqliteEventLogStorage,
+    SqliteEventLogStorage,
+)
 from mastodon_s3_sync.orchestration.instance import _storage_configured, in_process_instance
-from mastodon_s3_sync.orchestration.run_event_logs import ENGINES_KEPT, ReusingSqliteEventLogStorage
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = DynamicPartitionsDefinition(name="ids")
@@ -48,7 +50,7 @@ def home(tmp_path, monkeypatch) -> Path:
 
 def dagsters_own(home: Path) -> DagsterInstance:
     """The instance as the webserver and the daemon open it: Dagster's SqliteEventLogStorage."""
-    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    instance = DagsterInstance.from_config(str(home))
     assert type(instance.event_log_storage) is SqliteEventLogStorage
     return instance
 

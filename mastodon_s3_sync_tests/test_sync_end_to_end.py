@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL, seed_bulk
 
 from mastodon_s3_sync.core.configured import configured
@@ -258,7 +257,7 @@ def test_ctrl_c_stops_tables_at_once_and_the_next_sync_completes(
         expected = {obj.key for obj in migration.instance.expected} | set(bulk_keys)
         assert copied_before < expected, "interrupted part-way"
 
-        with DagsterInstance.from_ref(InstanceRef.from_dir(environment["DAGSTER_HOME"])) as instance:
+        with DagsterInstance.from_config(environment["DAGSTER_HOME"]) as instance:
             unfinished = [
                 record.dagster_run.run_id for record in instance.get_run_records() if not record.dagster_run.is_finished
             ]

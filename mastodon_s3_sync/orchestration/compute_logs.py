@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagster import Field, IntSource, Noneable, StringSource
-from dagster._serdes import ConfigurableClassData
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 
 from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.orchestration.dagster_internals import use_s3_client
 
 
 class SharedComputeLogManager(S3ComputeLogManager):
@@ -27,7 +27,7 @@ class SharedComputeLogManager(S3ComputeLogManager):
 
     def __init__(
         self,
-        inst_data: ConfigurableClassData | None = None,
+        inst_data=None,
         local_dir: str | None = None,
         upload_interval: int | None = None,
         skip_empty_files: bool = True,
@@ -48,7 +48,7 @@ class SharedComputeLogManager(S3ComputeLogManager):
         import boto3
         import botocore.config
 
-        self._s3_session = boto3.session.Session(
+        client = boto3.session.Session(
             aws_access_key_id=engine.access_key_id,
             aws_secret_access_key=engine.secret_access_key,
             aws_session_token=engine.session_token,
@@ -63,6 +63,7 @@ class SharedComputeLogManager(S3ComputeLogManager):
                 response_checksum_validation="when_required",
             ),
         )
+        use_s3_client(self, client)
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -78,5 +79,5 @@ class SharedComputeLogManager(S3ComputeLogManager):
         }
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]):
+    def from_config_value(cls, inst_data, config_value: Mapping[str, Any]):
         return cls(inst_data=inst_data, **config_value)

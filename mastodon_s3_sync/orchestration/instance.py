@@ -11,13 +11,6 @@ from mastodon_s3_sync.core.settings import ConfigError
 DAGSTER_PG_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 CELERY_REQUIRED_VARIABLES = ("DAGSTER_COMPUTE_LOGS_BUCKET",)
 """Besides DAGSTER_PG_*: with runs on several hosts, their compute logs must be where the UI can read them."""
-NO_OUTPUT_CAPTURE = {
-    "compute_logs": {
-        "module": "dagster.core.storage.noop_compute_log_manager",
-        "class": "NoOpComputeLogManager",
-        "config": {},
-    }
-}
 CHECKOUT = Path(__file__).resolve().parents[2]
 """The project's checkout, when installed from one (``pip install -e``): it holds the instance files."""
 
@@ -74,20 +67,22 @@ def in_process_instance():
     ``tail`` processes per run), which runs in several threads cannot share; these runs print
     nothing of their own (their log is in the event log, shown by the UI) and the terminal keeps
     the progress display. With SQLite storage (dagster.yaml) the runs' events go through
-    ``run_event_logs.ReusingSqliteEventLogStorage``: the same files, at less cost per run."""
-    from dagster import DagsterInstance
-    from dagster._core.instance.ref import InstanceRef
-    from dagster._core.storage.sqlite_storage import _event_logs_directory
+    ``dagster_internals.ReusingSqliteEventLogStorage``: the same files, at less cost per run."""
+    from mastodon_s3_sync.orchestration.dagster_internals import (
+        NO_OUTPUT_CAPTURE,
+        REUSING_EVENT_LOG_STORAGE,
+        event_logs_directory,
+        instance_from_dir,
+    )
 
     home = os.environ["DAGSTER_HOME"]
     overrides = dict(NO_OUTPUT_CAPTURE)
     if not _storage_configured(Path(home) / "dagster.yaml"):
         overrides["event_log_storage"] = {
-            "module": "mastodon_s3_sync.orchestration.run_event_logs",
-            "class": "ReusingSqliteEventLogStorage",
-            "config": {"base_dir": _event_logs_directory(home)},  # where Dagster's default keeps them
+            **REUSING_EVENT_LOG_STORAGE,
+            "config": {"base_dir": event_logs_directory(home)},  # where Dagster's default keeps them
         }
-    return DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=overrides))
+    return instance_from_dir(home, overrides)
 
 
 STORAGE_KEYS = ("storage", "run_storage", "event_log_storage", "schedule_storage")

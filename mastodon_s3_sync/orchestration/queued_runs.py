@@ -12,25 +12,29 @@ submits the rest, as an in-process ``sync`` resumes.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    AUTO_RETRY_RUN_ID_TAG,
-    PARTITION_NAME_TAG,
-    WILL_RETRY_TAG,
+from dagster import (
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    DefaultRunLauncher,
+    RunsFilter,
 )
 
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.progress import PROGRESS
+from mastodon_s3_sync.orchestration.dagster_internals import (
+    AUTO_RETRY_RUN_ID_TAG,
+    NOT_FINISHED_STATUSES,
+    PARTITION_NAME_TAG,
+    WILL_RETRY_TAG,
+)
+from mastodon_s3_sync.orchestration.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 LOCATION_NAME = "mastodon_s3_sync"
 """The code location's name in workspace.yaml and pyproject.toml's [tool.dagster]: the daemon finds
@@ -44,78 +48,18 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 
 def runs_execute_elsewhere(instance: DagsterInstance) -> bool:
     """True when the instance's run launcher is not Dagster's default (a subprocess of the code server)."""
-    from dagster._core.launcher import DefaultRunLauncher
-
     return not isinstance(instance.run_launcher, DefaultRunLauncher)
 
 
 def queue_warning(instance: DagsterInstance) -> str | None:
     """A line to show when no daemon has recently dequeued runs: submitted runs would wait."""
-    from dagster._daemon.controller import get_daemon_statuses
-
-    status = get_daemon_statuses(instance, ["QUEUED_RUN_COORDINATOR"], ignore_errors=True)["QUEUED_RUN_COORDINATOR"]
+    status = instance.get_daemon_statuses(["QUEUED_RUN_COORDINATOR"])["QUEUED_RUN_COORDINATOR"]
     if status.required and not status.healthy:
         return (
             "no dagster-daemon has reported to this instance lately: the submitted runs wait in the queue "
             "until `dagster-daemon run` (or `make dev`) runs"
         )
     return None
-
-
-@contextmanager
-def code_location(instance: DagsterInstance) -> Iterator[tuple]:
-    """The code location, loaded in this process under the name the daemon knows it by."""
-    from dagster._core.remote_origin import InProcessCodeLocationOrigin
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-
-    origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(
-            executable_path=sys.executable, module_name=DEFINITIONS_MODULE, working_directory=os.getcwd()
-        ),
-        location_name=LOCATION_NAME,
-    )
-    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context:
-        request = context.create_request_context()
-        location = request.get_code_location(LOCATION_NAME)
-        [repository] = location.get_repositories().values()
-        yield request, location, repository
-
-
-def submit_partition_run(instance: DagsterInstance, workspace, job_name: str, partition_key: str) -> str:
-    """Create a run of ``job_name`` for one partition, as the UI's launchpad does, and queue it."""
-    from dagster._core.definitions.selector import JobSubsetSelector
-
-    request, location, repository = workspace
-    remote_job = location.get_job(
-        JobSubsetSelector(
-            location_name=location.name, repository_name=repository.name, job_name=job_name, op_selection=None
-        )
-    )
-    plan = location.get_execution_plan(remote_job, {}, step_keys_to_execute=None, known_state=None, instance=instance)
-    run = instance.create_run(
-        job_name=job_name,
-        run_id=None,
-        run_config={},
-        status=None,
-        tags={**remote_job.tags, PARTITION_NAME_TAG: partition_key},
-        root_run_id=None,
-        parent_run_id=None,
-        step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
-        execution_plan_snapshot=plan.execution_plan_snapshot,
-        job_snapshot=remote_job.job_snapshot,
-        parent_job_snapshot=remote_job.parent_job_snapshot,
-        asset_selection=None,
-        asset_check_selection=None,
-        resolved_op_selection=remote_job.resolved_op_selection,
-        op_selection=None,
-        remote_job_origin=remote_job.get_remote_origin(),
-        job_code_origin=remote_job.get_python_origin(),
-        asset_graph=repository.asset_graph,
-    )
-    instance.submit_run(run.run_id, request)
-    return run.run_id
 
 
 def runs_in_progress(instance: DagsterInstance, table: str, job_name: str, keys: Sequence[str]) -> dict[str, str]:
@@ -134,7 +78,7 @@ def runs_in_progress(instance: DagsterInstance, table: str, job_name: str, keys:
 def _covers(run: DagsterRun, key: str) -> bool:
     if run.tags.get(PARTITION_NAME_TAG) == key:
         return True
-    start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
     if not (start and end):
         return False
     wanted = parse_partition_key(key)

@@ -27,6 +27,7 @@ from mastodon_s3_sync.core.progress import PROGRESS
 from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.tuning import Tuning
 from mastodon_s3_sync.orchestration.acl_refresh import refresh_destination_acls
+from mastodon_s3_sync.orchestration.dagster_internals import captures_output, code_location, submit_partition_run
 from mastodon_s3_sync.orchestration.dagster_lock import DAGSTER_LOCK
 from mastodon_s3_sync.orchestration.jobs import sync_job_name
 from mastodon_s3_sync.orchestration.partitions import (
@@ -38,14 +39,14 @@ from mastodon_s3_sync.orchestration.partitions import (
     unsynced_partitions,
 )
 from mastodon_s3_sync.orchestration.queued_runs import (
+    DEFINITIONS_MODULE,
+    LOCATION_NAME,
     Outcome,
     cancel_queued,
-    code_location,
     follow_runs,
     heartbeat_progress,
     runs_execute_elsewhere,
     runs_in_progress,
-    submit_partition_run,
 )
 
 
@@ -92,7 +93,7 @@ def sync_tables(
 
     if tables_at_once <= 1 or len(tables) <= 1 or runs_execute_elsewhere(instance):
         return [one_table(table) for table in tables]
-    if _captures_output(instance):
+    if captures_output(instance):
         raise ValueError("tables_at_once > 1 needs an instance that does not capture the runs' output")
     return _in_threads(tables, tables_at_once, one_table)
 
@@ -144,12 +145,6 @@ def _stop_all(stop: _StopRequested, futures) -> None:
     for future in futures:
         future.cancel()
     wait(futures)
-
-
-def _captures_output(instance: DagsterInstance) -> bool:
-    from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
-
-    return not isinstance(instance.compute_log_manager, NoOpComputeLogManager)
 
 
 def _sync_table(
@@ -225,7 +220,7 @@ def _submit_and_follow(
     runs = runs_in_progress(instance, table, job_name, keys)
     to_submit = [key for key in keys if key not in runs]
     if to_submit:
-        with code_location(instance) as workspace:
+        with code_location(instance, DEFINITIONS_MODULE, LOCATION_NAME) as workspace:
             for key in to_submit:
                 runs[key] = submit_partition_run(instance, workspace, job_name, key)
     order = {key: index for index, key in enumerate(keys)}

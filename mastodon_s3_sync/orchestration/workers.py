@@ -38,15 +38,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from dagster_celery.launcher import CeleryRunLauncher
-
 from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.core.settings import ConfigError
+from mastodon_s3_sync.orchestration.dagster_internals import (
+    RETRY_STRATEGY_TAG,
+    CheckRunHealthResult,
+    EngineEventData,
+    WorkerStatus,
+    execute_run_here,
+    queue_routed_celery_launcher,
+    runs_stored_in_sqlite,
+    unpack_run_args,
+)
 
 DEFAULT_QUEUE = "dagster"
 """dagster-celery's default queue: every worker serves it unless told otherwise."""
-QUEUE_TAG = "dagster-celery/queue"
-"""The run tag that sends a run to another queue (dagster_celery.tags.DAGSTER_CELERY_QUEUE_TAG)."""
 WORKER_TAG = "mastodon_s3_sync/worker"
 """Set on a run by the worker that runs it (``name@host``): the UI filters runs by it."""
 HEARTBEAT_KEY = "mastodon_s3_sync:run-heartbeat:{run_id}"
@@ -249,14 +255,10 @@ def run_task(task, packed_args, *, resume: bool) -> int:
     A delivery for a run that is no longer waiting for a worker (finished, or failed and retried
     after its worker was lost) is skipped before any code loads."""
     from dagster import DagsterInstance, DagsterRunStatus
-    from dagster._cli.api import _execute_run_command_body, _resume_run_command_body
-    from dagster._core.events import EngineEventData
-    from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
-    from dagster._serdes import unpack_value
 
     from mastodon_s3_sync.core.progress import PROGRESS
 
-    args = unpack_value(packed_args, as_type=ResumeRunArgs if resume else ExecuteRunArgs)
+    args = unpack_run_args(packed_args, resume)
     worker = task.request.hostname or "unknown"
     waiting = (
         {DagsterRunStatus.STARTING, DagsterRunStatus.STARTED}
@@ -283,14 +285,8 @@ def run_task(task, packed_args, *, resume: bool) -> int:
                 run,
                 EngineEventData({"Celery worker": worker, "Celery task ID": task.request.id or ""}),
             )
-            body = _resume_run_command_body if resume else _execute_run_command_body
             with PROGRESS.listening(heartbeat):
-                code = body(
-                    instance=instance,
-                    run_id=run.run_id,
-                    write_stream_fn=lambda event: None,
-                    set_exit_code_on_failure=True,
-                )
+                code = execute_run_here(instance, run.run_id, resume)
         if code:
             _log_failure(instance, run.run_id, worker)
         return code
@@ -319,7 +315,6 @@ def check_worker_environment() -> str:
     Returns a line describing the worker's setup."""
     import redis
     from dagster import DagsterInstance
-    from dagster._core.storage.runs.sqlite import SqliteRunStorage
 
     backend = result_backend_url()
     for variable, url in (("CELERY_BROKER_URL", broker_url()), ("CELERY_RESULT_BACKEND", backend)):
@@ -328,7 +323,7 @@ def check_worker_environment() -> str:
         except redis.RedisError as error:
             raise ConfigError(f"{variable}: cannot reach Redis ({type(error).__name__}: {error})") from None
     with DagsterInstance.get() as instance:
-        if isinstance(instance.run_storage, SqliteRunStorage):
+        if runs_stored_in_sqlite(instance):
             raise ConfigError(
                 f"{instance.root_directory}/dagster.yaml keeps runs in SQLite on this host, where the daemon "
                 "cannot see them: a worker needs dagster-celery.yaml (PostgreSQL, DAGSTER_PG_*); delete that "
@@ -368,7 +363,7 @@ def read_heartbeat(client, run_id: str) -> dict | None:
     return json.loads(raw) if raw else None
 
 
-class CeleryWorkerRunLauncher(CeleryRunLauncher):
+class CeleryWorkerRunLauncher(queue_routed_celery_launcher()):
     """dagster-celery's ``CeleryRunLauncher`` with this module's Celery settings, routing by queue name,
     retries of all steps, and a health check that sees a lost worker by its expired heartbeat."""
 
@@ -419,8 +414,6 @@ class CeleryWorkerRunLauncher(CeleryRunLauncher):
         return self._redis
 
     def launch_run(self, context) -> None:
-        from dagster._core.storage.tags import RETRY_STRATEGY_TAG
-
         run = context.dagster_run
         if RETRY_STRATEGY_TAG not in run.tags:
             # A retry may run on another host, which cannot read the failed run's step outputs from
@@ -428,24 +421,6 @@ class CeleryWorkerRunLauncher(CeleryRunLauncher):
             # range, the copy skips what is already at the destination).
             self._instance.add_run_tags(run.run_id, {RETRY_STRATEGY_TAG: "ALL_STEPS"})
         super().launch_run(context)
-
-    def _launch_celery_task_run(self, run, task_signature, routing_key: str) -> None:
-        """As dagster-celery's, but routed by queue name alone: its ``<queue>.<task>`` routing keys only
-        reach its ``dagster`` queue on Redis, and a run pinned to a host's queue would be undeliverable."""
-        from dagster._core.events import EngineEventData
-        from dagster_celery.launcher import _get_run_priority
-        from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
-
-        queue = run.tags.get(QUEUE_TAG, self.default_queue)
-        self._instance.report_engine_event("Creating Celery run worker job task", run, cls=self.__class__)
-        result = task_signature.apply_async(priority=_get_run_priority(run), queue=queue)
-        self._instance.add_run_tags(run.run_id, {DAGSTER_CELERY_TASK_ID_TAG: result.task_id})
-        self._instance.report_engine_event(
-            f"Celery task has been forwarded to the broker (queue {queue}).",
-            run,
-            EngineEventData({"Run ID": run.run_id, "Celery Task ID": result.task_id, "Celery Queue": queue}),
-            cls=self.__class__,
-        )
 
     def terminate(self, run_id: str) -> bool:
         """The UI's Terminate: the run is marked CANCELING and its cancel key set; the run's process
@@ -460,7 +435,6 @@ class CeleryWorkerRunLauncher(CeleryRunLauncher):
         return True
 
     def check_run_worker_health(self, run):
-        from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
         from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
         worker = run.tags.get(WORKER_TAG)
