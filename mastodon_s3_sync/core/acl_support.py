@@ -43,6 +43,7 @@ async def probe_acl_support(client: S3Client, max_attempts: int = 5, max_throttl
     provider = providers.provider_without_acls(bucket.endpoint_url)
     if provider is not None:
         return AclSupport(False, f"{provider} keeps no object ACLs")
+
     async def ask() -> bytes | S3Error:
         try:
             return await client.get_bucket_acl()

@@ -94,19 +94,31 @@ def unsynced_partitions(instance: DagsterInstance, table: str) -> list[str]:
 
 
 def _latest_read_metadata(instance: DagsterInstance, table: str, keys: Iterable[str]) -> dict[str, Mapping]:
-    """Partition key -> the metadata of its latest materialization that records a read (absent if never synced)."""
-    wanted = list(keys)
+    """Partition key -> the metadata of its latest materialization that records a read (absent if never synced).
+
+    Each partition's latest materialization is found by its storage id, so a partition re-synced
+    many times cannot crowd others out of a shared page of records."""
+    asset = AssetKey(table)
+    latest = instance.get_latest_storage_id_by_partition(asset, DagsterEventType.ASSET_MATERIALIZATION, set(keys))
     found: dict[str, Mapping] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        records = instance.fetch_materializations(
-            AssetRecordsFilter(AssetKey(table), asset_partitions=chunk), limit=len(chunk) * 20
-        ).records
-        for record in records:  # newest first
+    storage_ids = list(latest.values())
+    for start in range(0, len(storage_ids), 500):
+        chunk = storage_ids[start : start + 500]
+        for record in instance.fetch_materializations(
+            AssetRecordsFilter(asset, storage_ids=chunk), limit=len(chunk)
+        ).records:
             materialization = record.asset_materialization
-            if materialization.partition in found or not _records_a_read(materialization.metadata):
-                continue
-            found[materialization.partition] = materialization.metadata
+            if _records_a_read(materialization.metadata):
+                found[materialization.partition] = materialization.metadata
+    for key in latest.keys() - found.keys():  # its latest records no read (reported by hand): look further back
+        cursor, more = None, True
+        while more and key not in found:
+            page = instance.fetch_materializations(AssetRecordsFilter(asset, asset_partitions=[key]), 100, cursor)
+            for record in page.records:  # newest first
+                if _records_a_read(record.asset_materialization.metadata):
+                    found[key] = record.asset_materialization.metadata
+                    break
+            cursor, more = page.cursor, page.has_more
     return found
 
 
