@@ -135,8 +135,14 @@ def test_sync_brings_acl_changes_without_copying_bodies(synced, dagster_instance
     assert wrong_acls(resources) == set()
 
     quiet = len(proxy.exchanges)
-    assert refresh_acls_in_process(definitions, dagster_instance).metadata["acls_set"] == 0
-    assert acl_puts(proxy, quiet) == [], "nothing changed since: nothing to set"
+    again = refresh_acls_in_process(definitions, dagster_instance).metadata
+    assert (again["accounts_suspended_or_unsuspended"], again["statuses_deleted"]) == (0, 0)
+    # Within the overlap, set again: the 2 changed accounts, the deleted status, and the accounts the
+    # first refresh found suspended (less the one unsuspended since), which it counted as changes.
+    suspended_at_first = sum(1 for account in migration.instance.rows["accounts"] if account["suspended_at"])
+    assert (again["accounts_reasserted"], again["statuses_reasserted"]) == (2 + suspended_at_first - 1, 1)
+    assert changed <= set(acl_puts(proxy, quiet)) and again["acls_set"] == len(acl_puts(proxy, quiet))
+    assert body_puts(proxy, quiet) == []
 
 
 def test_acl_schedule_launches_the_refresh(synced, dagster_instance):
