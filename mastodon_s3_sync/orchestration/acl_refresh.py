@@ -97,7 +97,7 @@ def refresh_acls_op(
         )
         fixed = fix_all_acls(database, destination, tables, settings) if tables else {}
     except AclProbeFailed as error:  # nothing moves: the next refresh sees the same changes again
-        raise Failure(description=f"ACLs not refreshed: {error}", allow_retries=False) from None
+        raise Failure(description=str(error), allow_retries=False) from None
     context.log.info(
         f"{refresh.changed_accounts} accounts (un)suspended and {refresh.deleted_statuses} statuses deleted "
         f"since the last refresh ({refresh.reasserted_accounts} and {refresh.reasserted_statuses} earlier ones "
