@@ -98,8 +98,8 @@ def test_a_copy_that_lands_after_the_refresh_looked_is_made_private_by_the_next_
     assert public_keys(migration, {held.key}) == {held.key}, "the stale copy landed public"
 
     after = refresh_acls(database, destination, during.state, during.state.checked_at)
-    assert after.changed_accounts == 0 and after.reasserted_accounts >= 1
     assert public_keys(migration, keys_of_account(migration, account)) == set()
+    assert after.changed_accounts == 0 and after.reasserted_accounts >= 1
 
 
 def test_a_suspension_after_the_plan_reaches_the_copy(live):
