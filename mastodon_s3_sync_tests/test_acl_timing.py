@@ -47,7 +47,9 @@ class HeldPut:
 @pytest.fixture
 def live(database_url, rclone_source, moto, environment):
     with S3Proxy(moto.endpoint_url) as proxy:
-        migration = make_migration(database_url, rclone_source, dataclasses.replace(moto, endpoint_url=proxy.endpoint_url))
+        migration = make_migration(
+            database_url, rclone_source, dataclasses.replace(moto, endpoint_url=proxy.endpoint_url)
+        )
         environment({**migration.environment(), "SYNC_PARTITION_ROWS": "50"})
         yield migration, configured(), proxy
 
@@ -127,7 +129,8 @@ def test_no_put_starts_with_an_acl_older_than_the_bound(live, max_age, stays_pub
     position = next(
         index
         for index, o in enumerate(objects[1:], start=1)
-        if o.acl == "public-read" and account_of(migration, o.row_id) != account_of(migration, objects[index - 1].row_id)
+        if o.acl == "public-read"
+        and account_of(migration, o.row_id) != account_of(migration, objects[index - 1].row_id)
     )
     later, earlier = objects[position], objects[position - 1]
     account = account_of(migration, later.row_id)

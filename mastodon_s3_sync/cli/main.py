@@ -138,7 +138,6 @@ def acl_summary(acls) -> str:
                 f"{fixed['fix_all_not_at_destination']} not at the destination, {fixed['fix_all_acl_failures']} failed"
             )
     return summary + (f"; failed: {acls.error}" if acls.error else "")
-    return EXIT_INCOMPLETE if failed else 0
 
 
 def _say_where_runs_execute(instance) -> None:

@@ -20,7 +20,6 @@ from dagster import (
     job,
     op,
 )
-
 from pydantic import Field
 
 from mastodon_s3_sync.core.acl_refresh import MEDIA, AclRefresh, AclState, AclWrites, fix_all_acls, refresh_acls
