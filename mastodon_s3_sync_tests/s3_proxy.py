@@ -24,6 +24,8 @@ their metadata, moto all of them). ``error_answer`` answers every request with
 that S3 error instead of forwarding it (``RequestTimeTooSkewed``,
 ``ExpiredToken``...); ``intercept`` picks the requests to answer with an error, one by one (a
 503 to the first GetBucketAcl, say). An upstream that cannot be reached is answered with 502.
+``hold`` keeps chosen requests from reaching the upstream until a ``threading.Event`` is set
+(a PUT in flight while the test changes the database), the other requests going on meanwhile.
 
 Use it as ``async with`` inside a test's event loop, or as ``with`` to run it
 on a thread of its own while the code under test runs in another process.
@@ -83,6 +85,7 @@ class S3Proxy:
         rewrite_etags: bool | Callable[[Exchange], bool] = False,
         error_answer: tuple[int, str, str] | None = None,
         intercept: Callable[[str, str, str], tuple[int, str, str] | None] | None = None,
+        hold: Callable[[str, str, str], threading.Event | None] | None = None,
     ):
         self.upstream_url = upstream_url.rstrip("/")
         self.on_response = on_response
@@ -105,6 +108,8 @@ class S3Proxy:
         self.intercept = intercept
         """Called with (method, path, query) before forwarding: an error (status, code, message) to
         answer that request with instead, or None to forward it."""
+        self.hold = hold
+        """Called with (method, path, query) before forwarding: an event to wait for first, or None."""
         self.outages: list[tuple[float, float]] = []
         """(went down, came back) monotonic times of each ``outage``."""
         self.down = threading.Event()
@@ -195,6 +200,9 @@ class S3Proxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if self.random.random() < self.throttle_share:
             return await self._throttle()
+        held = self.hold(request.method, request.path, request.query_string) if self.hold else None
+        if held is not None:
+            await asyncio.to_thread(held.wait)
         answer = self.error_answer
         if answer is None and self.intercept is not None:
             answer = self.intercept(request.method, request.path, request.query_string)

@@ -18,7 +18,7 @@ from dagster import build_schedule_context
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.verification import Problem, verify_table
-from mastodon_s3_sync.orchestration.acl_refresh import build_acl_refresh_schedule
+from mastodon_s3_sync.orchestration.acl_refresh import build_acl_refresh_schedule, state_key
 from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.orchestration.runs import refresh_acls_in_process, sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
@@ -135,8 +135,14 @@ def test_sync_brings_acl_changes_without_copying_bodies(synced, dagster_instance
     assert wrong_acls(resources) == set()
 
     quiet = len(proxy.exchanges)
-    assert refresh_acls_in_process(definitions, dagster_instance).metadata["acls_set"] == 0
-    assert acl_puts(proxy, quiet) == [], "nothing changed since: nothing to set"
+    again = refresh_acls_in_process(definitions, dagster_instance).metadata
+    assert (again["accounts_suspended_or_unsuspended"], again["statuses_deleted"]) == (0, 0)
+    # Within the overlap, set again: the 2 changed accounts, the deleted status, and the accounts the
+    # first refresh found suspended (less the one unsuspended since), which it counted as changes.
+    suspended_at_first = sum(1 for account in migration.instance.rows["accounts"] if account["suspended_at"])
+    assert (again["accounts_reasserted"], again["statuses_reasserted"]) == (2 + suspended_at_first - 1, 1)
+    assert changed <= set(acl_puts(proxy, quiet)) and again["acls_set"] == len(acl_puts(proxy, quiet))
+    assert body_puts(proxy, quiet) == []
 
 
 def test_acl_schedule_launches_the_refresh(synced, dagster_instance):
@@ -195,3 +201,100 @@ def test_a_destination_without_acls_is_never_sent_put_acl(
             resources["mastodon_db"], TABLES[MEDIA], resources["source_s3"], resources["destination_s3"]
         )
         assert verification.complete and not verification.acl_checked
+
+
+def moderate(migration, suspend: int, delete: int) -> set[str]:
+    """Suspend ``suspend`` accounts and delete ``delete`` statuses (``deleted_at``, as a moderator
+    does), each with public media of its own; returns the keys that must now be private."""
+    rows = {row["id"]: row for row in migration.instance.rows[MEDIA]}
+    public = [rows[o.row_id] for o in migration.instance.expected_for(MEDIA) if o.acl_kind == "permission"]
+    statuses = list(dict.fromkeys(row["status_id"] for row in public if row["status_id"]))[:delete]
+    accounts = list(dict.fromkeys(
+        row["account_id"] for row in public if row["status_id"] not in statuses))[:suspend]  # fmt: skip
+    assert (len(statuses), len(accounts)) == (delete, suspend)
+    for status in statuses:
+        execute("UPDATE statuses SET deleted_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (status,),
+                migration.database_url)  # fmt: skip
+    for account in accounts:
+        execute("UPDATE accounts SET suspended_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (account,),
+                migration.database_url)  # fmt: skip
+    return {
+        o.key
+        for o in migration.instance.expected_for(MEDIA)
+        if o.acl_kind == "permission"
+        and (rows[o.row_id]["status_id"] in statuses or rows[o.row_id]["account_id"] in accounts)
+    }
+
+
+def get_bucket_acl_answered(proxy: S3Proxy, bucket: str, times: int | None, error: tuple[int, str, str]):
+    """An ``intercept`` answering the first ``times`` GetBucketAcl (all of them with None) with ``error``."""
+    answered = []
+
+    def intercept(method: str, path: str, query: str):
+        if method == "GET" and query.startswith("acl") and path.strip("/") == bucket:
+            if times is None or len(answered) < times:
+                answered.append(path)
+                return error
+        return None
+
+    proxy.intercept = intercept
+    return answered
+
+
+def cli_sync(dagster_instance) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mastodon_s3_sync", "sync", MEDIA],
+        env={**os.environ, "DAGSTER_HOME": dagster_instance.root_directory},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def acl_line(result: subprocess.CompletedProcess) -> str:
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("ACLs: ")]
+    return line
+
+
+def test_a_503_on_the_acl_probe_is_retried_not_read_as_no_acls(synced, dagster_instance):
+    """The issue's report: after 2 suspensions and 3 moderator deletions, one 503 on GetBucketAcl
+    made `sync` print "keeps no ACLs", exit 0 and leave the media public for good."""
+    migration, _, resources, proxy = synced
+    private = moderate(migration, suspend=2, delete=3)
+    answered = get_bucket_acl_answered(
+        proxy, migration.destination_bucket, times=1, error=(503, "ServiceUnavailable", "Please try again.")
+    )
+    result = cli_sync(dagster_instance)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert answered, "the probe met the 503"
+    assert "keeps no ACLs" not in acl_line(result)
+    assert acl_line(result).endswith("(2 accounts suspended or unsuspended, 3 statuses deleted since the last refresh)")
+    client = migration.destination.client()
+    assert {key for key in private if is_public(client, migration.destination_bucket, key)} == set()
+    assert wrong_acls(resources) == set()
+
+
+def test_a_lasting_5xx_fails_sync_and_the_next_sync_applies_every_change(synced, dagster_instance):
+    migration, _, resources, proxy = synced
+    private = moderate(migration, suspend=2, delete=3)
+    key = state_key(resources["destination_s3"])
+    state_before = dagster_instance.run_storage.get_cursor_values({key})[key]
+    # A lasting 500 (a lasting 503 is throttling: retried for minutes before the same failure)
+    get_bucket_acl_answered(proxy, migration.destination_bucket, times=None, error=(500, "InternalError", "Oops."))
+
+    failed = cli_sync(dagster_instance)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert acl_line(failed).startswith(
+        f"ACLs: not refreshed: cannot tell whether bucket '{migration.destination_bucket}' at "
+    ), acl_line(failed)
+    assert "GetBucketAcl answered 500 InternalError; nothing was changed, try again" in acl_line(failed)
+    assert dagster_instance.run_storage.get_cursor_values({key})[key] == state_before, "no state advanced"
+    client = migration.destination.client()
+    assert {key for key in private if is_public(client, migration.destination_bucket, key)} == private
+
+    proxy.intercept = None
+    fixed = cli_sync(dagster_instance)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert acl_line(fixed).endswith("(2 accounts suspended or unsuspended, 3 statuses deleted since the last refresh)")
+    assert {key for key in private if is_public(client, migration.destination_bucket, key)} == set()
+    assert wrong_acls(resources) == set()

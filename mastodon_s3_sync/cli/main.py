@@ -98,30 +98,46 @@ def command_sync(arguments: argparse.Namespace) -> int:
             tables_at_once=1 if resources["sync_tuning"].requests_per_second else settings.value("SYNC_TABLES_AT_ONCE"),
             table_progress=table_progress,
         )
-        acls = refresh_acls_in_process(definitions, instance) if "media_attachments" in arguments.assets else None
+        fix_all = arguments.assets if arguments.fix_acls else ()
+        refresh = "media_attachments" in arguments.assets or fix_all
+        acls = refresh_acls_in_process(definitions, instance, fix_all) if refresh else None
     failed = False
     for result in results:
+        made_private = f" ({result.acls_fixed} of them made private)" if result.acls_fixed else ""
         print(
             f"{result.table}: {len(result.new_partitions)} new partitions, {len(result.changed)} with changed rows, "
             f"{len(result.succeeded)} synced, {len(result.failed)} failed; {result.copied} objects copied, "
-            f"{result.skipped} already there, {result.missing} missing at the source"
+            f"{result.skipped} already there{made_private}, {result.missing} missing at the source"
         )
         for key, message in result.failed.items():
             failed = True
             print(f"  failed {key}: {message}")
     if acls is not None:
-        figures = acls.metadata
-        if figures.get("destination_keeps_acls") is False:
-            summary = "ACLs: the destination keeps no ACLs, none set"
-        else:
-            summary = (
-                f"ACLs: {figures.get('acls_set', 0)} set on the destination "
-                f"({figures.get('accounts_suspended_or_unsuspended', 0)} accounts suspended or unsuspended, "
-                f"{figures.get('statuses_deleted', 0)} statuses deleted since the last refresh)"
-            )
-        print(summary + (f"; failed: {acls.error}" if acls.error else ""))
+        print(acl_summary(acls))
         failed = failed or acls.error is not None
     return EXIT_INCOMPLETE if failed else 0
+
+
+def acl_summary(acls) -> str:
+    """The ``ACLs:`` lines of ``sync``: what the refresh (and ``--fix-acls``) did, or why it did nothing."""
+    figures = acls.metadata
+    if not figures and acls.error:
+        return f"ACLs: not refreshed: {acls.error}"
+    if figures.get("destination_keeps_acls") is False:
+        summary = "ACLs: the destination keeps no ACLs, none set"
+    else:
+        summary = (
+            f"ACLs: {figures.get('acls_set', 0)} set on the destination "
+            f"({figures.get('accounts_suspended_or_unsuspended', 0)} accounts suspended or unsuspended, "
+            f"{figures.get('statuses_deleted', 0)} statuses deleted since the last refresh)"
+        )
+    for table, fixed in acls.fixed.items():
+        if fixed.get("destination_keeps_acls") is not False:
+            summary += (
+                f"\nACLs of {table}: {fixed['fix_all_acls_set']} of {fixed['fix_all_objects_checked']} objects set, "
+                f"{fixed['fix_all_not_at_destination']} not at the destination, {fixed['fix_all_acl_failures']} failed"
+            )
+    return summary + (f"; failed: {acls.error}" if acls.error else "")
 
 
 def _say_where_runs_execute(instance) -> None:
@@ -225,6 +241,12 @@ def parser() -> argparse.ArgumentParser:
                 "--accept-missing",
                 action="store_true",
                 help="go on when most referenced objects are missing at the source (SYNC_ACCEPT_MISSING)",
+            )
+            command.add_argument(
+                "--fix-acls",
+                action="store_true",
+                help="also set the ACL of every referenced object, one PutObjectAcl each (a destination filled by "
+                "another tool), like tootctl's --fix-permissions",
             )
         if name == "verify":
             command.add_argument(

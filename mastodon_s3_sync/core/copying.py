@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
@@ -71,6 +71,8 @@ class BatchReport:
     """Copied again: the destination had the object with the source's size but other content (ETags)."""
     rejected_attempts: int = 0
     """Copy attempts whose bytes failed a content check (length, MD5, ETag) and were tried again."""
+    acls_fixed: int = 0
+    """Skipped objects that must be private, made so with a PutObjectAcl (another tool may have put them public)."""
     parts: dict[str, BatchReport] = field(default_factory=dict)
     """The same figures per partition key, when the batch spans the partitions of a ranged run."""
 
@@ -83,6 +85,7 @@ class BatchReport:
         self.objects += 1
         self.rejected_attempts += item.rejected_attempts
         self.recopied_wrong_content += item.recopied_wrong_content
+        self.acls_fixed += item.acl_fixed
         if item.outcome is Outcome.COPIED:
             self.copied += 1
             self.bytes_copied += item.size
@@ -106,18 +109,24 @@ class BatchReport:
             )
 
 
-def copy_items_for(objects: list[MediaObject], source: SourceBucket, destination: DestinationBucket) -> list[CopyItem]:
+AclsNow = Callable[[Sequence[MediaObject]], list[str | None]]
+"""The ACL the database gives each object now (``referenced_objects.current_acls``)."""
+
+
+def copy_items_for(
+    objects: list[MediaObject], source: SourceBucket, destination: DestinationBucket, acls: Sequence[str | None]
+) -> list[CopyItem]:
     return [
         CopyItem(
             source_key=source.full_key(media_object.key),
             destination_key=destination.full_key(media_object.key),
-            acl=media_object.acl,
+            acl=acl,
             fallback_source_key=source.full_key(media_object.fallback_key) if media_object.fallback_key else None,
             fallback_destination_key=(
                 destination.full_key(media_object.fallback_key) if media_object.fallback_key else None
             ),
         )
-        for media_object in objects
+        for media_object, acl in zip(objects, acls)
     ]
 
 
@@ -128,14 +137,26 @@ def copy_objects(
     settings: TransferSettings,
     on_progress: Callable[[BatchProgress], None] | None = None,
     partition_of: Callable[[MediaObject], str] | None = None,
+    acls_now: AclsNow | None = None,
 ) -> BatchReport:
     """Copy one batch; a bucket that cannot be listed at all is a ``ConfigError`` naming its variables.
 
-    With ``partition_of``, the report's ``parts`` hold the figures of each partition the batch spans."""
+    With ``partition_of``, the report's ``parts`` hold the figures of each partition the batch spans.
+    With ``acls_now``, the ACLs are read from the database now, not taken from the plan, and again
+    during the copy once older than ``settings.acl_max_age``."""
     started = time.monotonic()
-    items = copy_items_for(objects, source, destination)
+    items = copy_items_for(objects, source, destination, acls_now(objects) if acls_now else [o.acl for o in objects])
+    fresh_acls = None
+    if acls_now is not None:
+        object_of = {item.destination_key: media_object for item, media_object in zip(items, objects)}
+
+        def fresh_acls(unfinished: Sequence[CopyItem]) -> list[str | None]:
+            return acls_now([object_of[item.destination_key] for item in unfinished])
+
     try:
-        result = copy_batch(source.engine_bucket(), destination.engine_bucket(), items, settings, on_progress)
+        result = copy_batch(
+            source.engine_bucket(), destination.engine_bucket(), items, settings, on_progress, fresh_acls
+        )
     except BucketUnavailable as unavailable:
         bucket = source if unavailable.role == "source" else destination
         message = bucket.explain(unavailable.error)
@@ -170,6 +191,7 @@ class PartitionReport:
     problems: list[ObjectProblem]
     recopied_wrong_content: int = 0
     rejected_attempts: int = 0
+    acls_fixed: int = 0
 
     @classmethod
     def combine(cls, stats: ReadStats, batches: list[BatchReport]) -> PartitionReport:
@@ -190,4 +212,5 @@ class PartitionReport:
             problems=(stats.invalid_examples + fallback)[:MAX_LISTED_PROBLEMS],
             recopied_wrong_content=sum(batch.recopied_wrong_content for batch in batches),
             rejected_attempts=sum(batch.rejected_attempts for batch in batches),
+            acls_fixed=sum(batch.acls_fixed for batch in batches),
         )

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from mastodon_s3_sync.core.changes import LastRead, LateRows, row_changed_at, stamp_columns
 from mastodon_s3_sync.core.database import DatabaseConnectionLost, MastodonDatabase
 from mastodon_s3_sync.core.id_ranges import IdRange
-from mastodon_s3_sync.core.mastodon.tables import InvalidRow, MediaObject, MediaTable
+from mastodon_s3_sync.core.mastodon.tables import PRIVATE, InvalidRow, MediaObject, MediaTable
 
 MAX_LISTED_PROBLEMS = 1000
 """Problem objects kept per report; the counts stay exact beyond it, so memory stays flat."""
@@ -121,6 +121,23 @@ def referenced_objects(
     except DatabaseConnectionLost as lost:
         rows = f"{table.name} rows" + (f" (ids {id_range.lo}-{id_range.hi})" if id_range else "")
         raise lost.reading(f"{rows}, after {stats.rows} rows") from None
+
+
+def current_acls(
+    database: MastodonDatabase, table: MediaTable, permission: str | None, objects: Sequence[MediaObject]
+) -> list[str | None]:
+    """The ACL each object's row gives it now, its rows read again by id (one query): a plan read
+    before a suspension or a deletion must not publish what is private now. An object whose row is
+    gone is no longer Mastodon's to publish: private."""
+    if not permission:
+        return [None] * len(objects)
+    ids = sorted({media_object.row_id for media_object in objects})
+    with database.connection() as connection:
+        acls = {
+            row["id"]: table.acl_for(row, permission)
+            for row in database.stream(table.select_sql("t.id = ANY(%s)"), (ids,), connection=connection)
+        }
+    return [acls.get(media_object.row_id, PRIVATE) for media_object in objects]
 
 
 def batched(

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from dagster import (
@@ -43,7 +44,7 @@ from mastodon_s3_sync.core.database import DatabaseConnectionLost
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject, MediaTable
 from mastodon_s3_sync.core.progress import PROGRESS, BatchDeltas
-from mastodon_s3_sync.core.referenced_objects import PartitionedStats, batched, referenced_objects
+from mastodon_s3_sync.core.referenced_objects import PartitionedStats, batched, current_acls, referenced_objects
 from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.transfer.engine import BatchProgress, MiB
 from mastodon_s3_sync.orchestration.dagster_lock import DAGSTER_LOCK
@@ -136,6 +137,7 @@ def build_media_asset(table: MediaTable, partitions_per_run: int) -> AssetsDefin
     @op(name=f"{table.name}_copy", retry_policy=COPY_RETRY_POLICY)
     def copy(
         context: OpExecutionContext,
+        mastodon_db: MastodonDbResource,
         source_s3: SourceS3Resource,
         destination_s3: DestinationS3Resource,
         sync_tuning: SyncTuningResource,
@@ -173,6 +175,8 @@ def build_media_asset(table: MediaTable, partitions_per_run: int) -> AssetsDefin
                 transfer_settings,
                 on_progress=log_progress,
                 partition_of=lambda media_object: ranges.range_of(media_object.row_id).key,
+                # The plan's ACLs may predate a suspension or deletion (a retried step's even more).
+                acls_now=partial(current_acls, mastodon_db.client(), table, destination.acl_permission()),
             )
         mostly_missing = report.mostly_missing()
         if mostly_missing and not sync_tuning.accept_missing:

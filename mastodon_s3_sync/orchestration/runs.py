@@ -26,7 +26,7 @@ from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.progress import PROGRESS
 from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.tuning import Tuning
-from mastodon_s3_sync.orchestration.acl_refresh import refresh_destination_acls
+from mastodon_s3_sync.orchestration.acl_refresh import FIX_ALL_PREFIX, refresh_acls_op, refresh_destination_acls
 from mastodon_s3_sync.orchestration.dagster_internals import captures_output, code_location, submit_partition_run
 from mastodon_s3_sync.orchestration.dagster_lock import DAGSTER_LOCK
 from mastodon_s3_sync.orchestration.jobs import sync_job_name
@@ -62,6 +62,8 @@ class TableSyncResult:
     copied: int = 0
     skipped: int = 0
     missing: int = 0
+    acls_fixed: int = 0
+    """Skipped objects (already at the destination) that had to be private: PutObjectAcl(private) sent."""
 
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -205,6 +207,7 @@ def _record_success(result: TableSyncResult, key: str, metadata: dict, tuning: T
     result.copied += metadata.get("objects_copied", 0)
     result.skipped += metadata.get("objects_skipped", 0)
     result.missing += metadata.get("objects_missing", 0)
+    result.acls_fixed += metadata.get("acls_fixed", 0)
     mostly_missing = mostly_missing_error(result.missing, result.copied + result.skipped + result.missing)
     if mostly_missing and not tuning.accept_missing:
         raise ConfigError(mostly_missing)
@@ -249,28 +252,43 @@ def _submit_and_follow(
 class AclRefreshResult:
     metadata: dict[str, int] = field(default_factory=dict)
     """``acls_set`` and the other figures of ``orchestration.acl_refresh.acl_metadata``."""
+    fixed: dict[str, dict[str, int]] = field(default_factory=dict)
+    """With ``fix_all_tables``: table -> the figures of ``orchestration.acl_refresh.fix_all_metadata``."""
     error: str | None = None
 
 
-def refresh_acls_in_process(definitions: Definitions, instance: DagsterInstance) -> AclRefreshResult:
-    """Run ``refresh_destination_acls`` here, recorded in the instance like the partitions' runs."""
-    run, error = _execute(definitions.resolve_job_def(refresh_destination_acls.name), instance)
+def refresh_acls_in_process(
+    definitions: Definitions, instance: DagsterInstance, fix_all_tables: Sequence[str] = ()
+) -> AclRefreshResult:
+    """Run ``refresh_destination_acls`` here, recorded in the instance like the partitions' runs;
+    with ``fix_all_tables``, it also sets every ACL of those tables (``sync --fix-acls``)."""
+    config = {"fix_all": bool(fix_all_tables), "tables": list(fix_all_tables or TABLES)}
+    run_config = {**QUIET_CONSOLE, "ops": {refresh_acls_op.name: {"config": config}}}
+    run, error = _execute(definitions.resolve_job_def(refresh_destination_acls.name), instance, run_config=run_config)
     result = AclRefreshResult(error=error)
     for event in run.all_events if run is not None else ():
         if event.event_type_value == "ASSET_OBSERVATION":
-            metadata = event.event_specific_data.asset_observation.metadata
-            result.metadata = {name: value.value for name, value in metadata.items()}
+            observation = event.event_specific_data.asset_observation
+            metadata = {name: value.value for name, value in observation.metadata.items()}
+            if any(name.startswith(FIX_ALL_PREFIX) for name in metadata):
+                result.fixed[observation.asset_key.to_user_string()] = metadata
+            else:
+                result.metadata = metadata
     return result
 
 
-def _execute(job, instance: DagsterInstance, partition_keys: Sequence[str] = ()):
+def _execute(job, instance: DagsterInstance, partition_keys: Sequence[str] = (), run_config: dict | None = None):
     """(the run, None) on success; (the run or None, the error in one line) otherwise. A run over
     several partitions carries the range tags that backfills give their ranged runs."""
     single = partition_keys[0] if len(partition_keys) == 1 else None
     tags = {RANGE_START_TAG: partition_keys[0], RANGE_END_TAG: partition_keys[-1]} if len(partition_keys) > 1 else None
     try:
         run = job.execute_in_process(
-            run_config=QUIET_CONSOLE, instance=instance, partition_key=single, tags=tags, raise_on_error=False
+            run_config=run_config or QUIET_CONSOLE,
+            instance=instance,
+            partition_key=single,
+            tags=tags,
+            raise_on_error=False,
         )
     except DagsterInvalidConfigError as error:  # e.g. an EnvVar that is not set
         return None, " ".join(problem.message.splitlines()[0] for problem in error.errors)

@@ -20,6 +20,13 @@ where neither side states an MD5 does the engine hash the body itself. A GET
 body of the wrong length never reaches a PUT. Multipart parts carry their
 Content-MD5, and the assembled object's ETag is checked. The skip rule is
 "same size and, where both listings give plain MD5 ETags, the same ETag".
+
+ACLs: each item carries the ACL its PUT sends. Given ``fresh_acls``, the caller's source of
+current ACLs, no copy starts with an ACL older than ``TransferSettings.acl_max_age``: past it,
+the ACLs of the batch's unfinished items are asked for again. A skipped object (already at the
+destination) whose ACL must be ``private`` gets one PutObjectAcl, where the destination keeps
+ACLs (``probe_acl_support``, once per batch, on the first such object): it may have been put
+there public by another tool, or before a change.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from mastodon_s3_sync.core import providers
+from mastodon_s3_sync.core.acl_support import AclProbeFailed, AclSupport, probe_acl_support
 from mastodon_s3_sync.core.transfer.http import Buffer, ConnectionLost, ConnectionPool, Response
 from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter, LimiterStats
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, ContentMismatch, with_retries
@@ -77,6 +85,9 @@ class TransferSettings:
     progress_interval: float = 15.0
     verify_content: bool = True
     """Prove every copy equal to its source (ETags, Content-MD5). Off only to measure what the checks cost."""
+    acl_max_age: float = 300.0
+    """Seconds an item's ACL may have been read before its copy starts, when the batch has ``fresh_acls``:
+    well below ``SYNC_CHANGE_OVERLAP_MINUTES``, for which the ACL refresh re-asserts each change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +149,13 @@ class ItemResult:
     """Attempts whose bytes failed a check (wrong length, MD5 or ETag mismatch, BadDigest) and were tried again."""
     recopied_wrong_content: bool = False
     """The destination had the key with the source's size but another content (ETags), so it was copied again."""
+    acl_fixed: bool = False
+    """Skipped, and made ``private`` with a PutObjectAcl (it may have been already)."""
+
+
+FreshAcls = Callable[[Sequence[CopyItem]], Sequence[str | None]]
+"""The current ACL of each item, read again (called on a thread; may block)."""
+PRIVATE = "private"
 
 
 @dataclass
@@ -312,7 +330,14 @@ def _md5_part(part: Buffer, whole) -> bytes:
 
 
 class _BatchCopy:
-    def __init__(self, source: S3Client, destination: S3Client, settings: TransferSettings, on_progress):
+    def __init__(
+        self,
+        source: S3Client,
+        destination: S3Client,
+        settings: TransferSettings,
+        on_progress,
+        fresh_acls: FreshAcls | None = None,
+    ):
         self.source = source
         self.destination = destination
         self.settings = settings
@@ -326,6 +351,15 @@ class _BatchCopy:
         self.destination_md5_etags: bool | None = None
         """Whether the destination's ETags are its objects' MD5s: decided from its first PUT answers."""
         self._other_etags = 0
+        self.items: Sequence[CopyItem] = ()
+        self.results: list[ItemResult | None] = []
+        self.fresh_acls = fresh_acls
+        self.acls: dict[str, str | None] = {}
+        """Destination key -> its ACL as last read by ``fresh_acls``, when newer than the item's."""
+        self.acls_read_at = time.monotonic()
+        """When the items' ACLs were read: the caller reads them just before the batch."""
+        self._acl_lock = asyncio.Lock()
+        self._acl_support: asyncio.Future[AclSupport] | None = None
 
     async def run(self, items: Sequence[CopyItem]) -> BatchResult:
         """List what the destination has, then copy with ``concurrency`` workers."""
@@ -340,7 +374,8 @@ class _BatchCopy:
             ]
         )
         progress = BatchProgress(total=len(items))
-        results: list[ItemResult] = [None] * len(items)  # type: ignore[list-item]
+        self.items = items
+        self.results = results = [None] * len(items)
         pending = iter(enumerate(items))
         last_report = time.monotonic()
 
@@ -359,7 +394,7 @@ class _BatchCopy:
         if self.on_progress:
             self.on_progress(progress)
         return BatchResult(
-            results,
+            results,  # type: ignore[arg-type]
             progress,
             self.source.limiter.stats,
             self.destination.limiter.stats,
@@ -386,13 +421,40 @@ class _BatchCopy:
             if item.destination_key in self.destination_listed and source is None:
                 result.outcome = Outcome.MISSING
             else:
-                await self._transfer(result, item.acl, source)
+                await self._transfer(result, item, source)
             if result.outcome is Outcome.MISSING and item.fallback_source_key and item.fallback_destination_key:
                 return await self._transfer_fallback(item, result.rejected_attempts) or result
             return result
-        except (S3Error, ContentMismatch, *NETWORK_ERRORS) as error:
+        except (S3Error, ContentMismatch, AclProbeFailed, *NETWORK_ERRORS) as error:
             result.outcome, result.error = Outcome.FAILED, _describe(error)
             return result
+
+    async def _acl(self, item: CopyItem) -> str | None:
+        """The item's ACL, read again (for every unfinished item) once older than ``acl_max_age``."""
+        max_age = self.settings.acl_max_age
+        if self.fresh_acls is not None and time.monotonic() - self.acls_read_at > max_age:
+            async with self._acl_lock:
+                if time.monotonic() - self.acls_read_at > max_age:  # not just read by another worker
+                    unfinished = [i for i, done in zip(self.items, self.results) if done is None]
+                    read_at = time.monotonic()
+                    acls = await asyncio.to_thread(self.fresh_acls, unfinished)
+                    self.acls.update((i.destination_key, acl) for i, acl in zip(unfinished, acls))
+                    self.acls_read_at = read_at
+        return self.acls.get(item.destination_key, item.acl)
+
+    async def _make_private(self, result: ItemResult, item: CopyItem) -> None:
+        """A skipped object that must be private is made so (one PutObjectAcl), where the destination
+        keeps ACLs: never on one that does not (rclone's server would take it for an empty PutObject)."""
+        if await self._acl(item) != PRIVATE:
+            return
+        if self._acl_support is None:
+            self._acl_support = asyncio.ensure_future(
+                probe_acl_support(self.destination, self.settings.max_attempts, self.settings.max_throttled_attempts)
+            )
+        if not (await self._acl_support).keeps_acls:
+            return
+        key = result.destination_key
+        result.acl_fixed = await self._with_retries(lambda: self.destination.put_acl(key, PRIVATE))
 
     def _is_wrong_content(self, source: ListedObject, destination: ListedObject) -> bool:
         """Same size, other content by the listings' ETags, if those are comparable: in this batch's listings
@@ -401,7 +463,7 @@ class _BatchCopy:
             return False
         return self.listed_etags_comparable or self.destination_md5_etags is not False
 
-    async def _transfer(self, result: ItemResult, acl: str | None, source: ListedObject | None) -> None:
+    async def _transfer(self, result: ItemResult, item: CopyItem, source: ListedObject | None) -> None:
         """Skip when the destination has the source's size (known only when the destination has the key)
         and no other content, else copy, counting the attempts whose bytes failed a check."""
         source_key, destination_key = result.source_key, result.destination_key
@@ -409,6 +471,7 @@ class _BatchCopy:
         if source is not None and destination is not None and destination.size == source.size:
             if not self._is_wrong_content(source, destination):
                 result.outcome, result.size = Outcome.SKIPPED, source.size
+                await self._make_private(result, item)
                 return
             # Reported as wrong content only when the ETags are known to compare (else: copied to find out).
             result.recopied_wrong_content = self.listed_etags_comparable or bool(self.destination_md5_etags)
@@ -416,7 +479,7 @@ class _BatchCopy:
 
         async def attempt() -> tuple[int, Check]:
             try:
-                return await copy(source_key, destination_key, acl)
+                return await copy(source_key, destination_key, await self._acl(item))
             except (ContentMismatch, BodyLengthMismatch):
                 result.rejected_attempts += 1
                 raise
@@ -443,8 +506,8 @@ class _BatchCopy:
         result = ItemResult(Outcome.FAILED, source_key, destination_key, used_fallback=True)
         result.rejected_attempts = rejected_attempts
         try:
-            await self._transfer(result, item.acl, ListedObject(source_key, head.size, head.etag))
-        except (S3Error, ContentMismatch, *NETWORK_ERRORS) as error:
+            await self._transfer(result, item, ListedObject(source_key, head.size, head.etag))
+        except (S3Error, ContentMismatch, AclProbeFailed, *NETWORK_ERRORS) as error:
             result.outcome, result.error = Outcome.FAILED, _describe(error)
         return result
 
@@ -743,9 +806,10 @@ async def copy_batch_async(
     items: Sequence[CopyItem],
     settings: TransferSettings = TransferSettings(),
     on_progress: Callable[[BatchProgress], None] | None = None,
+    fresh_acls: FreshAcls | None = None,
 ) -> BatchResult:
     async with open_clients(source, destination, settings) as (source_client, destination_client):
-        return await _BatchCopy(source_client, destination_client, settings, on_progress).run(items)
+        return await _BatchCopy(source_client, destination_client, settings, on_progress, fresh_acls).run(items)
 
 
 def copy_batch(
@@ -754,9 +818,10 @@ def copy_batch(
     items: Sequence[CopyItem],
     settings: TransferSettings = TransferSettings(),
     on_progress: Callable[[BatchProgress], None] | None = None,
+    fresh_acls: FreshAcls | None = None,
 ) -> BatchResult:
     """Synchronous entry point: runs the batch on its own (uvloop) event loop."""
-    return run_async(copy_batch_async(source, destination, items, settings, on_progress))
+    return run_async(copy_batch_async(source, destination, items, settings, on_progress, fresh_acls))
 
 
 def run_async(coroutine):
