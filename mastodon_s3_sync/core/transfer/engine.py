@@ -261,13 +261,6 @@ class ByteBudget:
                     waiter.set_result(None)
 
 
-async def list_sizes(
-    client: S3Client, keys: Sequence[str], gap_limit: int = 1000, page_size: int = 1000
-) -> dict[str, int]:
-    """Sizes of the ``keys`` that exist (see ``list_objects``)."""
-    return {key: listed.size for key, listed in (await list_objects(client, keys, gap_limit, page_size)).items()}
-
-
 async def list_objects(
     client: S3Client, keys: Sequence[str], gap_limit: int = 1000, page_size: int = 1000
 ) -> dict[str, ListedObject]:
