@@ -134,7 +134,8 @@ def copy_objects(
     partition_of: Callable[[MediaObject], str] | None = None,
     acls_now: AclsNow | None = None,
 ) -> BatchReport:
-    """Copy one batch; a bucket that cannot be listed at all is a ``ConfigError`` naming its variables.
+    """Copy one batch; a bucket that cannot be listed at all is a ``ConfigError`` naming its variables
+    (refused: credentials, bucket name) or a ``BucketOutage`` (unreachable, 5xx: a retry may help).
 
     With ``partition_of``, the report's ``parts`` hold the figures of each partition the batch spans.
     With ``acls_now``, the ACLs are read from the database now, not taken from the plan, and again
