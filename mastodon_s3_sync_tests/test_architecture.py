@@ -23,6 +23,7 @@ def imported_modules(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # a submodule, or a name in it
     return names
 
 
@@ -48,12 +49,51 @@ def test_imports_point_down(path: Path) -> None:
             assert module.split(".")[0] not in ("dagster", "dagster_aws", "dagster_postgres"), module
 
 
+def module_name(path: Path) -> str:
+    return ".".join(("mastodon_s3_sync", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, anywhere in it: inside functions and under
+    ``if TYPE_CHECKING`` too (a cycle hidden there still ties the modules together)."""
+    paths = {module_name(path): path for path in MODULES}
+    return {name: (imported_modules(path) & paths.keys()) - {name} for name, path in paths.items()}
+
+
+def a_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` (its modules in import order, the first again at the end), or []."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        if name in path:
+            return [*path[path.index(name) :], name]
+        if name in done:
+            return []
+        for imported in sorted(graph[name]):
+            cycle = visit(imported, [*path, name])
+            if cycle:
+                return cycle
+        done.add(name)
+        return []
+
+    return next((cycle for cycle in (visit(name, []) for name in sorted(graph)) if cycle), [])
+
+
+def test_no_import_cycle() -> None:
+    """Imports form no cycle, hidden or not (settings -> tuning -> planning -> database -> settings was
+    one): each module can be read, and loaded, after the ones it imports."""
+    assert a_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the check finds one
+    assert a_cycle(import_graph()) == []
+
+
+@pytest.mark.parametrize("leaf", ["mastodon_s3_sync.core.errors", "mastodon_s3_sync.core.tuning"])
+def test_leaves_import_nothing_of_the_package(leaf: str) -> None:
+    """The error types and the tuning knobs are plain: every module may import them."""
+    assert import_graph()[leaf] == set()
+
+
 def test_core_loads_without_dagster() -> None:
-    core_modules = [
-        ".".join(("mastodon_s3_sync", *p.relative_to(PACKAGE).with_suffix("").parts))
-        for p in sorted((PACKAGE / "core").rglob("*.py"))
-        if p.name != "__init__.py"
-    ]
+    core_modules = [module_name(p) for p in sorted((PACKAGE / "core").rglob("*.py")) if p.name != "__init__.py"]
     script = (
         "import importlib, sys\n"
         f"for name in {core_modules!r}: importlib.import_module(name)\n"
@@ -113,7 +153,7 @@ def private_dagster_uses(tree: ast.AST) -> list[str]:
 
 def private_overrides(path: Path, tree: ast.AST) -> list[str]:
     """``def _name`` in a class whose Dagster base class (any in its bases' MROs) defines ``_name``."""
-    module = importlib.import_module(".".join(("mastodon_s3_sync", *path.relative_to(PACKAGE).with_suffix("").parts)))
+    module = importlib.import_module(module_name(path))
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.ClassDef):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from dagster import DagsterRun
 
-from mastodon_s3_sync.core.settings import ConfigError
+from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.orchestration import workers
 from mastodon_s3_sync.orchestration.dagster_internals import WorkerStatus
 from mastodon_s3_sync.orchestration.instance import ensure_dagster_home

@@ -21,7 +21,7 @@ from mastodon_s3_sync_demo.fake_instance import seed_bulk
 
 from mastodon_s3_sync.core.buckets import SourceBucket
 from mastodon_s3_sync.core.configured import configured
-from mastodon_s3_sync.core.settings import ConfigError
+from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.transfer import sigv4
 from mastodon_s3_sync.orchestration.definitions import build_definitions
 from mastodon_s3_sync.orchestration.runs import sync_tables

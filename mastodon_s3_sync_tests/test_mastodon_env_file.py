@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mastodon_s3_sync.core.configured import configured
-from mastodon_s3_sync.core.settings import ConfigError, load_environment, source_settings_from_mastodon_env
+from mastodon_s3_sync.core.errors import ConfigError
+from mastodon_s3_sync.core.settings import load_environment, source_settings_from_mastodon_env
 
 ENV_PRODUCTION = """\
 # Generated with mastodon:setup on 2023-02-11

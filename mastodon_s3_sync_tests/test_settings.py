@@ -9,7 +9,11 @@ import pytest
 from dagster import EnvVar
 
 from mastodon_s3_sync.core.configured import configured
-from mastodon_s3_sync.core.settings import BY_NAME, VARIABLES, ConfigError, reference_markdown, value
+from mastodon_s3_sync.core.errors import ConfigError
+from mastodon_s3_sync.core.planning import PlanRates
+from mastodon_s3_sync.core.settings import BY_NAME, VARIABLES, reference_markdown, value
+from mastodon_s3_sync.core.transfer.engine import MiB, TransferSettings
+from mastodon_s3_sync.core.tuning import Tuning
 from mastodon_s3_sync.orchestration.resources import RESOURCE_CLASSES, build_resources
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -46,6 +50,18 @@ def test_defaults_when_unset_or_empty() -> None:
     assert value("SYNC_PARTITION_ROWS", {}) == 20_000
     assert value("SYNC_PARTITION_ROWS", {"SYNC_PARTITION_ROWS": ""}) == 20_000
     assert value("SYNC_SCHEDULE_CRON", {}) == "0 * * * *"
+
+
+def test_the_knobs_defaults_are_written_once() -> None:
+    """Unset ``SYNC_*`` variables give the engine its own defaults, both taken from ``Tuning``."""
+    unset = configured({}, only=("sync_tuning",))["sync_tuning"]
+    assert unset == Tuning()
+    assert TransferSettings.tuned(unset, None) == TransferSettings()
+    assert (TransferSettings().concurrency, TransferSettings().part_size) == (64, 8 * MiB)
+    assert PlanRates.tuned(unset) == PlanRates(500.0, 50.0)
+    tuned = TransferSettings.tuned(Tuning(concurrency=8, part_size_megabytes=16), "STANDARD_IA")
+    assert (tuned.concurrency, tuned.max_in_flight_per_endpoint, tuned.part_size) == (8, 8, 16 * MiB)
+    assert tuned.storage_class == "STANDARD_IA"
 
 
 @pytest.mark.parametrize(

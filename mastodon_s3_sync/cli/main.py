@@ -10,14 +10,23 @@ from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from mastodon_s3_sync.core.errors import ConfigError, SyncError, TransientError
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.core.settings import ConfigError, load_environment
+from mastodon_s3_sync.core.settings import load_environment
 
 COMMAND_PLUGINS = "mastodon_s3_sync.commands"
 """Entry-point group through which other packages add commands (the demo package adds ``demo``)."""
 
 EXIT_INCOMPLETE = 1
+"""Not everything is done: the same command again may finish it."""
 EXIT_CONFIG = 2
+"""Something must be changed first (configuration, credentials, permissions): a retry cannot help."""
+
+
+def exit_code(error: SyncError) -> int:
+    """A transient error (a connection lost) asks for the same command again, as an incomplete sync
+    does; a permanent one for a fix first."""
+    return EXIT_INCOMPLETE if isinstance(error, TransientError) else EXIT_CONFIG
 
 
 def check_tables(database, tables: Sequence[str]) -> None:
@@ -48,6 +57,7 @@ def command_plan(arguments: argparse.Namespace) -> int:
 
     from mastodon_s3_sync.cli.render import plan_table_view, print_view
     from mastodon_s3_sync.core.configured import configured
+    from mastodon_s3_sync.core.planning import PlanRates
     from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
     from mastodon_s3_sync.orchestration.plan_job import observe_plans
 
@@ -58,7 +68,7 @@ def command_plan(arguments: argparse.Namespace) -> int:
         observed = observe_plans(instance, resources["mastodon_db"], resources["sync_tuning"], arguments.assets)
         for _, observation in observed:
             instance.report_runless_asset_event(observation)
-    print_view(plan_table_view([plan for plan, _ in observed], resources["sync_tuning"].plan_rates()))
+    print_view(plan_table_view([plan for plan, _ in observed], PlanRates.tuned(resources["sync_tuning"])))
     print("Nothing was copied. The figures are on each asset in the Dagster UI too.")
     return 0
 
@@ -287,9 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         load_environment()
         return arguments.handler(arguments)
-    except ConfigError as error:
+    except SyncError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_CONFIG
+        return exit_code(error)
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -12,9 +12,9 @@ So only a definite answer means "no ACLs":
   ignores ``?acl`` and answers a listing).
 
 A 5xx, a throttle or a network error says nothing: it is retried like any request, and if it
-persists the probe raises ``AclProbeFailed``, which fails the caller's run before any state
-(the ACL refresh's cursor) moves. Access denied to GetBucketAcl is not "no ACLs" either: the
-credential lacks ``s3:GetBucketAcl``, which the error names.
+persists the probe raises ``AclProbeUnanswered`` (transient), which fails the caller's run before
+any state (the ACL refresh's cursor) moves. Access denied to GetBucketAcl is not "no ACLs" either:
+the credential lacks ``s3:GetBucketAcl``, which ``AclProbeDenied`` (permanent) names.
 """
 
 from __future__ import annotations
@@ -22,12 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mastodon_s3_sync.core import providers
+from mastodon_s3_sync.core.errors import AclProbeDenied, AclProbeUnanswered
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, with_retries
 from mastodon_s3_sync.core.transfer.s3 import S3Client, S3Error, access_control_policy
-
-
-class AclProbeFailed(Exception):
-    """The destination did not say whether it keeps ACLs (5xx, throttling, network, access denied)."""
 
 
 @dataclass(frozen=True)
@@ -55,13 +52,15 @@ async def probe_acl_support(client: S3Client, max_attempts: int = 5, max_throttl
     try:
         answer = await with_retries(ask, max_attempts, max_throttled)
     except S3Error as error:
-        raise AclProbeFailed(
+        answered = (
             f"cannot tell whether bucket {bucket.name!r} at {bucket.base_url} keeps ACLs: GetBucketAcl "
             f"answered {error.status} {error.code or ''}".rstrip()
-            + (" (allow s3:GetBucketAcl)" if error.status == 403 else "; nothing was changed, try again")
-        ) from None
+        )
+        if error.status == 403:
+            raise AclProbeDenied(f"{answered} (allow s3:GetBucketAcl)") from None
+        raise AclProbeUnanswered(f"{answered}; nothing was changed, try again") from None
     except NETWORK_ERRORS as error:
-        raise AclProbeFailed(
+        raise AclProbeUnanswered(
             f"cannot tell whether bucket {bucket.name!r} at {bucket.base_url} keeps ACLs: {error}; "
             "nothing was changed, try again"
         ) from None

@@ -11,8 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from mastodon_s3_sync.core import providers
+from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
-from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.transfer.engine import (
     TransferSettings,
     abort_uploads,
@@ -40,7 +40,6 @@ class MediaBucket:
     profile_name: str | None = None
     key_prefix: str | None = None
     """Mastodon's ``S3_KEY_PREFIX`` as written: None when unset (``layout.with_key_prefix``)."""
-    path_style: bool | None = None
     side: str = "SOURCE"
     """Whose variables these are (``SOURCE`` or ``DESTINATION``), for error messages."""
     verify: bool | str | None = None
@@ -89,7 +88,6 @@ class MediaBucket:
             access_key_id=access_key,
             secret_access_key=secret_key,
             session_token=token,
-            path_style=self.path_style,
             ca_bundle=self.ca_bundle(),
         )
 

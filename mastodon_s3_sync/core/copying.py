@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
 from mastodon_s3_sync.core.changes import LastRead
+from mastodon_s3_sync.core.errors import BucketOutage, ConfigError
 from mastodon_s3_sync.core.mastodon.tables import MediaObject
 from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, ObjectProblem, ReadStats
-from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.transfer.engine import (
     BatchProgress,
     BucketUnavailable,
@@ -27,11 +27,6 @@ from mastodon_s3_sync.core.transfer.engine import (
     copy_batch,
 )
 from mastodon_s3_sync.core.transfer.s3 import S3Error
-
-
-class BucketOutage(Exception):
-    """A bucket could not be listed for a while (unreachable, 5xx): worth another try, unlike a ConfigError."""
-
 
 MOSTLY_MISSING = "most referenced objects are missing at the source"
 MOSTLY_MISSING_MIN_OBJECTS = 100
@@ -139,7 +134,8 @@ def copy_objects(
     partition_of: Callable[[MediaObject], str] | None = None,
     acls_now: AclsNow | None = None,
 ) -> BatchReport:
-    """Copy one batch; a bucket that cannot be listed at all is a ``ConfigError`` naming its variables.
+    """Copy one batch; a bucket that cannot be listed at all is a ``ConfigError`` naming its variables
+    (refused: credentials, bucket name) or a ``BucketOutage`` (unreachable, 5xx: a retry may help).
 
     With ``partition_of``, the report's ``parts`` hold the figures of each partition the batch spans.
     With ``acls_now``, the ACLs are read from the database now, not taken from the plan, and again

@@ -13,28 +13,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg2
 import psycopg2.extras
 
-from mastodon_s3_sync.core.settings import ConfigError
+from mastodon_s3_sync.core.errors import ConfigError, DatabaseConnectionLost, DatabaseUnavailable
 
 if TYPE_CHECKING:
     import paramiko
-
-
-class DatabaseUnavailable(ConfigError):
-    """The database (or the SSH host in front of it) cannot be reached or refuses us."""
-
-
-class DatabaseConnectionLost(DatabaseUnavailable):
-    """An open connection broke mid-work (the server restarted or terminated our backend, the SSH
-    tunnel went down): transient, so a retry may succeed, unlike the other configuration errors."""
-
-    def __init__(self, where: str, reason: str, doing: str = "reading rows"):
-        super().__init__(f"the Mastodon database connection{where} was lost while {doing}: {reason}")
-        self.where = where
-        self.reason = reason
-
-    def reading(self, what: str) -> DatabaseConnectionLost:
-        """The same loss, said as what was being read (``media_attachments rows 1-5000``)."""
-        return DatabaseConnectionLost(self.where, self.reason, f"reading {what}")
 
 
 _DENIED = re.compile(r"permission denied for (table|relation|schema|sequence|view) \"?([^\"\s]+)")

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import MediaTable
-
-if TYPE_CHECKING:  # resources import this module (PlanRates)
-    from mastodon_s3_sync.core.database import MastodonDatabase
+from mastodon_s3_sync.core.tuning import Tuning
 
 DERIVATIVE_SIZE_RATIO = 0.1
 """A derivative style (small, static, icon sizes) is estimated at a tenth of its original."""
@@ -24,8 +22,13 @@ DERIVATIVE_SIZE_RATIO = 0.1
 
 @dataclass(frozen=True)
 class PlanRates:
-    objects_per_second: float = 500.0
-    megabytes_per_second: float = 50.0
+    objects_per_second: float
+    megabytes_per_second: float
+
+    @classmethod
+    def tuned(cls, tuning: Tuning) -> PlanRates:
+        """The rates ``SYNC_PLAN_OBJECTS_PER_SECOND`` and ``SYNC_PLAN_MB_PER_SECOND`` give."""
+        return cls(tuning.plan_objects_per_second, tuning.plan_megabytes_per_second)
 
 
 @dataclass

@@ -39,10 +39,13 @@ ACL_UNSUPPORTED_CODES = frozenset({"NotImplemented"})
 server ignores ``?acl``: GetBucketAcl answers a listing (not an AccessControlPolicy), GetObjectAcl
 the object itself or a 500; only GetBucketAcl's answer is definite (see ``core.acl_support``)."""
 
+DEFAULT_PERMISSION = "public-read"
+PRIVATE = "private"
+"""The canned ACL of what Mastodon keeps from the public (backups, suspended accounts' media)."""
 CANNED_ACLS = frozenset(
     {
-        "private",
-        "public-read",
+        PRIVATE,
+        DEFAULT_PERMISSION,
         "public-read-write",
         "authenticated-read",
         "aws-exec-read",
@@ -50,8 +53,6 @@ CANNED_ACLS = frozenset(
         "bucket-owner-full-control",
     }
 )
-DEFAULT_PERMISSION = "public-read"
-PRIVATE = "private"
 
 DEFAULT_REGION = "us-east-1"
 

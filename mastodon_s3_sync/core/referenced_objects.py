@@ -9,9 +9,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from mastodon_s3_sync.core.changes import LastRead, LateRows, row_changed_at, stamp_columns
-from mastodon_s3_sync.core.database import DatabaseConnectionLost, MastodonDatabase
+from mastodon_s3_sync.core.database import MastodonDatabase
+from mastodon_s3_sync.core.errors import DatabaseConnectionLost
 from mastodon_s3_sync.core.id_ranges import IdRange
-from mastodon_s3_sync.core.mastodon.tables import PRIVATE, InvalidRow, MediaObject, MediaTable
+from mastodon_s3_sync.core.mastodon.tables import InvalidRow, MediaObject, MediaTable
+from mastodon_s3_sync.core.providers import PRIVATE
 
 MAX_LISTED_PROBLEMS = 1000
 """Problem objects kept per report; the counts stay exact beyond it, so memory stays flat."""

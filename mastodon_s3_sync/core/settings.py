@@ -24,13 +24,10 @@ from typing import Any
 
 from dotenv import dotenv_values, load_dotenv
 
+from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.tuning import Tuning
 
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-class ConfigError(Exception):
-    """A configuration problem, said in one line that names the variable."""
 
 
 @dataclass(frozen=True)
@@ -284,7 +281,6 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DAGSTER_COMPUTE_LOGS_PREFIX", HOSTS, "key prefix in that bucket", default="dagster-compute-logs"),
 )
 BY_NAME: dict[str, Variable] = {variable.name: variable for variable in VARIABLES}
-SECRET_VARIABLES = frozenset(variable.name for variable in VARIABLES if variable.secret)
 
 MASTODON_TO_SOURCE = {
     "DATABASE_URL": "DATABASE_URL",

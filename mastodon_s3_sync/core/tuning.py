@@ -1,11 +1,12 @@
-"""Tuning knobs with defaults that suit most instances (``SYNC_*`` variables override them)."""
+"""Tuning knobs with defaults that suit most instances (``SYNC_*`` variables override them).
+
+Plain data, importing nothing of the package: ``settings`` takes the variables' defaults from
+here, and ``TransferSettings.tuned`` and ``PlanRates.tuned`` turn the knobs into what the engine
+and the plan use (``TransferSettings``' own defaults are these too)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from mastodon_s3_sync.core.planning import PlanRates
-from mastodon_s3_sync.core.transfer.engine import MiB, TransferSettings
 
 
 @dataclass(frozen=True)
@@ -25,17 +26,3 @@ class Tuning:
     change_overlap_minutes: int = 60
     """How long before it becomes visible a change may be stamped (a commit after a minutes-long
     transcode, an app server's clock behind the database's): change detection looks back this far."""
-
-    def plan_rates(self) -> PlanRates:
-        return PlanRates(self.plan_objects_per_second, self.plan_megabytes_per_second)
-
-    def transfer_settings(self, storage_class: str | None) -> TransferSettings:
-        return TransferSettings(
-            concurrency=self.concurrency,
-            max_in_flight_per_endpoint=self.concurrency,
-            requests_per_second=self.requests_per_second,
-            multipart_threshold=self.multipart_threshold_megabytes * MiB,
-            part_size=self.part_size_megabytes * MiB,
-            memory_budget=self.memory_megabytes * MiB,
-            storage_class=storage_class,
-        )

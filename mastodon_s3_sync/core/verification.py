@@ -99,7 +99,7 @@ def acl_problem(expected_acl: str | None, grants: list[tuple[str, str]]) -> str 
     public = any(who == ALL_USERS and permission in ("READ", "FULL_CONTROL") for who, permission in grants)
     if expected_acl == "public-read" and not public:
         return "expected public-read, the object is not readable by everyone"
-    if expected_acl == "private" and public:
+    if expected_acl == providers.PRIVATE and public:
         return "expected private, the object is readable by everyone"
     return None
 

@@ -2,7 +2,7 @@
 what Mastodon would set now; ``sync`` runs it after its partitions. See ``core.acl_refresh``.
 
 Its state (suspended accounts, the clock) moves only when the refresh succeeded: a destination
-that would not say whether it keeps ACLs (``AclProbeFailed``) or an ACL that could not be set
+that would not say whether it keeps ACLs (``core.errors.AclProbeFailed``) or an ACL that could not be set
 fails the run and leaves the state as it was, so the next refresh sees the same changes again.
 With ``fix_all`` (``sync --fix-acls``) it also sets every referenced object's ACL."""
 
@@ -23,8 +23,10 @@ from dagster import (
 from pydantic import Field
 
 from mastodon_s3_sync.core.acl_refresh import MEDIA, AclRefresh, AclState, AclWrites, fix_all_acls, refresh_acls
-from mastodon_s3_sync.core.acl_support import AclProbeFailed
+from mastodon_s3_sync.core.errors import SyncError
 from mastodon_s3_sync.core.mastodon.tables import TABLES
+from mastodon_s3_sync.core.transfer.engine import TransferSettings
+from mastodon_s3_sync.orchestration.assets import one_line_failure
 from mastodon_s3_sync.orchestration.metadata import problems_markdown
 from mastodon_s3_sync.orchestration.partitions import oldest_snapshot
 from mastodon_s3_sync.orchestration.resources import DestinationS3Resource, MastodonDbResource, SyncTuningResource
@@ -85,7 +87,7 @@ def refresh_acls_op(
     sync_tuning: SyncTuningResource,
 ):
     destination, database, tuning = destination_s3.client(), mastodon_db.client(), sync_tuning.client()
-    settings = tuning.transfer_settings(None)
+    settings = TransferSettings.tuned(tuning, None)
     key = state_key(destination)
     previous = AclState.loads(context.instance.run_storage.get_cursor_values({key}).get(key))
     since = previous.checked_at or oldest_snapshot(context.instance, MEDIA.name)
@@ -95,8 +97,8 @@ def refresh_acls_op(
             database, destination, previous, since, settings, timedelta(minutes=tuning.change_overlap_minutes)
         )
         fixed = fix_all_acls(database, destination, tables, settings) if tables else {}
-    except AclProbeFailed as error:  # nothing moves: the next refresh sees the same changes again
-        raise Failure(description=str(error), allow_retries=False) from None
+    except SyncError as error:  # nothing moves: the next refresh sees the same changes again
+        raise one_line_failure(error) from None
     context.log.info(
         f"{refresh.changed_accounts} accounts (un)suspended and {refresh.deleted_statuses} statuses deleted "
         f"since the last refresh ({refresh.reasserted_accounts} and {refresh.reasserted_statuses} earlier ones "

@@ -40,13 +40,12 @@ from dagster import (
 )
 
 from mastodon_s3_sync.core.copying import BatchReport, PartitionReport, copy_objects
-from mastodon_s3_sync.core.database import DatabaseConnectionLost
+from mastodon_s3_sync.core.errors import SyncError, TransientError
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject, MediaTable
 from mastodon_s3_sync.core.progress import PROGRESS, BatchDeltas
 from mastodon_s3_sync.core.referenced_objects import PartitionedStats, batched, current_acls, referenced_objects
-from mastodon_s3_sync.core.settings import ConfigError
-from mastodon_s3_sync.core.transfer.engine import BatchProgress, MiB
+from mastodon_s3_sync.core.transfer.engine import BatchProgress, MiB, TransferSettings
 from mastodon_s3_sync.orchestration.dagster_lock import DAGSTER_LOCK
 from mastodon_s3_sync.orchestration.metadata import partition_metadata, problems_markdown
 from mastodon_s3_sync.orchestration.partitions import ID_RANGE_PARTITIONS
@@ -64,19 +63,23 @@ COPY_RETRY_POLICY = RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENT
 and 35 s; the retry skips what the failed attempt copied."""
 PLAN_RETRY_POLICY = RetryPolicy(max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL)
 """For a database connection lost mid-scan (a restart, a failover, a terminated backend, a dropped
-SSH tunnel): tried again after 5, 15 and 35 s. Configuration errors (``ConfigError``: unreachable,
-refused, no permission) fail at once: a retry cannot fix them."""
+SSH tunnel): tried again after 5, 15 and 35 s. Permanent errors (``ConfigError``: unreachable,
+refused, no permission) fail at once: a retry cannot fix them (``core.errors``)."""
+
+
+def one_line_failure(error: SyncError) -> Failure:
+    """The step's failure, said in the error's one line; the op's RetryPolicy tries again only
+    when a retry may help (a ``TransientError``), whatever the error's other classes."""
+    return Failure(description=str(error), allow_retries=isinstance(error, TransientError))
 
 
 @contextmanager
-def configuration_failures() -> Iterator[None]:
-    """Show a configuration problem (or a stop) as a one-line failure, not retried (a retry cannot fix it)."""
+def one_line_failures() -> Iterator[None]:
+    """Our errors (and a stop) as one-line failures, retried only when a retry may help."""
     try:
         yield
-    except DatabaseConnectionLost as error:  # transient: the op's RetryPolicy tries again
-        raise Failure(description=str(error), allow_retries=True) from None
-    except ConfigError as error:
-        raise Failure(description=str(error), allow_retries=False) from None
+    except SyncError as error:
+        raise one_line_failure(error) from None
     except KeyboardInterrupt:  # `sync` stopping its table threads (runs.py): Dagster would retry it
         raise Failure(
             description="interrupted: `sync` was stopped; it copies the rest when run again", allow_retries=False
@@ -115,7 +118,7 @@ def build_media_asset(table: MediaTable, partitions_per_run: int) -> AssetsDefin
     ):
         stats = run_ranges(context, timedelta(minutes=sync_tuning.change_overlap_minutes))
         count = 0
-        with configuration_failures():
+        with one_line_failures():
             objects = referenced_objects(
                 mastodon_db.client(), table, destination_s3.client().acl_permission(), stats.span, stats
             )
@@ -164,10 +167,10 @@ def build_media_asset(table: MediaTable, partitions_per_run: int) -> AssetsDefin
 
         source, destination = source_s3.client(), destination_s3.client()
         transfer_settings = replace(
-            sync_tuning.client().transfer_settings(destination_s3.storage_class),
+            TransferSettings.tuned(sync_tuning.client(), destination_s3.storage_class),
             progress_interval=0.5 if PROGRESS.active else LOG_INTERVAL,
         )
-        with configuration_failures(), DAGSTER_LOCK.released():
+        with one_line_failures(), DAGSTER_LOCK.released():
             report = copy_objects(
                 objects,
                 source,

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from mastodon_s3_sync.core.settings import ConfigError
+from mastodon_s3_sync.core.errors import ConfigError
 
 DAGSTER_PG_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 CELERY_REQUIRED_VARIABLES = ("DAGSTER_COMPUTE_LOGS_BUCKET",)

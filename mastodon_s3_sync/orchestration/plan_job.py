@@ -5,7 +5,7 @@ from dagster import AssetKey, AssetObservation, OpExecutionContext, job, op
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.core.planning import plan_table
+from mastodon_s3_sync.core.planning import PlanRates, plan_table
 from mastodon_s3_sync.core.tuning import Tuning
 from mastodon_s3_sync.orchestration.metadata import plan_metadata
 from mastodon_s3_sync.orchestration.partitions import partitions_name
@@ -18,7 +18,9 @@ def observe_plans(instance, database: MastodonDatabase, tuning: Tuning, tables) 
     for name in tables:
         existing = [parse_partition_key(key) for key in instance.get_dynamic_partitions(partitions_name(name))]
         plan = plan_table(database, TABLES[name], existing, tuning.partition_rows)
-        observations.append((plan, AssetObservation(AssetKey(name), metadata=plan_metadata(plan, tuning.plan_rates()))))
+        observations.append(
+            (plan, AssetObservation(AssetKey(name), metadata=plan_metadata(plan, PlanRates.tuned(tuning))))
+        )
     return observations
 
 

@@ -22,9 +22,9 @@ from dagster import DagsterInstance, DagsterInvalidConfigError, Definitions
 from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.core.copying import MOSTLY_MISSING, mostly_missing_error
 from mastodon_s3_sync.core.database import MastodonDatabase
+from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.progress import PROGRESS
-from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.tuning import Tuning
 from mastodon_s3_sync.orchestration.acl_refresh import FIX_ALL_PREFIX, refresh_acls_op, refresh_destination_acls
 from mastodon_s3_sync.orchestration.dagster_internals import captures_output, code_location, submit_partition_run
@@ -103,7 +103,7 @@ def sync_tables(
 class _StopRequested:
     """Heard in each table's thread: once set, the copy step there stops at its next progress
     report (a KeyboardInterrupt out of the engine, failed and not retried by
-    ``assets.configuration_failures``: its partitions stay pending) and no new run starts."""
+    ``assets.one_line_failures``: its partitions stay pending) and no new run starts."""
 
     def __init__(self) -> None:
         self.event = threading.Event()

@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mastodon_s3_sync.core import settings
-from mastodon_s3_sync.core.settings import ConfigError
+from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.orchestration.dagster_internals import (
     RETRY_STRATEGY_TAG,
     CheckRunHealthResult,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mastodon_s3_sync.core.mastodon.layout import object_key, style_filename, toggle_cache_prefix, uses_cache_prefix
+from mastodon_s3_sync.core.providers import PRIVATE
 
 Row = Mapping[str, Any]
 Styles = Mapping[str, str | None]
@@ -18,7 +19,6 @@ Styles = Mapping[str, str | None]
 
 ORIGINAL_ONLY: Styles = {"original": None}
 WITH_STATIC_PNG: Styles = {"original": None, "static": "png"}
-PRIVATE = "private"
 
 
 class InvalidRow(ValueError):

@@ -45,11 +45,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from mastodon_s3_sync.core import providers
-from mastodon_s3_sync.core.acl_support import AclProbeFailed, AclSupport, probe_acl_support
+from mastodon_s3_sync.core.acl_support import AclSupport, probe_acl_support
+from mastodon_s3_sync.core.errors import AclProbeFailed
 from mastodon_s3_sync.core.transfer.http import Buffer, ConnectionLost, ConnectionPool, Response
 from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter, LimiterStats
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, ContentMismatch, with_retries
 from mastodon_s3_sync.core.transfer.s3 import Bucket, ListedObject, PendingUpload, S3Client, S3Error, copied_headers
+from mastodon_s3_sync.core.tuning import Tuning
 
 MiB = 1024 * 1024
 MAX_SINGLE_COPY = 5 * 1024 * MiB
@@ -64,14 +66,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TransferSettings:
-    concurrency: int = 64
+    """The defaults of the knobs that ``SYNC_*`` variables set are ``Tuning``'s, written once there."""
+
+    concurrency: int = Tuning.concurrency
     """Objects copied at once."""
-    max_in_flight_per_endpoint: int = 64
-    requests_per_second: float | None = None
+    max_in_flight_per_endpoint: int = Tuning.concurrency
+    requests_per_second: float | None = Tuning.requests_per_second
     """Per endpoint; None for no limit beyond the in-flight cap."""
-    multipart_threshold: int = 16 * MiB
-    part_size: int = 8 * MiB
-    memory_budget: int = 256 * MiB
+    multipart_threshold: int = Tuning.multipart_threshold_megabytes * MiB
+    part_size: int = Tuning.part_size_megabytes * MiB
+    memory_budget: int = Tuning.memory_megabytes * MiB
     """Bytes of object data held at once; bounds memory however large the objects are."""
     max_attempts: int = 5
     """Tries per request when it fails (5xx, network); a 4xx other than throttling fails at once."""
@@ -88,6 +92,19 @@ class TransferSettings:
     acl_max_age: float = 300.0
     """Seconds an item's ACL may have been read before its copy starts, when the batch has ``fresh_acls``:
     well below ``SYNC_CHANGE_OVERLAP_MINUTES``, for which the ACL refresh re-asserts each change."""
+
+    @classmethod
+    def tuned(cls, tuning: Tuning, storage_class: str | None) -> TransferSettings:
+        """What the ``SYNC_*`` knobs ask for (the other settings keep their defaults)."""
+        return cls(
+            concurrency=tuning.concurrency,
+            max_in_flight_per_endpoint=tuning.concurrency,
+            requests_per_second=tuning.requests_per_second,
+            multipart_threshold=tuning.multipart_threshold_megabytes * MiB,
+            part_size=tuning.part_size_megabytes * MiB,
+            memory_budget=tuning.memory_megabytes * MiB,
+            storage_class=storage_class,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +172,6 @@ class ItemResult:
 
 FreshAcls = Callable[[Sequence[CopyItem]], Sequence[str | None]]
 """The current ACL of each item, read again (called on a thread; may block)."""
-PRIVATE = "private"
 
 
 @dataclass
@@ -200,9 +216,6 @@ class BatchResult:
     requests: Counter[str]
     """Requests sent, by S3 operation."""
 
-    def with_outcome(self, outcome: Outcome) -> list[ItemResult]:
-        return [result for result in self.results if result.outcome is outcome]
-
 
 class _SourceMissing(Exception):
     pass
@@ -246,13 +259,6 @@ class ByteBudget:
                 waiter = self._waiters.popleft()
                 if not waiter.done():
                     waiter.set_result(None)
-
-
-async def list_sizes(
-    client: S3Client, keys: Sequence[str], gap_limit: int = 1000, page_size: int = 1000
-) -> dict[str, int]:
-    """Sizes of the ``keys`` that exist (see ``list_objects``)."""
-    return {key: listed.size for key, listed in (await list_objects(client, keys, gap_limit, page_size)).items()}
 
 
 async def list_objects(
@@ -445,7 +451,7 @@ class _BatchCopy:
     async def _make_private(self, result: ItemResult, item: CopyItem) -> None:
         """A skipped object that must be private is made so (one PutObjectAcl), where the destination
         keeps ACLs: never on one that does not (rclone's server would take it for an empty PutObject)."""
-        if await self._acl(item) != PRIVATE:
+        if await self._acl(item) != providers.PRIVATE:
             return
         if self._acl_support is None:
             self._acl_support = asyncio.ensure_future(
@@ -454,7 +460,7 @@ class _BatchCopy:
         if not (await self._acl_support).keeps_acls:
             return
         key = result.destination_key
-        result.acl_fixed = await self._with_retries(lambda: self.destination.put_acl(key, PRIVATE))
+        result.acl_fixed = await self._with_retries(lambda: self.destination.put_acl(key, providers.PRIVATE))
 
     def _is_wrong_content(self, source: ListedObject, destination: ListedObject) -> bool:
         """Same size, other content by the listings' ETags, if those are comparable: in this batch's listings

@@ -36,8 +36,6 @@ class Bucket:
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
-    path_style: bool | None = None
-    """Defaults to path style for custom endpoints (MinIO, R2, B2...), virtual host on AWS."""
     ca_bundle: str | None = None
     """A PEM file of CA certificates to verify the endpoint's TLS certificate with (a private
     CA, a self-signed endpoint); None: the system's CAs. Verification is never off."""
@@ -48,7 +46,8 @@ class Bucket:
 
     @property
     def uses_path_style(self) -> bool:
-        return self.path_style if self.path_style is not None else providers.default_path_style(self.endpoint_url)
+        """Path style for custom endpoints (MinIO, R2, B2...), virtual host on AWS, as Mastodon does."""
+        return providers.default_path_style(self.endpoint_url)
 
     def same_account_as(self, other: Bucket) -> bool:
         """True when one set of credentials reaches both buckets, so CopyObject works."""
