@@ -135,7 +135,8 @@ class PatternReader(io.RawIOBase):
 
 def seed(stack: ExitStack, arguments: argparse.Namespace, work: Path) -> Setup:
     from boto3.s3.transfer import TransferConfig
-    from mastodon_s3_sync_demo.fake_instance import create_schema, seed_bulk
+    from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
+    from mastodon_s3_sync_demo.fake_instance.seeding import create_schema
     from mastodon_s3_sync_demo.servers import fresh_database, postgres_server, rclone_s3_server
 
     database_url = stack.enter_context(fresh_database(stack.enter_context(postgres_server()), prefix="bench"))

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, instance_for_test
-from mastodon_s3_sync_demo.fake_instance import FakeInstance, seed
+from mastodon_s3_sync_demo.fake_instance.model import FakeInstance
+from mastodon_s3_sync_demo.fake_instance.seeding import seed
 from mastodon_s3_sync_demo.servers import S3Server, fresh_database, moto_s3_server, postgres_server, rclone_s3_server
 
 SERVER_FIXTURES = frozenset(

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from mastodon_s3_sync_demo.fake_instance import TABLE_NAMES
+from mastodon_s3_sync_demo.fake_instance.tables import TABLE_NAMES
 
 from mastodon_s3_sync_tests.conftest import make_migration
 from mastodon_s3_sync_tests.test_acl_refresh import is_public

@@ -35,7 +35,7 @@ import redis
 import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.execution.backfill import BulkActionStatus
-from mastodon_s3_sync_demo.fake_instance import BULK_START_ID, seed_bulk
+from mastodon_s3_sync_demo.fake_instance.bulk import BULK_START_ID, seed_bulk
 from mastodon_s3_sync_demo.run import private_redis_server
 from mastodon_s3_sync_demo.servers import _tail, free_port, fresh_database
 from mastodon_s3_sync_demo.ui import LAUNCH_BACKFILL

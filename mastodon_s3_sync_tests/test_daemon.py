@@ -31,7 +31,7 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.execution.backfill import BulkActionStatus
-from mastodon_s3_sync_demo.fake_instance import BULK_START_ID, seed_bulk
+from mastodon_s3_sync_demo.fake_instance.bulk import BULK_START_ID, seed_bulk
 from mastodon_s3_sync_demo.servers import _tail, free_port, fresh_database
 from mastodon_s3_sync_demo.ui import LAUNCH_BACKFILL
 

@@ -14,7 +14,7 @@ import uuid
 import psycopg2
 import pytest
 from dagster import DagsterEventType
-from mastodon_s3_sync_demo.fake_instance import seed_bulk
+from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.database import MastodonDatabase

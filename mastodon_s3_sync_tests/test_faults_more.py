@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 from dagster import DagsterInstance
 from mastodon_s3_sync_demo import servers
-from mastodon_s3_sync_demo.fake_instance import seed_bulk
+from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.database import MastodonDatabase

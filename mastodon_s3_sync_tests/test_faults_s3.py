@@ -17,7 +17,7 @@ import dataclasses
 import ssl
 
 import pytest
-from mastodon_s3_sync_demo.fake_instance import seed_bulk
+from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 
 from mastodon_s3_sync.core.buckets import SourceBucket
 from mastodon_s3_sync.core.configured import configured

@@ -18,7 +18,8 @@ from dagster import (
     build_schedule_context,
     build_sensor_context,
 )
-from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL, seed_bulk
+from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
+from mastodon_s3_sync_demo.fake_instance.seeding import CACHE_CONTROL
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import MIN_ID, parse_partition_key

@@ -2,7 +2,7 @@
 
 Every expected key here is written by hand from the spec; nothing is computed
 with the code under test. The last tests feed every row of the hand-written
-fake instance (demo/fake_instance.py) through ``objects_for_row``.
+fake instance (demo/mastodon_s3_sync_demo/fake_instance/) through ``objects_for_row``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,9 @@ import re
 from typing import Any
 
 import pytest
-from mastodon_s3_sync_demo.fake_instance import (
-    ATTACHMENTS,
-    HAS_STORAGE_SCHEMA_VERSION,
-    PRIVATE,
-    TABLE_NAMES,
-    build_fake_instance,
-)
+from mastodon_s3_sync_demo.fake_instance.instance import build_fake_instance
+from mastodon_s3_sync_demo.fake_instance.model import PRIVATE
+from mastodon_s3_sync_demo.fake_instance.tables import FAKE_TABLES, TABLE_NAMES
 
 from mastodon_s3_sync.core.mastodon import layout
 from mastodon_s3_sync.core.mastodon.tables import TABLES, InvalidRow
@@ -28,10 +24,10 @@ PUBLIC = "public-read"
 def make_row(table: str, **values: Any) -> dict[str, Any]:
     """A row as the sync's SELECT returns it: every attachment column NULL unless given."""
     row: dict[str, Any] = {"id": 1}
-    for attachment in ATTACHMENTS[table]:
+    for attachment in FAKE_TABLES[table].attachments:
         for suffix in ("file_name", "content_type", "file_size", "updated_at"):
             row[f"{attachment}_{suffix}"] = None
-        if table in HAS_STORAGE_SCHEMA_VERSION:
+        if FAKE_TABLES[table].storage_schema_version:
             row[f"{attachment}_storage_schema_version"] = None
     row.update(
         {

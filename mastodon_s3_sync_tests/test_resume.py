@@ -11,7 +11,7 @@ import sys
 import threading
 
 import pytest
-from mastodon_s3_sync_demo.fake_instance import seed_bulk
+from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
 from mastodon_s3_sync_tests.conftest import make_migration

@@ -19,7 +19,7 @@ from datetime import datetime
 
 import psycopg2
 import pytest
-from mastodon_s3_sync_demo.fake_instance import create_schema
+from mastodon_s3_sync_demo.fake_instance.seeding import create_schema
 
 from mastodon_s3_sync.core.changes import changed_rows_sql
 from mastodon_s3_sync.core.id_ranges import next_ranges

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance
-from mastodon_s3_sync_demo.fake_instance import CACHE_CONTROL, seed_bulk
+from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
+from mastodon_s3_sync_demo.fake_instance.seeding import CACHE_CONTROL
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix

@@ -40,6 +40,7 @@ from mastodon_s3_sync_demo.servers import free_port
 from mastodon_s3_sync_demo.ui import CHROMIUM_FLAGS
 from playwright import sync_api
 
+from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync_tests.conftest import signals_as_from_a_terminal
 
 expect = sync_api.expect
@@ -50,15 +51,7 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.integration]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
-ASSETS = (
-    "media_attachments",
-    "accounts",
-    "custom_emojis",
-    "preview_cards",
-    "site_uploads",
-    "preview_card_providers",
-    "backups",
-)
+ASSETS = tuple(TABLES)
 NUMERIC_METADATA = ("objects_copied", "objects_skipped", "objects_missing", "bytes_copied")
 
 READY_TIMEOUT_S = 240  # the demo seeds, plans, syncs custom_emojis and starts dagster dev: ~60 s here, idle
@@ -400,7 +393,7 @@ class Expected:
 def expected(demo_ui) -> Expected:
     nodes = demo_ui.graphql("{ assetNodes { assetKey { path } isPartitioned partitionKeys } }")["assetNodes"]
     partition_keys = {"/".join(node["assetKey"]["path"]): node["partitionKeys"] for node in nodes}
-    assert sorted(partition_keys) == sorted(ASSETS), "the code location should define exactly the seven assets"
+    assert sorted(partition_keys) == sorted(ASSETS), "the code location should define exactly an asset per table"
     for asset, keys in partition_keys.items():
         assert keys, f"the demo should have cut {asset}'s id-range partitions"
     emojis = demo_ui.graphql(

@@ -28,7 +28,9 @@ from pathlib import Path
 
 from psycopg2.extensions import parse_dsn
 
-from mastodon_s3_sync_demo.fake_instance import FakeInstance, seed, seed_bulk
+from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
+from mastodon_s3_sync_demo.fake_instance.model import FakeInstance
+from mastodon_s3_sync_demo.fake_instance.seeding import seed
 from mastodon_s3_sync_demo.servers import (
     S3Server,
     _process,

@@ -53,8 +53,8 @@ class TablePlan:
 def plan_sql(table: MediaTable) -> tuple[str, list[str]]:
     """One pass over the table (parameters: covered_up_to twice): per group of rows sharing
     each attachment's file name state (``IS NULL``, ``= ''``) and style-deciding columns
-    (content type, site upload ``var``), the rows, the rows past the partitions, and each
-    attachment's original bytes. Returns the SQL and the names of its group columns.
+    (content type, the table's ``style_columns``), the rows, the rows past the partitions, and
+    each attachment's original bytes. Returns the SQL and the names of its group columns.
 
     The group columns are plain columns and comparisons, whose few distinct values
     PostgreSQL's statistics know, so it aggregates in a hash table (with parallel workers
@@ -63,8 +63,7 @@ def plan_sql(table: MediaTable) -> tuple[str, list[str]]:
     for attachment in table.attachments:
         name = attachment.column("file_name")
         group_sql += [f"{name} IS NULL", f"{name} = ''", attachment.column("content_type")]
-    if table.name == "site_uploads":
-        group_sql.append("var")
+    group_sql += list(table.style_columns)
     group_names = [f"g{n}" for n in range(len(group_sql))]
     sizes = [
         f"coalesce(sum({a.column('file_size')}) FILTER (WHERE {a.column('file_name')} <> ''), 0)"
@@ -83,27 +82,28 @@ def plan_table(
     plan = TablePlan(table.name)
     covered_up_to = max((r.hi for r in existing), default=None)
     sql, group_names = plan_sql(table)
-    counts: dict[tuple, list[int]] = {}  # (attachment index, (content type, var)) -> [files, bytes]
+    counts: dict[tuple, list[int]] = {}  # (attachment index, content type, style columns) -> [files, bytes]
     uncovered = 0
     for record in database.query(sql, (covered_up_to, covered_up_to)):
         groups = record[: len(group_names)]
         rows, rows_uncovered, *sizes = record[len(group_names) :]
         plan.rows += rows
         uncovered += rows_uncovered
-        var = groups[-1] if table.name == "site_uploads" else None
+        style_values = tuple(groups[3 * len(table.attachments) :])
         attachments = [groups[3 * index : 3 * index + 3] for index in range(len(table.attachments))]
         if any(not is_null for is_null, _, _ in attachments):  # any file name, even an empty one
             plan.rows_with_media += rows
         for index, (is_null, is_empty, content_type) in enumerate(attachments):
             if is_null or is_empty:
                 continue
-            totals = counts.setdefault((index, (content_type, var)), [0, 0])
+            totals = counts.setdefault((index, content_type, style_values), [0, 0])
             totals[0] += rows
             totals[1] += int(sizes[index])
     plan.partitions = len(existing) + math.ceil(uncovered / rows_per_partition)
-    for (index, (content_type, var)), (count, original_bytes) in counts.items():
+    for (index, content_type, style_values), (count, original_bytes) in counts.items():
         attachment = table.attachments[index]
-        styles = attachment.styles({attachment.column("content_type"): content_type, "var": var})
+        style_row = {attachment.column("content_type"): content_type, **dict(zip(table.style_columns, style_values))}
+        styles = attachment.styles(style_row)
         plan.objects += count * len(styles)
         plan.original_bytes += original_bytes
         average = original_bytes / count if count else 0

@@ -31,22 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mastodon_s3_sync_demo.fake_instance.tables import FAKE_TABLES
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_SCHEMA_RB = HERE / "schema.rb"
 DEFAULT_OUT = HERE / "mastodon_schema.sql"
 REGENERATE = "make schema  (or: PYTHONPATH=demo python -m mastodon_s3_sync_demo.schema.generate [SCHEMA_RB] [-o OUT])"
 
-TABLES = (
-    "accounts",
-    "statuses",
-    "media_attachments",
-    "custom_emojis",
-    "preview_cards",
-    "site_uploads",
-    "preview_card_providers",
-    "backups",
-)
-"""The tables the product reads, in the order they are emitted."""
+TABLES = tuple(name for fake in FAKE_TABLES.values() for name in fake.schema_tables)
+"""The tables the product reads (each fake table's ``schema_tables``), in the order they are emitted."""
 
 # Mastodon salts the hash with SecureRandom.hex(16), chosen once per installation when the
 # function is created. A fixed value keeps the generated file reproducible.

@@ -117,13 +117,16 @@ class MediaTable:
     """Table name, asset key and key class directory at once."""
     attachments: tuple[Attachment, ...]
     is_remote: Callable[[Row], bool]
+    style_columns: tuple[str, ...] = ()
+    """Columns besides each attachment's content type that its styles read (``site_uploads.var``):
+    selected with the row, and grouped by in the dry run's estimate (core/planning.py)."""
     extra_columns: tuple[str, ...] = ()
     """SQL expressions over ``t``, each ending in its result name."""
     always_private: bool = False
 
     def select_sql(self, where: str) -> str:
         columns = ["t.id"] + [f"t.{column}" for a in self.attachments for column in a.columns]
-        columns += list(self.extra_columns)
+        columns += [f"t.{column}" for column in self.style_columns] + list(self.extra_columns)
         return f"SELECT {', '.join(columns)} FROM {self.name} t WHERE {where} ORDER BY t.id"
 
     def acl_for(self, row: Row, permission: str | None) -> str | None:
@@ -245,7 +248,7 @@ TABLES: dict[str, MediaTable] = {
             name="site_uploads",
             attachments=(Attachment("file", "files", _site_upload_styles),),
             is_remote=lambda row: False,
-            extra_columns=("t.var",),
+            style_columns=("var",),
         ),
         MediaTable(
             name="preview_card_providers",
