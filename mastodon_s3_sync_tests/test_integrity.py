@@ -155,7 +155,8 @@ def test_same_size_other_content_is_recopied_and_reported(rclone_source, rclone_
     assert [item.outcome for item in result.results] == [Outcome.SKIPPED] * 4 + [Outcome.COPIED] * 2
     assert [item.recopied_wrong_content for item in result.results] == [False] * 4 + [True, False]
     assert result.progress.recopied_wrong_content == 1
-    assert result.requests == {"ListObjectsV2": 2, "GetObject": 2, "PutObject": 2}  # no request beyond listings
+    # no request beyond listings and the probe of the destination's ETags (a PUT and a DELETE)
+    assert result.requests == {"ListObjectsV2": 2, "GetObject": 2, "PutObject": 2 + 1, "DeleteObject": 1}
     assert md5s(rclone_destination, destination) == md5s(rclone_source, source)
     again = copy_batch(source, destination, [CopyItem(key, key) for key in keys])
     assert {item.outcome for item in again.results} == {Outcome.SKIPPED}
@@ -211,11 +212,17 @@ def test_destination_without_md5_etags_gets_content_md5_and_is_checked(rclone_so
     result = through_proxies(source, destination, items, FAST_RETRIES, None, destination_proxy)
 
     assert {item.outcome for item in result.results} == {Outcome.COPIED}
-    assert result.progress.checks["md5"] == len(keys)
-    assert result.progress.rejected_attempts < providers.ETAG_PROBES  # the probes that decided, no more
+    assert result.progress.checks["md5"] == len(keys)  # proven by the Content-MD5 sent, and said so
+    assert result.progress.rejected_attempts == 0  # decided by the probe, not by failed attempts
     puts = [e for e in destination_proxy.exchanges if e.method == "PUT" and e.status == 200]
     assert puts and all(e.content_md5 for e in puts)
     assert md5s(rclone_destination, destination) == md5s(rclone_source, source)
+    # the ETags state no MD5, so every object states its own (md5chksum), for verify
+    client = boto(rclone_destination)
+    metadata = {key: client.head_object(Bucket=destination.name, Key=key)["Metadata"] for key in keys}
+    stated = {key: {name.lower(): value for name, value in values.items()}.get("md5chksum") for key, values in metadata.items()}
+    expected = md5s(rclone_source, source)
+    assert stated == {key: base64.b64encode(bytes.fromhex(expected[key])).decode() for key in keys}
 
     # the next run: listed ETags that compare to nothing are not taken for wrong content
     again = through_proxies(
@@ -224,6 +231,32 @@ def test_destination_without_md5_etags_gets_content_md5_and_is_checked(rclone_so
     )  # fmt: skip
     assert again.progress.recopied_wrong_content == 0
     assert again.progress.skipped + again.progress.copied == len(keys)
+
+
+def test_corrupted_etags_on_the_first_puts_are_failed_attempts_not_a_verdict(rclone_source, rclone_destination):
+    """The destination's first three PUT answers carry a wrong ETag (corruption, not KMS): the probe has
+    said its ETags are MD5s, so each is a failed attempt, tried again; ETag proof stays on for the rest."""
+    source = new_bucket(rclone_source, "src")
+    destination = new_bucket(rclone_destination, "dst")
+    keys = seed_objects(rclone_source, source, 20)
+    corrupted: list[str] = []
+
+    def first_three_object_puts(exchange) -> bool:
+        if exchange.method != "PUT" or exchange.query or providers.ETAG_PROBE_NAME in exchange.key:
+            return False
+        if len(corrupted) < 3:
+            corrupted.append(exchange.key)
+            return True
+        return False
+
+    destination_proxy = S3Proxy(rclone_destination.endpoint_url, rewrite_etags=first_three_object_puts)
+    result = through_proxies(source, destination, [CopyItem(key, key) for key in keys], FAST_RETRIES, None, destination_proxy)  # fmt: skip
+
+    assert {item.outcome for item in result.results} == {Outcome.COPIED}
+    assert result.progress.rejected_attempts == 3
+    assert sorted(item.destination_key for item in result.results if item.rejected_attempts) == sorted(corrupted)
+    assert result.progress.checks == {"etag": len(keys)}
+    assert md5s(rclone_destination, destination) == md5s(rclone_source, source)
 
 
 def test_server_side_copy_compares_etags(moto, monkeypatch):
