@@ -200,6 +200,69 @@ def test_multipart_copy_sends_part_md5s_and_checks_the_assembly(rclone_source, r
     assert md5s(rclone_destination, destination) == {"big.bin": hashlib.md5(body).hexdigest()}
 
 
+def upload_in_parts(server, bucket: Bucket, key: str, body: bytes, part_size: int, **extra) -> str:
+    """Upload ``body`` in parts of ``part_size``, as Mastodon's aws-sdk does above 15 MB; the ETag."""
+    client = boto(server)
+    upload = client.create_multipart_upload(Bucket=bucket.name, Key=key, ContentType="video/mp4", **extra)["UploadId"]
+    parts = [
+        {"PartNumber": number, "ETag": client.upload_part(
+            Bucket=bucket.name, Key=key, UploadId=upload, PartNumber=number, Body=body[start : start + part_size]
+        )["ETag"]}
+        for number, start in enumerate(range(0, len(body), part_size), start=1)
+    ]  # fmt: skip
+    answer = client.complete_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
+    return answer["ETag"].strip('"')
+
+
+@pytest.mark.parametrize("destination_server", ["rclone", "moto"])
+def test_a_source_stating_no_md5_has_its_part_layout_mirrored(rclone_source, rclone_destination, moto, destination_server):
+    """moto keeps a multipart ETag and no md5chksum (Mastodon's own uploads): the copy's parts take the
+    source's part size, read from HEAD ?partNumber=1, not the engine's, so its ETag is the source's.
+    rclone's server never says a layout (its ETags are MD5s anyway): no layout, the engine's part size."""
+    destination_s3 = rclone_destination if destination_server == "rclone" else moto
+    source = new_bucket(moto, "src")
+    destination = new_bucket(destination_s3, "dst")
+    body = os.urandom(20 * MiB + 7)
+    source_etag = upload_in_parts(moto, source, "video.mp4", body, 6 * MiB)
+    assert providers.multipart_parts(source_etag) == 4
+    settings = dataclasses.replace(FAST_RETRIES, part_size=8 * MiB, memory_budget=64 * MiB, server_side_copy=False)
+
+    [item] = copy_batch(source, destination, [CopyItem("video.mp4", "video.mp4")], settings).results
+
+    assert (item.outcome, item.check) == (Outcome.COPIED, Check.MULTIPART_ETAG)
+    [listed] = boto(destination_s3).list_objects_v2(Bucket=destination.name)["Contents"]
+    # moto keeps the assembled multipart ETag; rclone's server lists the MD5 of the file it stored
+    assert listed["ETag"].strip('"') == (source_etag if destination_server == "moto" else hashlib.md5(body).hexdigest())
+    assert md5s(destination_s3, destination) == {"video.mp4": hashlib.md5(body).hexdigest()}
+
+    async def rclone_layout():
+        async with engine.open_clients(destination, destination, settings) as (client, _):
+            return await client.head_first_part("video.mp4")
+
+    if destination_server == "rclone":
+        assert asyncio.run(rclone_layout()) is None
+
+
+def test_a_source_md5chksum_is_its_stated_md5(moto, rclone_destination):
+    """A multipart source that rclone copied states its MD5 in md5chksum: the copy hashes the body against
+    it before completing (a wrong one fails every attempt) and keeps it for ``verify``."""
+    source = new_bucket(moto, "src")
+    destination = new_bucket(rclone_destination, "dst")
+    body = os.urandom(11 * MiB)
+    stated = base64.b64encode(hashlib.md5(body).digest()).decode()
+    upload_in_parts(moto, source, "right.mp4", body, 5 * MiB, Metadata={"md5chksum": stated})
+    upload_in_parts(moto, source, "wrong.mp4", body, 5 * MiB, Metadata={"md5chksum": base64.b64encode(b"x" * 16).decode()})
+    settings = dataclasses.replace(FAST_RETRIES, max_attempts=2, part_size=8 * MiB)
+
+    right, wrong = copy_batch(source, destination, [CopyItem(k, k) for k in ("right.mp4", "wrong.mp4")], settings).results
+
+    assert (right.outcome, right.check) == (Outcome.COPIED, Check.MD5)
+    metadata = boto(rclone_destination).head_object(Bucket=destination.name, Key="right.mp4")["Metadata"]
+    assert {name.lower(): value for name, value in metadata.items()} == {"md5chksum": stated}
+    assert (wrong.outcome, wrong.rejected_attempts) == (Outcome.FAILED, 2)
+    assert "MD5" in wrong.error
+
+
 def test_destination_without_md5_etags_gets_content_md5_and_is_checked(rclone_source, rclone_destination):
     """ETags rewritten as KMS-encrypted buckets answer: the engine finds out from the first PUTs and
     falls back to hashing each body and sending its Content-MD5; no ETag mismatch fails a copy then."""
