@@ -116,12 +116,13 @@ class S3Proxy:
         self._opaque: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def completed_puts(self) -> list[str]:
-        """Keys of the objects PUT whole (not the engine's probe of the destination's ETags)."""
+    def completed_puts(self, since: int = 0) -> list[str]:
+        """Keys of the objects PUT whole (not ?acl, not parts, not the engine's probe of the destination's
+        ETags) that were answered 200, from exchange ``since``."""
         with self._lock:
             return [
                 e.key
-                for e in self.exchanges
+                for e in self.exchanges[since:]
                 if e.method == "PUT" and e.status == 200 and not e.query and ETAG_PROBE_NAME not in e.key
             ]
 
