@@ -52,6 +52,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from mastodon_s3_sync.core.providers import ETAG_PROBE_NAME
+
 HOP_BY_HOP = {"transfer-encoding", "connection", "keep-alive", "content-length"}
 SLOW_DOWN = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
 
@@ -119,9 +121,15 @@ class S3Proxy:
         self._opaque: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def completed_puts(self) -> list[str]:
+    def completed_puts(self, since: int = 0) -> list[str]:
+        """Keys of the objects PUT whole (not ?acl, not parts, not the engine's probe of the destination's
+        ETags) that were answered 200, from exchange ``since``."""
         with self._lock:
-            return [e.key for e in self.exchanges if e.method == "PUT" and e.status == 200 and not e.query]
+            return [
+                e.key
+                for e in self.exchanges[since:]
+                if e.method == "PUT" and e.status == 200 and not e.query and ETAG_PROBE_NAME not in e.key
+            ]
 
     async def _throttle(self) -> web.Response:
         self.throttled += 1

@@ -37,5 +37,5 @@ def assert_destination_exact(migration, expected: dict[str, str], *, acls: bool)
 
 
 def successful_puts(proxy, since: int = 0) -> list[str]:
-    """Keys of the object PUTs (not ?acl, not parts) the destination answered 200, from exchange ``since``."""
-    return [e.key for e in proxy.exchanges[since:] if e.method == "PUT" and e.status == 200 and not e.query]
+    """Keys of the object PUTs the destination answered 200, from exchange ``since`` (``S3Proxy.completed_puts``)."""
+    return proxy.completed_puts(since)

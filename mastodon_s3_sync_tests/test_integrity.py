@@ -155,7 +155,8 @@ def test_same_size_other_content_is_recopied_and_reported(rclone_source, rclone_
     assert [item.outcome for item in result.results] == [Outcome.SKIPPED] * 4 + [Outcome.COPIED] * 2
     assert [item.recopied_wrong_content for item in result.results] == [False] * 4 + [True, False]
     assert result.progress.recopied_wrong_content == 1
-    assert result.requests == {"ListObjectsV2": 2, "GetObject": 2, "PutObject": 2}  # no request beyond listings
+    # no request beyond listings and the probe of the destination's ETags (a PUT and a DELETE)
+    assert result.requests == {"ListObjectsV2": 2, "GetObject": 2, "PutObject": 2 + 1, "DeleteObject": 1}
     assert md5s(rclone_destination, destination) == md5s(rclone_source, source)
     again = copy_batch(source, destination, [CopyItem(key, key) for key in keys])
     assert {item.outcome for item in again.results} == {Outcome.SKIPPED}
@@ -199,6 +200,69 @@ def test_multipart_copy_sends_part_md5s_and_checks_the_assembly(rclone_source, r
     assert md5s(rclone_destination, destination) == {"big.bin": hashlib.md5(body).hexdigest()}
 
 
+def upload_in_parts(server, bucket: Bucket, key: str, body: bytes, part_size: int, **extra) -> str:
+    """Upload ``body`` in parts of ``part_size``, as Mastodon's aws-sdk does above 15 MB; the ETag."""
+    client = boto(server)
+    upload = client.create_multipart_upload(Bucket=bucket.name, Key=key, ContentType="video/mp4", **extra)["UploadId"]
+    parts = [
+        {"PartNumber": number, "ETag": client.upload_part(
+            Bucket=bucket.name, Key=key, UploadId=upload, PartNumber=number, Body=body[start : start + part_size]
+        )["ETag"]}
+        for number, start in enumerate(range(0, len(body), part_size), start=1)
+    ]  # fmt: skip
+    answer = client.complete_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
+    return answer["ETag"].strip('"')
+
+
+@pytest.mark.parametrize("destination_server", ["rclone", "moto"])
+def test_a_source_stating_no_md5_has_its_part_layout_mirrored(rclone_source, rclone_destination, moto, destination_server):
+    """moto keeps a multipart ETag and no md5chksum (Mastodon's own uploads): the copy's parts take the
+    source's part size, read from HEAD ?partNumber=1, not the engine's, so its ETag is the source's.
+    rclone's server never says a layout (its ETags are MD5s anyway): no layout, the engine's part size."""
+    destination_s3 = rclone_destination if destination_server == "rclone" else moto
+    source = new_bucket(moto, "src")
+    destination = new_bucket(destination_s3, "dst")
+    body = os.urandom(20 * MiB + 7)
+    source_etag = upload_in_parts(moto, source, "video.mp4", body, 6 * MiB)
+    assert providers.multipart_parts(source_etag) == 4
+    settings = dataclasses.replace(FAST_RETRIES, part_size=8 * MiB, memory_budget=64 * MiB, server_side_copy=False)
+
+    [item] = copy_batch(source, destination, [CopyItem("video.mp4", "video.mp4")], settings).results
+
+    assert (item.outcome, item.check) == (Outcome.COPIED, Check.MULTIPART_ETAG)
+    [listed] = boto(destination_s3).list_objects_v2(Bucket=destination.name)["Contents"]
+    # moto keeps the assembled multipart ETag; rclone's server lists the MD5 of the file it stored
+    assert listed["ETag"].strip('"') == (source_etag if destination_server == "moto" else hashlib.md5(body).hexdigest())
+    assert md5s(destination_s3, destination) == {"video.mp4": hashlib.md5(body).hexdigest()}
+
+    async def rclone_layout():
+        async with engine.open_clients(destination, destination, settings) as (client, _):
+            return await client.head_first_part("video.mp4")
+
+    if destination_server == "rclone":
+        assert asyncio.run(rclone_layout()) is None
+
+
+def test_a_source_md5chksum_is_its_stated_md5(moto, rclone_destination):
+    """A multipart source that rclone copied states its MD5 in md5chksum: the copy hashes the body against
+    it before completing (a wrong one fails every attempt) and keeps it for ``verify``."""
+    source = new_bucket(moto, "src")
+    destination = new_bucket(rclone_destination, "dst")
+    body = os.urandom(11 * MiB)
+    stated = base64.b64encode(hashlib.md5(body).digest()).decode()
+    upload_in_parts(moto, source, "right.mp4", body, 5 * MiB, Metadata={"md5chksum": stated})
+    upload_in_parts(moto, source, "wrong.mp4", body, 5 * MiB, Metadata={"md5chksum": base64.b64encode(b"x" * 16).decode()})
+    settings = dataclasses.replace(FAST_RETRIES, max_attempts=2, part_size=8 * MiB)
+
+    right, wrong = copy_batch(source, destination, [CopyItem(k, k) for k in ("right.mp4", "wrong.mp4")], settings).results
+
+    assert (right.outcome, right.check) == (Outcome.COPIED, Check.MD5)
+    metadata = boto(rclone_destination).head_object(Bucket=destination.name, Key="right.mp4")["Metadata"]
+    assert {name.lower(): value for name, value in metadata.items()} == {"md5chksum": stated}
+    assert (wrong.outcome, wrong.rejected_attempts) == (Outcome.FAILED, 2)
+    assert "MD5" in wrong.error
+
+
 def test_destination_without_md5_etags_gets_content_md5_and_is_checked(rclone_source, rclone_destination):
     """ETags rewritten as KMS-encrypted buckets answer: the engine finds out from the first PUTs and
     falls back to hashing each body and sending its Content-MD5; no ETag mismatch fails a copy then."""
@@ -211,11 +275,17 @@ def test_destination_without_md5_etags_gets_content_md5_and_is_checked(rclone_so
     result = through_proxies(source, destination, items, FAST_RETRIES, None, destination_proxy)
 
     assert {item.outcome for item in result.results} == {Outcome.COPIED}
-    assert result.progress.checks["md5"] == len(keys)
-    assert result.progress.rejected_attempts < providers.ETAG_PROBES  # the probes that decided, no more
+    assert result.progress.checks["md5"] == len(keys)  # proven by the Content-MD5 sent, and said so
+    assert result.progress.rejected_attempts == 0  # decided by the probe, not by failed attempts
     puts = [e for e in destination_proxy.exchanges if e.method == "PUT" and e.status == 200]
     assert puts and all(e.content_md5 for e in puts)
     assert md5s(rclone_destination, destination) == md5s(rclone_source, source)
+    # the ETags state no MD5, so every object states its own (md5chksum), for verify
+    client = boto(rclone_destination)
+    metadata = {key: client.head_object(Bucket=destination.name, Key=key)["Metadata"] for key in keys}
+    stated = {key: {name.lower(): value for name, value in values.items()}.get("md5chksum") for key, values in metadata.items()}
+    expected = md5s(rclone_source, source)
+    assert stated == {key: base64.b64encode(bytes.fromhex(expected[key])).decode() for key in keys}
 
     # the next run: listed ETags that compare to nothing are not taken for wrong content
     again = through_proxies(
@@ -224,6 +294,32 @@ def test_destination_without_md5_etags_gets_content_md5_and_is_checked(rclone_so
     )  # fmt: skip
     assert again.progress.recopied_wrong_content == 0
     assert again.progress.skipped + again.progress.copied == len(keys)
+
+
+def test_corrupted_etags_on_the_first_puts_are_failed_attempts_not_a_verdict(rclone_source, rclone_destination):
+    """The destination's first three PUT answers carry a wrong ETag (corruption, not KMS): the probe has
+    said its ETags are MD5s, so each is a failed attempt, tried again; ETag proof stays on for the rest."""
+    source = new_bucket(rclone_source, "src")
+    destination = new_bucket(rclone_destination, "dst")
+    keys = seed_objects(rclone_source, source, 20)
+    corrupted: list[str] = []
+
+    def first_three_object_puts(exchange) -> bool:
+        if exchange.method != "PUT" or exchange.query or providers.ETAG_PROBE_NAME in exchange.key:
+            return False
+        if len(corrupted) < 3:
+            corrupted.append(exchange.key)
+            return True
+        return False
+
+    destination_proxy = S3Proxy(rclone_destination.endpoint_url, rewrite_etags=first_three_object_puts)
+    result = through_proxies(source, destination, [CopyItem(key, key) for key in keys], FAST_RETRIES, None, destination_proxy)  # fmt: skip
+
+    assert {item.outcome for item in result.results} == {Outcome.COPIED}
+    assert result.progress.rejected_attempts == 3
+    assert sorted(item.destination_key for item in result.results if item.rejected_attempts) == sorted(corrupted)
+    assert result.progress.checks == {"etag": len(keys)}
+    assert md5s(rclone_destination, destination) == md5s(rclone_source, source)
 
 
 def test_server_side_copy_compares_etags(moto, monkeypatch):

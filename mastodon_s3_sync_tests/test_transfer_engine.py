@@ -7,9 +7,11 @@ multipart and UploadPartCopy paths run on objects of a few MiB.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import datetime
 import functools
+import hashlib
 import os
 import ssl
 import subprocess
@@ -89,8 +91,17 @@ def is_public(server: S3Server, bucket: Bucket, key: str) -> bool:
 def assert_same_objects(
     source: S3Server, source_bucket: Bucket, destination: S3Server, destination_bucket: Bucket, keys
 ):
+    """Same body and headers; a copy uploaded in parts also states the body's MD5 (``md5chksum``)."""
     for key in keys:
-        assert stored(destination, destination_bucket, key) == stored(source, source_bucket, key), key
+        body, headers = stored(destination, destination_bucket, key)
+        stated = headers["Metadata"].pop("md5chksum", None)
+        assert (body, headers) == stored(source, source_bucket, key), key
+        assert stated in (None, md5chksum(body)), key
+
+
+def md5chksum(body: bytes) -> str:
+    """rclone's ``x-amz-meta-md5chksum`` for ``body``: base64 of its MD5 digest."""
+    return base64.b64encode(hashlib.md5(body).digest()).decode()
 
 
 # SigV4 -----------------------------------------------------------------------------------------
@@ -184,7 +195,8 @@ def test_copy_keeps_body_and_headers_with_one_get_and_one_put(rclone_source, rcl
 
     assert [item.outcome for item in result.results] == [Outcome.COPIED] * 4
     assert_same_objects(rclone_source, source, rclone_destination, destination, [*ODD_KEYS, "empty"])
-    assert result.requests == {"ListObjectsV2": 2, "GetObject": 4, "PutObject": 4}
+    # one GET and PUT each, and one probe (PUT, DELETE) of whether the destination's ETags are MD5s
+    assert result.requests == {"ListObjectsV2": 2, "GetObject": 4, "PutObject": 4 + 1, "DeleteObject": 1}
     assert result.progress.bytes_copied == sum(item.size for item in result.results) == 1 + 1001 + 2001
 
 
@@ -202,7 +214,7 @@ def test_present_with_same_size_is_skipped_by_listing_alone(rclone_source, rclon
     assert [item.outcome for item in first.results] == [Outcome.COPIED, Outcome.SKIPPED] + [Outcome.COPIED] * 3
     assert [item.recopied_wrong_content for item in first.results] == [False, False, True, False, False]
     assert first.progress.recopied_wrong_content == 1
-    assert first.requests == {"ListObjectsV2": 2, "GetObject": 4, "PutObject": 4}
+    assert first.requests == {"ListObjectsV2": 2, "GetObject": 4, "PutObject": 4 + 1, "DeleteObject": 1}
 
     again = copy_batch(source, destination, [CopyItem(key, key) for key in keys])
     assert {item.outcome for item in again.results} == {Outcome.SKIPPED}
@@ -268,7 +280,7 @@ def test_multipart_stream_is_exact(rclone_source, rclone_destination, moto, dest
     assert_same_objects(rclone_source, source, destination_s3, destination, sizes)
     assert result.requests["CreateMultipartUpload"] == result.requests["CompleteMultipartUpload"] == 2
     assert result.requests["UploadPart"] == 3 + 2
-    assert result.requests["PutObject"] == 2  # at the threshold and empty: one PUT each
+    assert result.requests["PutObject"] == 2 + 1  # at the threshold and empty: one PUT each; the ETag probe
     if destination_server == "moto":
         assert all(is_public(moto, destination, key) for key in sizes)
 
@@ -290,7 +302,9 @@ def test_server_side_copy_keeps_headers_and_sets_acls(moto, monkeypatch):
 
     assert {item.outcome for item in result.results} == {Outcome.COPIED}
     for key in sizes:
-        assert stored(moto, destination, f"copied/{key}") == stored(moto, source, key)
+        body, headers = stored(moto, destination, f"copied/{key}")
+        assert headers["Metadata"].pop("md5chksum", None) == (md5chksum(body) if key == "parts/three.bin" else None)
+        assert (body, headers) == stored(moto, source, key)
     assert [is_public(moto, destination, item.destination_key) for item in items] == [True, False, True]
     assert result.requests == {
         "ListObjectsV2": 2,

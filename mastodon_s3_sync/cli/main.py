@@ -191,6 +191,8 @@ def command_verify(arguments: argparse.Namespace) -> int:
     from mastodon_s3_sync.core.planning import plan_table
     from mastodon_s3_sync.core.verification import verify_table
 
+    if arguments.accept_missing:
+        os.environ["SYNC_ACCEPT_MISSING"] = "true"
     resources = checked_resources(arguments.assets)
     findings_file = FindingsFile(Path(arguments.output)) if arguments.output else None
     results = []
@@ -207,6 +209,7 @@ def command_verify(arguments: argparse.Namespace) -> int:
                         deep=arguments.deep,
                         on_progress=lambda checked, progress=progress: progress.advanced(checked, 0),
                         on_finding=findings_file,
+                        accept_missing=resources["sync_tuning"].accept_missing,
                     )
                 )
     finally:
@@ -218,6 +221,8 @@ def command_verify(arguments: argparse.Namespace) -> int:
     stale = resources["destination_s3"].stale_uploads()
     if stale:
         print(f"{len(stale)} unfinished multipart uploads older than a day at the destination (`sync` aborts them).")
+    for note in (note for result in results for note in result.unproven()):
+        print(note)
     complete = all(result.complete for result in results)
     print("verified: complete" if complete else "verified: INCOMPLETE")
     return 0 if complete else EXIT_INCOMPLETE
@@ -246,7 +251,7 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("assets", nargs="*", metavar="ASSET", help=f"any of {', '.join(TABLES)} (default all)")
         command.set_defaults(handler=handler)
-        if name == "sync":
+        if name in ("sync", "verify"):
             command.add_argument(
                 "--accept-missing",
                 action="store_true",

@@ -71,7 +71,8 @@ def plan_table_view(plans: Sequence[TablePlan], rates: PlanRates) -> Table:
 def verify_table_view(results: Sequence[TableVerification]) -> Table:
     view = Table(title="Verify")
     view.add_column("table")
-    for column in ("expected", "present", *(problem.value.replace("_", " ") for problem in Problem), "ACLs"):
+    columns = ("expected", "present", *(problem.value.replace("_", " ") for problem in Problem), "unproven", "ACLs")
+    for column in columns:
         view.add_column(column, justify="right")
     for result in results:
         counts = result.counts
@@ -80,9 +81,16 @@ def verify_table_view(results: Sequence[TableVerification]) -> Table:
             f"{result.expected:,}",
             f"{result.present:,}",
             *(f"{counts[problem]:,}" for problem in Problem),
-            "checked" if result.acl_checked else "not reported",
+            f"{result.content_unproven:,}",
+            _acl_cell(result),
         )
     return view
+
+
+def _acl_cell(result: TableVerification) -> str:
+    if not result.acl_checked:
+        return "not kept"
+    return f"{result.acl_unreadable:,} not read" if result.acl_unreadable else "checked"
 
 
 class FindingsFile:

@@ -32,7 +32,9 @@ MOSTLY_MISSING = "most referenced objects are missing at the source"
 MOSTLY_MISSING_MIN_OBJECTS = 100
 
 
-def mostly_missing_error(missing: int, looked_up: int, example_key: str | None = None) -> str | None:
+def mostly_missing_error(
+    missing: int, looked_up: int, example_key: str | None = None, command: str = "sync"
+) -> str | None:
     """The one-line error for a misconfiguration that would otherwise look like success.
 
     With a wrong bucket, endpoint or key prefix every referenced object is "missing at the
@@ -44,7 +46,7 @@ def mostly_missing_error(missing: int, looked_up: int, example_key: str | None =
     return (
         f"{MOSTLY_MISSING}: {missing} of {looked_up}{where}. Check SOURCE_S3_BUCKET, SOURCE_S3_ENDPOINT and "
         "SOURCE_S3_KEY_PREFIX; if this instance really lost that media, set SYNC_ACCEPT_MISSING=true "
-        "(`sync --accept-missing`)"
+        f"(`{command} --accept-missing`)"
     )
 
 

@@ -29,6 +29,11 @@ class ConfigError(PermanentError):
     """A configuration problem, said in one line that names the variable."""
 
 
+class SourceMostlyMissing(ConfigError):
+    """Most referenced objects are missing at the source: a wrong bucket, endpoint or key prefix
+    (``copying.mostly_missing_error``), not a verdict on the destination."""
+
+
 class DatabaseUnavailable(ConfigError):
     """The database (or the SSH host in front of it) cannot be reached or refuses us."""
 

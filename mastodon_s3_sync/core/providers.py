@@ -6,6 +6,7 @@ of carrying their own special cases. A new provider quirk goes here.
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import urlsplit
 
 COPIED_HEADERS = (
@@ -101,9 +102,14 @@ ETAG_NOT_MD5_ENCRYPTION = frozenset({"aws:kms", "aws:kms:dsse"})
 ETags of 32 hex digits that are not the MD5 of their content (AWS; R2 and others follow)."""
 SSE_CUSTOMER_HEADER = "x-amz-server-side-encryption-customer-algorithm"
 
-ETAG_PROBES = 3
-"""PUTs whose ETag a client compares with the MD5 it hashed itself before it decides whether
-the destination's ETags are MD5s (rclone, moto, MinIO, AWS without KMS: yes; KMS buckets: no)."""
+ETAG_PROBE_NAME = ".mastodon-s3-sync-etag-probe-"
+"""A temporary object the engine PUTs (with Content-MD5) next to a batch's keys and deletes again, to
+learn whether the destination's ETags are MD5s (rclone, moto, MinIO, AWS without KMS: yes; KMS
+buckets: no) from one definite answer instead of from mismatches."""
+
+MD5_METADATA = "x-amz-meta-md5chksum"
+"""The whole body's MD5, base64 of the 16-byte digest: rclone's convention for objects uploaded in
+parts (whose ETag states no MD5). Written on every multipart copy whose MD5 is known beforehand."""
 
 
 def plain_md5(etag: str | None) -> str | None:
@@ -149,6 +155,28 @@ def content_md5_of(etag: str | None, headers: dict[str, str] | None = None) -> s
         if SSE_CUSTOMER_HEADER in headers:
             return None
     return plain_md5(etag)
+
+
+def md5_from_metadata(headers: dict[str, str] | None) -> str | None:
+    """The MD5 (hex) an object's ``x-amz-meta-md5chksum`` states (lower-cased headers), or None."""
+    value = (headers or {}).get(MD5_METADATA)
+    if not value:
+        return None
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except ValueError:
+        return None
+    return digest.hex() if len(digest) == 16 else None
+
+
+def md5_metadata_value(md5: str) -> str:
+    """``x-amz-meta-md5chksum``'s value for an MD5 given in hex."""
+    return base64.b64encode(bytes.fromhex(md5)).decode()
+
+
+def stated_md5(etag: str | None, headers: dict[str, str] | None) -> str | None:
+    """The content's MD5 as the object states it: its ETag when that is one, else its ``md5chksum``."""
+    return content_md5_of(etag, headers) or md5_from_metadata(headers)
 
 
 NO_UPLOADS_CODES = frozenset({"NoSuchUpload"})

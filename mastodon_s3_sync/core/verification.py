@@ -1,9 +1,13 @@
 """Verify: every referenced object that exists at the source is at the destination,
 with the source's size and content, Content-Type and Cache-Control, and the ACL Mastodon would set.
 
-Content is checked from the listings' ETags (no extra requests): where both are plain MD5s
-and differ, the destination has other content (``WRONG_CONTENT``). ``deep`` also downloads
-and hashes what the ETags cannot prove (multipart or encrypted objects' ETags)."""
+An object counts as right only when its content is proven: equal plain-MD5 ETags or equal
+multipart ETags (from the listings, no extra request), else the destination's stated MD5
+(``x-amz-meta-md5chksum``, which the copy writes on multipart uploads) equal to the source's
+(its ETag or its own ``md5chksum``), else, with ``deep``, the bytes downloaded and hashed (only
+the side whose counterpart states an MD5). What is not proven is counted (``content_unproven``)
+and keeps the verdict from "complete", as do ACLs that could not be read. An empty or misnamed
+source stops the run with ``copying.mostly_missing_error``, as ``sync`` does."""
 
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from dataclasses import dataclass, field
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.acl_support import probe_acl_support
 from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
+from mastodon_s3_sync.core.copying import mostly_missing_error
 from mastodon_s3_sync.core.database import MastodonDatabase
+from mastodon_s3_sync.core.errors import SourceMostlyMissing
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import MediaObject, MediaTable
 from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, batched, referenced_objects
@@ -25,16 +31,18 @@ from mastodon_s3_sync.core.transfer.engine import (
     TransferSettings,
     different_content,
     etags_comparable,
+    list_fallbacks,
     list_objects,
     open_clients,
     run_async,
 )
-from mastodon_s3_sync.core.transfer.retries import with_retries
-from mastodon_s3_sync.core.transfer.s3 import ListedObject, S3Client
+from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, with_retries
+from mastodon_s3_sync.core.transfer.s3 import ListedObject, ObjectHead, S3Client, S3Error
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 CHECKED_HEADERS = ("Content-Type", "Cache-Control")
 VERIFY_BATCH = 2000
+PROVE_COMMAND = "mastodon-s3-sync verify --deep"
 
 
 class Problem(enum.StrEnum):
@@ -68,8 +76,11 @@ class TableVerification:
     findings: list[Finding] = field(default_factory=list)
     on_finding: Callable[[Finding], None] | None = None
     acl_checked: bool = True
+    """Whether the destination keeps ACLs (``probe_acl_support``), so that they were checked."""
+    acl_unreadable: int = 0
+    """Objects whose ACL could not be read (GetObjectAcl failed after its retries, or answered no policy)."""
     content_unproven: int = 0
-    """Present with the right size, but neither the ETags nor (with ``deep``) the bytes compared."""
+    """Present with the right size, but neither the ETags, a stated MD5 nor (with ``deep``) the bytes compared."""
     downloaded: int = 0
     """Objects downloaded and hashed (``deep``)."""
     absent_optional: int = 0
@@ -90,9 +101,26 @@ class TableVerification:
         return self.expected - self.absent_optional - missing
 
     @property
+    def wrong(self) -> int:
+        """Findings other than missing at the source (which is reported, not a failure: nothing can copy it)."""
+        return sum(self.counts.values()) - self.counts[Problem.MISSING_AT_SOURCE]
+
+    @property
     def complete(self) -> bool:
-        """Missing at the source is reported, not a failure: nothing can copy it."""
-        return sum(self.counts.values()) == self.counts[Problem.MISSING_AT_SOURCE]
+        """Nothing wrong, and every present object's content and ACL proven."""
+        return self.wrong == 0 and self.content_unproven == 0 and self.acl_unreadable == 0
+
+    def unproven(self) -> list[str]:
+        """What keeps an otherwise right table from "complete", one sentence each, with what to do."""
+        notes = []
+        if self.content_unproven:
+            notes.append(
+                f"{self.table}: content not proven for {self.content_unproven:,} objects (neither their ETags nor "
+                f"a stored MD5 compare); `{PROVE_COMMAND}` downloads and hashes them"
+            )
+        if self.acl_unreadable:
+            notes.append(f"{self.table}: ACLs not checked for {self.acl_unreadable:,} objects (GetObjectAcl failed)")
+        return notes
 
 
 def acl_problem(expected_acl: str | None, grants: list[tuple[str, str]]) -> str | None:
@@ -130,8 +158,15 @@ class _Verifier:
         source_keys = [self.source_bucket.full_key(o.key) for o in objects]
         destination_keys = [self.destination_bucket.full_key(o.key) for o in objects]
         source_listed, destination_listed = await asyncio.gather(
-            list_objects(self.source, source_keys), list_objects(self.destination, destination_keys)
+            _retried(lambda: list_objects(self.source, source_keys)),
+            _retried(lambda: list_objects(self.destination, destination_keys)),
         )
+        fallback_pairs = [
+            (self.source_bucket.full_key(o.fallback_key), self.destination_bucket.full_key(o.fallback_key))
+            for o, source_key in zip(objects, source_keys)
+            if o.fallback_key and source_key not in source_listed
+        ]
+        fallbacks = await _retried(lambda: list_fallbacks(self.source, self.destination, fallback_pairs))
         comparable = etags_comparable(
             [
                 (source_listed[source_key], destination_listed[destination_key])
@@ -139,27 +174,30 @@ class _Verifier:
                 if source_key in source_listed and destination_key in destination_listed
             ]
         )
+
+        def located(media_object, source_key, destination_key):
+            """(source key, destination key, source listing, destination listing), the fallback's if the key is missing."""
+            source = source_listed.get(source_key)
+            if source is None and media_object.fallback_key:
+                fallback = (
+                    self.source_bucket.full_key(media_object.fallback_key),
+                    self.destination_bucket.full_key(media_object.fallback_key),
+                )
+                if fallback in fallbacks:
+                    return (*fallback, *fallbacks[fallback])
+            return source_key, destination_key, source, destination_listed.get(destination_key)
+
         await asyncio.gather(
             *(
-                self._check(o, source_key, destination_key, source_listed, destination_listed, comparable, result)
+                self._check(o, *located(o, source_key, destination_key), comparable, result)
                 for o, source_key, destination_key in zip(objects, source_keys, destination_keys)
             )
         )
 
     async def _check(
-        self, media_object, source_key, destination_key, source_listed, destination_listed, comparable, result
+        self, media_object, source_key, destination_key, source, destination, comparable, result
     ):
         async with self.gate:
-            source = source_listed.get(source_key)
-            destination = destination_listed.get(destination_key)
-            if source is None and media_object.fallback_key:
-                fallback = await self.source.head(self.source_bucket.full_key(media_object.fallback_key))
-                if fallback is not None:
-                    source_key = self.source_bucket.full_key(media_object.fallback_key)
-                    destination_key = self.destination_bucket.full_key(media_object.fallback_key)
-                    source = ListedObject(source_key, fallback.size, fallback.etag)
-                    existing = await self.destination.head(destination_key)
-                    destination = ListedObject(destination_key, existing.size, existing.etag) if existing else None
             if source is None and media_object.optional:
                 result.absent_optional += 1
                 return
@@ -179,16 +217,15 @@ class _Verifier:
             return found(Problem.MISSING_AT_DESTINATION)
         if destination.size != source.size:
             return found(Problem.WRONG_SIZE, f"source {source.size} bytes, destination {destination.size}")
-        content = await self._content_problem(source_key, destination_key, source, destination, comparable, result)
+        heads = await self._heads(source_key, destination_key) if self.thorough else None
+        if heads is not None and None in heads:
+            return found(Problem.MISSING_AT_DESTINATION if heads[1] is None else Problem.MISSING_AT_SOURCE)
+        content = await self._content_problem(source_key, destination_key, source, destination, comparable, heads, result)
         if content:
             return found(Problem.WRONG_CONTENT, content)
-        if not self.thorough:
+        if heads is None:
             return None
-        source_head, destination_head = await asyncio.gather(
-            self.source.head(source_key), self.destination.head(destination_key)
-        )
-        if source_head is None or destination_head is None:
-            return found(Problem.MISSING_AT_DESTINATION if destination_head is None else Problem.MISSING_AT_SOURCE)
+        source_head, destination_head = heads
         differing = [
             f"{name}: {destination_head.headers.get(name)!r} instead of {source_head.headers.get(name)!r}"
             for name in CHECKED_HEADERS
@@ -198,15 +235,24 @@ class _Verifier:
             return found(Problem.WRONG_HEADERS, "; ".join(differing))
         if self.acl_supported and media_object.acl:
             grants = await self._grants(destination_key)
-            problem = acl_problem(media_object.acl, grants) if grants is not None else None
+            if grants is None:
+                result.acl_unreadable += 1
+                return None
+            problem = acl_problem(media_object.acl, grants)
             if problem:
                 return found(Problem.WRONG_ACL, problem)
         return None
 
+    async def _heads(self, source_key: str, destination_key: str) -> tuple[ObjectHead | None, ObjectHead | None]:
+        return await asyncio.gather(
+            _retried(lambda: self.source.head(source_key)), _retried(lambda: self.destination.head(destination_key))
+        )
+
     async def _content_problem(
-        self, source_key: str, destination_key: str, source: ListedObject, destination: ListedObject, comparable, result
+        self, source_key, destination_key, source: ListedObject, destination: ListedObject, comparable, heads, result
     ) -> str | None:
-        """What is wrong with the destination's content, or None when it is right or cannot be told."""
+        """What is wrong with the destination's content, or None when it is right or cannot be told
+        (then counted in ``content_unproven``, unless ``deep`` downloads it)."""
         source_md5, destination_md5 = providers.plain_md5(source.etag), providers.plain_md5(destination.etag)
         if source_md5 is not None and source_md5 == destination_md5:
             return None
@@ -217,32 +263,71 @@ class _Verifier:
         )
         if same_etag and providers.multipart_parts(source.etag) is not None:
             return None  # the same multipart ETag: the same parts
+        source_head, destination_head = heads or await self._heads(source_key, destination_key)
+        if source_head is None or destination_head is None:
+            result.content_unproven += 1  # gone since the listing: the next verify says so
+            return None
+        source_stated = source_head.stated_md5
+        destination_stored = providers.md5_from_metadata(destination_head.headers)
+        if source_stated is not None:
+            if source_stated in (destination_stored, providers.plain_md5(destination_head.etag)):
+                return None
+            if destination_stored is not None:
+                return f"stored MD5 (md5chksum) {destination_stored}, the source's is {source_stated}"
         if not self.deep:
             result.content_unproven += 1
             return None
-        destination_hash = await self._download_md5(self.destination, destination_key)
-        result.downloaded += 1
-        if destination_hash is None:
-            return None  # gone since the listing: the next verify says so
-        if destination_hash == source_md5:
-            return None  # the MD5 the source's ETag states
-        source_hash = await self._download_md5(self.source, source_key)
-        result.downloaded += 1
-        if source_hash is None or source_hash == destination_hash:
-            return None
-        return f"downloaded content differs (MD5 {destination_hash}, the source's {source_hash})"
+        destination_stated = destination_stored or (destination_md5 if comparable else None)
+        return await self._downloaded_difference(source_key, destination_key, source_stated, destination_stated, result)
 
-    async def _download_md5(self, client: S3Client, key: str) -> str | None:
-        digest = hashlib.md5()
-        async with client.get(key) as response:
-            if response is None:
-                return None
-            while chunk := await response.read_up_to(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
+    async def _downloaded_difference(
+        self, source_key: str, destination_key: str, source_stated, destination_stated, result
+    ) -> str | None:
+        """Download and hash the side whose counterpart states an MD5 (the destination when both do);
+        only when that disagrees, or neither states one, the other side too."""
+        destination = (self.destination, destination_key)
+        source = (self.source, source_key)
+        first, second, second_stated = destination, source, source_stated
+        if source_stated is None and destination_stated is not None:
+            first, second, second_stated = source, destination, destination_stated
+        first_md5 = await self._download_md5(*first, result)
+        if first_md5 is not None and first_md5 == second_stated:
+            return None
+        second_md5 = await self._download_md5(*second, result) if first_md5 is not None else None
+        if first_md5 is None or second_md5 is None:
+            result.content_unproven += 1  # gone since the listing: the next verify says so
+            return None
+        if first_md5 == second_md5:
+            return None
+        destination_md5, source_md5 = (first_md5, second_md5) if first is destination else (second_md5, first_md5)
+        return f"downloaded content differs (MD5 {destination_md5}, the source's {source_md5})"
+
+    async def _download_md5(self, client: S3Client, key: str, result: TableVerification) -> str | None:
+        """The MD5 of the object's bytes (downloaded, retried like any request), or None when it is gone."""
+
+        async def download() -> str | None:
+            digest = hashlib.md5()
+            async with client.get(key) as response:
+                if response is None:
+                    return None
+                while chunk := await response.read_up_to(1 << 20):
+                    digest.update(chunk)
+            return digest.hexdigest()
+
+        md5 = await _retried(download)
+        result.downloaded += md5 is not None
+        return md5
 
     async def _grants(self, key: str) -> list[tuple[str, str]] | None:
-        return await with_retries(lambda: self.destination.get_acl_grants(key), 5, 30)
+        """The object's grants, or None when they could not be read (after retries) or were not answered."""
+        try:
+            return await _retried(lambda: self.destination.get_acl_grants(key))
+        except (S3Error, *NETWORK_ERRORS):
+            return None
+
+
+async def _retried(operation):
+    return await with_retries(operation, 5, 30)
 
 
 def verify_table(
@@ -257,10 +342,13 @@ def verify_table(
     id_range: IdRange | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_finding: Callable[[Finding], None] | None = None,
+    accept_missing: bool = False,
 ) -> TableVerification:
     """Check every object the table's rows (in ``id_range``) reference; ``on_progress`` gets the
-    count of each batch done. ``thorough=False`` checks presence, size and content (ETags) from
-    listings only; ``deep`` downloads and hashes the objects whose ETags cannot prove their content."""
+    count of each batch done. ``thorough=False`` checks presence, size and content from listings
+    (and a HEAD where the ETags cannot prove the content); ``deep`` downloads and hashes the objects
+    nothing else proves. Raises ``SourceMostlyMissing`` after the first batch (or any later one) in
+    which most objects so far are missing at the source, unless ``accept_missing``."""
     result = TableVerification(table.name, on_finding=on_finding)
 
     async def run() -> None:
@@ -275,7 +363,17 @@ def verify_table(
                 await verifier.verify(batch, result)
                 if on_progress:
                     on_progress(len(batch))
+                if not accept_missing:
+                    _stop_if_mostly_missing(result)
             result.acl_checked = bool(verifier.acl_supported)
 
     run_async(run())
     return result
+
+
+def _stop_if_mostly_missing(result: TableVerification) -> None:
+    missing = result.counts[Problem.MISSING_AT_SOURCE]
+    example = next((f.key for f in result.findings if f.problem is Problem.MISSING_AT_SOURCE), None)
+    error = mostly_missing_error(missing, result.expected - result.absent_optional, example, "verify")
+    if error:
+        raise SourceMostlyMissing(f"{result.table}: {error}")

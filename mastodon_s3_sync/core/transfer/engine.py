@@ -15,10 +15,14 @@ Every copy is proven equal to its source before it counts as copied (see
 ``Check``), at no cost where the servers make it free: the source's GET says
 its MD5 (a plain ETag), which is sent as Content-MD5 (servers that check it
 refuse a body changed on the way) and compared with the ETag the PUT answers
-(when the destination's ETags are MD5s, decided from its first answers). Only
-where neither side states an MD5 does the engine hash the body itself. A GET
-body of the wrong length never reaches a PUT. Multipart parts carry their
-Content-MD5, and the assembled object's ETag is checked. The skip rule is
+(when the destination's ETags are MD5s: one probe PUT per batch decides it,
+``_probe_destination_etags``). Only where neither side states an MD5 does the
+engine hash the body itself. A GET body of the wrong length never reaches a
+PUT. Multipart parts carry their Content-MD5, the assembled object's ETag is
+checked, and the whole body's MD5, when known before the upload starts, is
+stored as ``x-amz-meta-md5chksum`` (rclone's convention) so that ``verify``
+can prove it without downloading; a source that states no MD5 at all has its
+part layout mirrored, so that the two multipart ETags agree. The skip rule is
 "same size and, where both listings give plain MD5 ETags, the same ETag".
 
 ACLs: each item carries the ACL its PUT sends. Given ``fresh_acls``, the caller's source of
@@ -37,6 +41,7 @@ import enum
 import hashlib
 import os
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -58,6 +63,9 @@ MAX_SINGLE_COPY = 5 * 1024 * MiB
 """CopyObject's limit; larger objects are copied server-side part by part (UploadPartCopy)."""
 SERVER_SIDE_PART = 512 * MiB
 MAX_PARTS = 10_000
+MAX_MIRRORED_PART = 64 * MiB
+"""A source's part layout is mirrored (``_mirrored_part_size``) only with parts up to this size."""
+ETAG_PROBE_BODY = b"mastodon-s3-sync: does this bucket answer a PUT with the body's MD5?\n"
 HASH_IN_THREAD = 1 * MiB
 """Parts at least this large are hashed on a thread (hashlib releases the GIL), not on the event loop."""
 
@@ -261,6 +269,23 @@ class ByteBudget:
                     waiter.set_result(None)
 
 
+async def list_fallbacks(
+    source: S3Client, destination: S3Client, pairs: Sequence[tuple[str, str]], gap_limit: int = 1000
+) -> dict[tuple[str, str], tuple[ListedObject, ListedObject | None]]:
+    """For each (source key, destination key) pair whose source exists: its listing and the destination's
+    (None when absent). Two listings over the pairs' keys, not a HEAD each: the lookup of Mastodon's other
+    ``cache/`` variant (``MediaObject.fallback_key``) for the copy and for ``verify`` alike."""
+    if not pairs:
+        return {}
+    listed_sources = await list_objects(source, [source_key for source_key, _ in pairs], gap_limit)
+    found = [(source_key, destination_key) for source_key, destination_key in pairs if source_key in listed_sources]
+    listed_destinations = await list_objects(destination, [destination_key for _, destination_key in found], gap_limit)
+    return {
+        (source_key, destination_key): (listed_sources[source_key], listed_destinations.get(destination_key))
+        for source_key, destination_key in found
+    }
+
+
 async def list_objects(
     client: S3Client, keys: Sequence[str], gap_limit: int = 1000, page_size: int = 1000
 ) -> dict[str, ListedObject]:
@@ -355,8 +380,9 @@ class _BatchCopy:
         self.destination_listed: dict[str, ListedObject] = {}
         self.listed_etags_comparable = False
         self.destination_md5_etags: bool | None = None
-        """Whether the destination's ETags are its objects' MD5s: decided from its first PUT answers."""
-        self._other_etags = 0
+        """Whether the destination's ETags are its objects' MD5s: decided by ``_probe_destination_etags``
+        before the batch's first upload (None until then)."""
+        self._probe_lock = asyncio.Lock()
         self.items: Sequence[CopyItem] = ()
         self.results: list[ItemResult | None] = []
         self.fresh_acls = fresh_acls
@@ -382,21 +408,35 @@ class _BatchCopy:
         progress = BatchProgress(total=len(items))
         self.items = items
         self.results = results = [None] * len(items)
-        pending = iter(enumerate(items))
         last_report = time.monotonic()
+        fallbacks: dict[int, ItemResult] = {}
+        """Items missing at the source that have a fallback key, by position: looked up together, and
+        unfinished until then."""
 
-        async def worker() -> None:
+        def record(position: int, result: ItemResult) -> None:
             nonlocal last_report
-            for position, item in pending:
-                results[position] = result = await self._handle(item)
-                progress.record(result)
-                if self.on_progress and time.monotonic() - last_report >= self.settings.progress_interval:
-                    last_report = time.monotonic()
-                    self.on_progress(progress)
+            results[position] = result
+            progress.record(result)
+            if self.on_progress and time.monotonic() - last_report >= self.settings.progress_interval:
+                last_report = time.monotonic()
+                self.on_progress(progress)
 
-        async with asyncio.TaskGroup() as workers:
-            for _ in range(min(self.settings.concurrency, len(items))):
-                workers.create_task(worker())
+        async def first_pass(position: int) -> None:
+            item = items[position]
+            result = await self._handle(item)
+            if result.outcome is Outcome.MISSING and item.fallback_source_key and item.fallback_destination_key:
+                fallbacks[position] = result
+            else:
+                record(position, result)
+
+        await self._in_workers(first_pass, range(len(items)))
+        if fallbacks:
+            found = await self._lookup_fallbacks([items[position] for position in fallbacks])
+
+            async def fallback_pass(position: int) -> None:
+                record(position, await self._transfer_fallback(items[position], fallbacks[position], found))
+
+            await self._in_workers(fallback_pass, list(fallbacks))
         if self.on_progress:
             self.on_progress(progress)
         return BatchResult(
@@ -406,6 +446,30 @@ class _BatchCopy:
             self.destination.limiter.stats,
             self.source.requests + self.destination.requests,
         )
+
+    async def _in_workers(self, handle: Callable[[int], Awaitable[None]], positions: Sequence[int]) -> None:
+        """``handle`` every position, ``concurrency`` at a time."""
+        pending = iter(positions)
+
+        async def worker() -> None:
+            for position in pending:
+                await handle(position)
+
+        async with asyncio.TaskGroup() as workers:
+            for _ in range(min(self.settings.concurrency, len(positions))):
+                workers.create_task(worker())
+
+    async def _lookup_fallbacks(
+        self, items: Sequence[CopyItem]
+    ) -> dict[tuple[str, str], tuple[ListedObject, ListedObject | None]] | BaseException:
+        """The fallback keys that exist (``list_fallbacks``), or the error that kept them from being listed."""
+        pairs = [(item.fallback_source_key or "", item.fallback_destination_key or "") for item in items]
+        try:
+            return await self._with_retries(
+                lambda: list_fallbacks(self.source, self.destination, pairs, self.settings.list_gap)
+            )
+        except (S3Error, *NETWORK_ERRORS) as error:
+            return error
 
     async def _list(self, role: str, client: S3Client, keys: list[str]) -> dict[str, ListedObject]:
         """The ``keys`` that exist; with no keys, one tiny listing still checks access to the bucket."""
@@ -428,8 +492,6 @@ class _BatchCopy:
                 result.outcome = Outcome.MISSING
             else:
                 await self._transfer(result, item, source)
-            if result.outcome is Outcome.MISSING and item.fallback_source_key and item.fallback_destination_key:
-                return await self._transfer_fallback(item, result.rejected_attempts) or result
             return result
         except (S3Error, ContentMismatch, AclProbeFailed, *NETWORK_ERRORS) as error:
             result.outcome, result.error = Outcome.FAILED, _describe(error)
@@ -500,19 +562,22 @@ class _BatchCopy:
         except _SourceMissing:
             result.outcome = Outcome.MISSING
 
-    async def _transfer_fallback(self, item: CopyItem, rejected_attempts: int) -> ItemResult | None:
-        """The item's other key (Mastodon's cache/ variant), looked up with HEADs: it is rarely needed."""
+    async def _transfer_fallback(self, item: CopyItem, missing: ItemResult, found) -> ItemResult:
+        """The item's other key (Mastodon's cache/ variant), found by ``_lookup_fallbacks``; ``missing``
+        when it is not there either."""
         source_key, destination_key = item.fallback_source_key or "", item.fallback_destination_key or ""
-        head = await self._with_retries(lambda: self.source.head(source_key))
-        if head is None:
-            return None
-        existing = await self._with_retries(lambda: self.destination.head(destination_key))
+        if isinstance(found, BaseException):
+            missing.outcome, missing.error = Outcome.FAILED, f"looking up {source_key}: {_describe(found)}"
+            return missing
+        if (source_key, destination_key) not in found:
+            return missing
+        source, existing = found[source_key, destination_key]
         if existing is not None:
-            self.destination_listed[destination_key] = ListedObject(destination_key, existing.size, existing.etag)
+            self.destination_listed[destination_key] = existing
         result = ItemResult(Outcome.FAILED, source_key, destination_key, used_fallback=True)
-        result.rejected_attempts = rejected_attempts
+        result.rejected_attempts = missing.rejected_attempts
         try:
-            await self._transfer(result, item, ListedObject(source_key, head.size, head.etag))
+            await self._transfer(result, item, source)
         except (S3Error, ContentMismatch, AclProbeFailed, *NETWORK_ERRORS) as error:
             result.outcome, result.error = Outcome.FAILED, _describe(error)
         return result
@@ -532,9 +597,11 @@ class _BatchCopy:
             size = int(response.headers.get("content-length", -1))
             headers = self._destination_headers(copied_headers(response.headers), acl)
             source_etag = response.headers.get("etag")
-            source_md5 = providers.content_md5_of(source_etag, response.headers)
+            source_md5 = providers.stated_md5(source_etag, response.headers)
             if not 0 <= size <= self.settings.multipart_threshold:
-                return await self._upload_parts(response, destination_key, size, headers, source_etag, source_md5)
+                return await self._upload_parts(
+                    response, source_key, destination_key, size, headers, source_etag, source_md5
+                )
             async with self.budget.reserve(size):
                 try:
                     chunks = await response.read_chunks()
@@ -556,10 +623,11 @@ class _BatchCopy:
         Free when the source states its MD5 and the destination's ETags are MD5s: the source's MD5
         goes out as Content-MD5 (a server that checks it refuses a changed body: BadDigest) and the
         PUT's ETag must be it (for servers that don't check). Otherwise the body is hashed here first
-        (a mismatch with the source's MD5 never reaches the PUT), and the first answers tell whether
-        the destination's ETags are MD5s (``providers.ETAG_PROBES``).
+        (a mismatch with the source's MD5 never reaches the PUT) and sent with its Content-MD5; where
+        the destination's ETags are not MD5s, that MD5 is stored as ``md5chksum`` too, for ``verify``.
         """
-        if source_md5 is not None and self.destination_md5_etags:
+        md5_etags = await self._destination_md5_etags(key)
+        if source_md5 is not None and md5_etags:
             headers["Content-MD5"] = _content_md5(bytes.fromhex(source_md5))
             etag = providers.plain_md5(await self.destination.put(key, chunks, headers))
             if etag != source_md5:
@@ -570,29 +638,46 @@ class _BatchCopy:
         if source_md5 is not None and md5 != source_md5:
             raise ContentMismatch(f"GET body of {key}: MD5 {md5}, the source's ETag says {source_md5}")
         headers["Content-MD5"] = _content_md5(digest)
+        if not md5_etags:
+            headers[providers.MD5_METADATA] = providers.md5_metadata_value(md5)
         etag = providers.plain_md5(await self.destination.put(key, chunks, headers))
-        self._learn_destination_etags(key, etag, md5)
-        if etag == md5:
-            return Check.ETAG if source_md5 is not None else Check.SENT_MD5
+        self._check_answered_etag(key, etag, md5)
         return Check.MD5 if source_md5 is not None else Check.SENT_MD5
 
-    def _learn_destination_etags(self, key: str, etag: str | None, sent_md5: str) -> None:
-        """Decide from a PUT's answer whether the destination's ETags are MD5s; a mismatch with a
-        destination known (or not yet known) to answer MD5s fails the attempt."""
-        if etag == sent_md5:
-            self.destination_md5_etags = True
-            return
-        if self.destination_md5_etags is False:
-            return
-        if etag is None and self.destination_md5_etags is None:
-            self.destination_md5_etags = False  # no plain MD5 at all: nothing to compare; Content-MD5 it is
-            return
+    def _check_answered_etag(self, key: str, etag: str | None, sent_md5: str) -> None:
+        """On a destination whose ETags are MD5s, an ETag other than the MD5 sent fails the attempt."""
+        if self.destination_md5_etags and etag != sent_md5:
+            raise ContentMismatch(f"PUT {key}: the destination's ETag {etag} is not the MD5 sent, {sent_md5}")
+
+    async def _destination_md5_etags(self, near_key: str) -> bool:
+        """Whether the destination's ETags are MD5s, probed once per batch (retried like any request;
+        a probe that fails for good fails the copies that needed it)."""
         if self.destination_md5_etags is None:
-            self._other_etags += 1
-            if self._other_etags >= providers.ETAG_PROBES:
-                self.destination_md5_etags = False  # answered Content-MD5-checked bodies with other ETags
-                return
-        raise ContentMismatch(f"PUT {key}: the destination's ETag {etag} is not the MD5 sent, {sent_md5}")
+            async with self._probe_lock:
+                if self.destination_md5_etags is None:
+                    self.destination_md5_etags = await self._with_retries(
+                        lambda: self._probe_destination_etags(near_key)
+                    )
+        return self.destination_md5_etags
+
+    async def _probe_destination_etags(self, near_key: str) -> bool:
+        """PUT a small known body with its Content-MD5 under a temporary key beside ``near_key`` (so a
+        policy that allows the batch's writes allows it), compare the ETag answered, delete it again.
+        A definite answer, unlike mismatches, which corrupted answers can cause too."""
+        directory = near_key.rpartition("/")[0]
+        key = f"{directory}/" if directory else ""
+        key += f"{providers.ETAG_PROBE_NAME}{uuid.uuid4().hex}"
+        digest = hashlib.md5(ETAG_PROBE_BODY).digest()
+        try:
+            etag = await self.destination.put(
+                key, [ETAG_PROBE_BODY], {"Content-MD5": _content_md5(digest), "Content-Type": "text/plain"}
+            )
+        finally:
+            try:
+                await self._with_retries(lambda: self.destination.delete(key))
+            except (S3Error, *NETWORK_ERRORS):
+                pass  # credentials without DeleteObject: a few bytes left behind, the answer stands
+        return providers.plain_md5(etag) == digest.hex()
 
     async def _hash_part(self, part: Buffer, whole) -> bytes:
         if len(part) >= HASH_IN_THREAD:
@@ -602,6 +687,7 @@ class _BatchCopy:
     async def _upload_parts(
         self,
         response: Response,
+        source_key: str,
         destination_key: str,
         size: int,
         headers: dict[str, str],
@@ -610,8 +696,15 @@ class _BatchCopy:
     ) -> tuple[int, Check]:
         """Stream the body through a multipart upload; each part goes with its Content-MD5 and its ETag
         is checked, the whole body's MD5 is checked against the source's before the upload is completed,
-        and the assembled object's ETag after."""
+        and the assembled object's ETag after. The source's MD5 is stored as ``md5chksum``; a source that
+        states none has its part layout mirrored, so that the two multipart ETags prove the copy."""
         part_size = max(self.settings.part_size, -(-size // MAX_PARTS))
+        if self.verify:
+            md5_etags = await self._destination_md5_etags(destination_key)
+            if source_md5 is not None:
+                headers[providers.MD5_METADATA] = providers.md5_metadata_value(source_md5)
+            elif md5_etags:
+                part_size = await self._mirrored_part_size(source_key, size, source_etag) or part_size
         whole = hashlib.md5() if self.verify and source_md5 is not None else None
         upload_id = await self.destination.create_multipart_upload(destination_key, headers)
         try:
@@ -635,7 +728,7 @@ class _BatchCopy:
                             destination_key, upload_id, number, part, part_headers
                         )
                         if self.verify:
-                            self._learn_destination_etags(
+                            self._check_answered_etag(
                                 f"{destination_key} part {number}", providers.plain_md5(etag), digest.hex()
                             )
                         etags.append(etag)
@@ -670,6 +763,20 @@ class _BatchCopy:
                 raise ContentMismatch(f"{destination_key}: assembled with MD5 {md5}, the source's is {source_md5}")
         return total, check
 
+    async def _mirrored_part_size(self, source_key: str, size: int, source_etag: str | None) -> int | None:
+        """The source's part size, when its ETag is a multipart one and a HEAD of part 1 says the layout
+        (AWS, moto, MinIO; rclone does not say): parts of that size make the source's ETag again."""
+        parts = providers.multipart_parts(source_etag)
+        if parts is None:
+            return None
+        layout = await self._with_retries(lambda: self.source.head_first_part(source_key))
+        if layout is None:
+            return None
+        first, count = layout
+        if count != parts or not 0 < first <= min(MAX_MIRRORED_PART, self.settings.memory_budget):
+            return None
+        return first if (count - 1) * first < size <= count * first else None
+
     async def _abort_quietly(self, key: str, upload_id: str) -> None:
         try:
             await self.destination.abort_multipart_upload(key, upload_id)
@@ -696,6 +803,8 @@ class _BatchCopy:
                 raise ContentMismatch(f"CopyObject {destination_key}: ETag {etag}, the source's is {source_etag}")
             return head.size, Check.SERVER_SIDE
         part_size = max(self.settings.part_size, SERVER_SIDE_PART, -(-head.size // MAX_PARTS))
+        if head.stated_md5 is not None:
+            headers[providers.MD5_METADATA] = providers.md5_metadata_value(head.stated_md5)
         upload_id = await self.destination.create_multipart_upload(destination_key, headers)
         try:
             etags = [

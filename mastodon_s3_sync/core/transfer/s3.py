@@ -100,6 +100,8 @@ class ObjectHead:
     etag: str | None = None
     content_md5: str | None = None
     """The content's MD5 when the ETag states it (see ``providers.content_md5_of``)."""
+    stated_md5: str | None = None
+    """The content's MD5 as the ETag or the ``md5chksum`` metadata states it (``providers.stated_md5``)."""
 
 
 def copied_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -340,7 +342,27 @@ class S3Client:
             copied_headers(response.headers),
             etag,
             providers.content_md5_of(etag, response.headers),
+            providers.stated_md5(etag, response.headers),
         )
+
+    async def head_first_part(self, key: str) -> tuple[int, int] | None:
+        """(part 1's length, the number of parts) of an object uploaded in parts (HEAD ?partNumber=1),
+        or None when the server does not say (rclone answers the whole object, without a parts count)."""
+        try:
+            response, _ = await self.request("HeadObject", "HEAD", key, query={"partNumber": "1"}, ok_statuses=(200, 206))
+        except S3Error as error:
+            if error.is_not_found or error.status in (400, 416):
+                return None
+            raise
+        count = response.headers.get("x-amz-mp-parts-count", "")
+        length = response.headers.get("content-length", "")
+        if not count.isdigit() or not length.isdigit():
+            return None
+        return int(length), int(count)
+
+    async def delete(self, key: str) -> None:
+        """DeleteObject (only ever for the engine's own temporary probe object at the destination)."""
+        await self.request("DeleteObject", "DELETE", key, ok_statuses=(200, 204, 404))
 
     async def put(self, key: str, body: Buffer | list[Buffer], headers: dict[str, str]) -> str | None:
         """PutObject; the ETag the server answered with (quotes dropped), if any."""
