@@ -52,7 +52,7 @@ schema:
 # A Dagster upgrade: a throwaway venv with the newest Dagster release whose webserver and integrations
 # are released too, pinned together (theirs is 0.(minor+16).patch of Dagster's version: unpinned, pip
 # pairs a new dagster with years-old integration releases), this package over them, and
-# the tests of what an upgrade may break: orchestration/dagster_internals.py's upgrade check and the
+# the tests of what an upgrade may break: dagster_internals.py's upgrade check and the
 # architecture test (dagster-aws's import without its components). Pytest's summary names what breaks.
 UPGRADE_VENV ?= /tmp/mastodon-s3-sync-dagster-upgrade
 UPGRADE_PY := $(UPGRADE_VENV)/bin/python

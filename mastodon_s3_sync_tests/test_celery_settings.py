@@ -12,10 +12,10 @@ import yaml
 from dagster import DagsterRun
 
 from mastodon_s3_sync.core.settings import ConfigError
-from mastodon_s3_sync.orchestration import workers
-from mastodon_s3_sync.orchestration.dagster_internals import WorkerStatus
-from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
-from mastodon_s3_sync.orchestration.workers import (
+from mastodon_s3_sync.dagster_internals import WorkerStatus
+from mastodon_s3_sync.execution.instance import ensure_dagster_home
+from mastodon_s3_sync.hosts import workers
+from mastodon_s3_sync.hosts.workers import (
     VISIBILITY_TIMEOUT_SECONDS,
     WORKER_TAG,
     CeleryWorkerRunLauncher,
@@ -191,8 +191,8 @@ def test_sync_follows_a_run_into_its_retry_and_shows_progress_once(monkeypatch):
     from dagster import DagsterRunStatus, instance_for_test
 
     from mastodon_s3_sync.core.progress import PROGRESS
-    from mastodon_s3_sync.orchestration import queued_runs
-    from mastodon_s3_sync.orchestration.dagster_internals import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
+    from mastodon_s3_sync.dagster_internals import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
+    from mastodon_s3_sync.execution import queued_runs
 
     shown = {"planned": 0, "done": 0}
 

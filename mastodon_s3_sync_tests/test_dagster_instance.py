@@ -17,9 +17,9 @@ from psycopg2.extensions import parse_dsn
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.partitions import partitions_name
-from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.definitions.partitions import partitions_name
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes
@@ -51,11 +51,11 @@ def test_celery_settings_are_postgres_settings_plus_launcher_and_compute_logs():
     assert {name: value for name, value in celery.items() if name not in CELERY_ONLY} == postgres
     launcher, logs = celery["run_launcher"], celery["compute_logs"]
     assert (launcher["module"], launcher["class"]) == (
-        "mastodon_s3_sync.orchestration.workers",
+        "mastodon_s3_sync.hosts.workers",
         "CeleryWorkerRunLauncher",
     )
     assert launcher["config"]["broker"] == {"env": "CELERY_BROKER_URL"}
-    assert (logs["module"], logs["class"]) == ("mastodon_s3_sync.orchestration.compute_logs", "SharedComputeLogManager")
+    assert (logs["module"], logs["class"]) == ("mastodon_s3_sync.execution.compute_logs", "SharedComputeLogManager")
 
 
 @pytest.fixture
@@ -152,8 +152,8 @@ def test_a_missing_postgres_variable_is_named(postgres_dagster_home, monkeypatch
 
 
 def test_the_celery_instance_loads_its_launcher_and_log_manager(postgres_dagster_home, monkeypatch):
-    from mastodon_s3_sync.orchestration.compute_logs import SharedComputeLogManager
-    from mastodon_s3_sync.orchestration.workers import CeleryWorkerRunLauncher
+    from mastodon_s3_sync.execution.compute_logs import SharedComputeLogManager
+    from mastodon_s3_sync.hosts.workers import CeleryWorkerRunLauncher
 
     shutil.copy(REPO / "dagster-celery.yaml", postgres_dagster_home / "dagster.yaml")
     for name, value in {

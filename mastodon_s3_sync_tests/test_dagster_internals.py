@@ -1,4 +1,4 @@
-"""The upgrade check: each of Dagster's internals that ``orchestration/dagster_internals.py`` uses, on the
+"""The upgrade check: each of Dagster's internals that ``dagster_internals.py`` uses, on the
 installed Dagster. ``make dagster-upgrade-check`` runs this module on the newest Dagster release; a
 failure here names what the upgrade breaks. Fast: no server, no subprocess."""
 
@@ -28,8 +28,8 @@ from dagster import (
 )
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 
-from mastodon_s3_sync.orchestration import dagster_internals as door
-from mastodon_s3_sync.orchestration.partitions import RANGE_END_TAG, RANGE_START_TAG
+from mastodon_s3_sync import dagster_internals as door
+from mastodon_s3_sync.definitions.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,12 +25,12 @@ from mastodon_s3_sync.core.id_ranges import MIN_ID, parse_partition_key
 from mastodon_s3_sync.core.mastodon.layout import object_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.settings import value
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.partitions import partitions_name, snapshot_times
-from mastodon_s3_sync.orchestration.resources import build_resources
-from mastodon_s3_sync.orchestration.runs import sync_tables
-from mastodon_s3_sync.orchestration.schedules import build_catch_up_schedule
-from mastodon_s3_sync.orchestration.sensors import add_id_range_partitions, build_resync_changed_rows
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.definitions.partitions import partitions_name, snapshot_times
+from mastodon_s3_sync.definitions.resources import build_resources
+from mastodon_s3_sync.definitions.schedules import build_catch_up_schedule
+from mastodon_s3_sync.definitions.sensors import add_id_range_partitions, build_resync_changed_rows
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
 resync_changed_rows = build_resync_changed_rows(3600, value("SYNC_CHANGES_ROWS_PER_TICK", {}))

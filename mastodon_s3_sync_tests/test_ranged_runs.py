@@ -7,14 +7,14 @@ from dagster import AssetKey
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.partitions import (
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.definitions.partitions import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     add_new_partitions,
     partitions_name,
 )
-from mastodon_s3_sync.orchestration.runs import QUIET_CONSOLE, contiguous_groups
+from mastodon_s3_sync.execution.runs import QUIET_CONSOLE, contiguous_groups
 from mastodon_s3_sync_tests.conftest import make_migration
 
 

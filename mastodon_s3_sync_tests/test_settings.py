@@ -10,7 +10,7 @@ from dagster import EnvVar
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.settings import BY_NAME, VARIABLES, ConfigError, reference_markdown, value
-from mastodon_s3_sync.orchestration.resources import RESOURCE_CLASSES, build_resources
+from mastodon_s3_sync.definitions.resources import RESOURCE_CLASSES, build_resources
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

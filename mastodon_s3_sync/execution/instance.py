@@ -68,7 +68,7 @@ def in_process_instance():
     nothing of their own (their log is in the event log, shown by the UI) and the terminal keeps
     the progress display. With SQLite storage (dagster.yaml) the runs' events go through
     ``dagster_internals.ReusingSqliteEventLogStorage``: the same files, at less cost per run."""
-    from mastodon_s3_sync.orchestration.dagster_internals import (
+    from mastodon_s3_sync.dagster_internals import (
         NO_OUTPUT_CAPTURE,
         REUSING_EVENT_LOG_STORAGE,
         event_logs_directory,

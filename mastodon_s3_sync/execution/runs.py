@@ -21,16 +21,16 @@ from dagster import DagsterInstance, DagsterInvalidConfigError, Definitions
 
 from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.core.copying import MOSTLY_MISSING, mostly_missing_error
+from mastodon_s3_sync.core.dagster_lock import DAGSTER_LOCK
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.progress import PROGRESS
 from mastodon_s3_sync.core.settings import ConfigError
 from mastodon_s3_sync.core.tuning import Tuning
-from mastodon_s3_sync.orchestration.acl_refresh import FIX_ALL_PREFIX, refresh_acls_op, refresh_destination_acls
-from mastodon_s3_sync.orchestration.dagster_internals import captures_output, code_location, submit_partition_run
-from mastodon_s3_sync.orchestration.dagster_lock import DAGSTER_LOCK
-from mastodon_s3_sync.orchestration.jobs import sync_job_name
-from mastodon_s3_sync.orchestration.partitions import (
+from mastodon_s3_sync.dagster_internals import captures_output, code_location, submit_partition_run
+from mastodon_s3_sync.definitions.acl_refresh import FIX_ALL_PREFIX, refresh_acls_op, refresh_destination_acls
+from mastodon_s3_sync.definitions.jobs import sync_job_name
+from mastodon_s3_sync.definitions.partitions import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     add_new_partitions,
@@ -38,7 +38,7 @@ from mastodon_s3_sync.orchestration.partitions import (
     stale_partitions,
     unsynced_partitions,
 )
-from mastodon_s3_sync.orchestration.queued_runs import (
+from mastodon_s3_sync.execution.queued_runs import (
     DEFINITIONS_MODULE,
     LOCATION_NAME,
     Outcome,
@@ -251,9 +251,9 @@ def _submit_and_follow(
 @dataclass
 class AclRefreshResult:
     metadata: dict[str, int] = field(default_factory=dict)
-    """``acls_set`` and the other figures of ``orchestration.acl_refresh.acl_metadata``."""
+    """``acls_set`` and the other figures of ``definitions.acl_refresh.acl_metadata``."""
     fixed: dict[str, dict[str, int]] = field(default_factory=dict)
-    """With ``fix_all_tables``: table -> the figures of ``orchestration.acl_refresh.fix_all_metadata``."""
+    """With ``fix_all_tables``: table -> the figures of ``definitions.acl_refresh.fix_all_metadata``."""
     error: str | None = None
 
 

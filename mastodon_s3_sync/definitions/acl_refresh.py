@@ -25,9 +25,9 @@ from pydantic import Field
 from mastodon_s3_sync.core.acl_refresh import MEDIA, AclRefresh, AclState, AclWrites, fix_all_acls, refresh_acls
 from mastodon_s3_sync.core.acl_support import AclProbeFailed
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.orchestration.metadata import problems_markdown
-from mastodon_s3_sync.orchestration.partitions import oldest_snapshot
-from mastodon_s3_sync.orchestration.resources import DestinationS3Resource, MastodonDbResource, SyncTuningResource
+from mastodon_s3_sync.definitions.metadata import problems_markdown
+from mastodon_s3_sync.definitions.partitions import oldest_snapshot
+from mastodon_s3_sync.definitions.resources import DestinationS3Resource, MastodonDbResource, SyncTuningResource
 
 STATE_KEY = "mastodon_s3_sync/acl_state/{bucket}/{prefix}"
 """Where the instance keeps what the last refresh saw (per destination), in its cursor store."""

@@ -14,9 +14,9 @@ from dagster import (
     schedule,
 )
 
-from mastodon_s3_sync.orchestration.jobs import SYNC_JOBS, VERIFY_JOB
-from mastodon_s3_sync.orchestration.partitions import add_new_partitions, unsynced_partitions
-from mastodon_s3_sync.orchestration.resources import MastodonDbResource, SyncTuningResource
+from mastodon_s3_sync.definitions.jobs import SYNC_JOBS, VERIFY_JOB
+from mastodon_s3_sync.definitions.partitions import add_new_partitions, unsynced_partitions
+from mastodon_s3_sync.definitions.resources import MastodonDbResource, SyncTuningResource
 
 ACTIVE_STATUSES = [
     DagsterRunStatus.QUEUED,

@@ -2,6 +2,8 @@
 overrides a private method of a Dagster class. A Dagster upgrade breaks, if anything, what is here;
 ``make dagster-upgrade-check`` runs ``mastodon_s3_sync_tests/test_dagster_internals.py``, which
 exercises each item, on the newest Dagster release. Everything else uses Dagster's public API.
+Its users are ``execution/`` and ``hosts/``; ``definitions/`` (what ``dagster dev`` loads) never
+imports it (test_architecture enforces both).
 
 Checked against dagster 1.13.27 (dagster-aws, dagster-celery, dagster-postgres 0.29.27):
 

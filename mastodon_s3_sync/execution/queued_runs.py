@@ -28,18 +28,18 @@ from dagster import (
 
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.progress import PROGRESS
-from mastodon_s3_sync.orchestration.dagster_internals import (
+from mastodon_s3_sync.dagster_internals import (
     AUTO_RETRY_RUN_ID_TAG,
     NOT_FINISHED_STATUSES,
     PARTITION_NAME_TAG,
     WILL_RETRY_TAG,
 )
-from mastodon_s3_sync.orchestration.partitions import RANGE_END_TAG, RANGE_START_TAG
+from mastodon_s3_sync.definitions.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 LOCATION_NAME = "mastodon_s3_sync"
 """The code location's name in workspace.yaml and pyproject.toml's [tool.dagster]: the daemon finds
 the submitted runs' code location (to retry them) by this name."""
-DEFINITIONS_MODULE = "mastodon_s3_sync.orchestration.definitions"
+DEFINITIONS_MODULE = "mastodon_s3_sync.definitions.definitions"
 POLL_SECONDS = 0.5
 RETRY_WAIT_SECONDS = 300
 """How long a failed run that run retries will retry may go without its retry before ``sync`` gives up on it."""
@@ -177,7 +177,7 @@ def cancel_queued(instance: DagsterInstance, run_ids: Sequence[str]) -> None:
 
 def heartbeat_progress(instance: DagsterInstance) -> Callable[[str], dict | None] | None:
     """Where the runs' progress can be read while they run: the Celery workers' heartbeats."""
-    from mastodon_s3_sync.orchestration.workers import CeleryWorkerRunLauncher
+    from mastodon_s3_sync.hosts.workers import CeleryWorkerRunLauncher
 
     launcher = instance.run_launcher
     if not isinstance(launcher, CeleryWorkerRunLauncher):

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.core.settings import ConfigError
-from mastodon_s3_sync.orchestration.dagster_internals import (
+from mastodon_s3_sync.dagster_internals import (
     RETRY_STRATEGY_TAG,
     CheckRunHealthResult,
     EngineEventData,
@@ -147,7 +147,7 @@ def make_celery_app(broker: str | None = None, backend: str | None = None, extra
 
 
 def __getattr__(name: str):
-    """``app`` for ``celery -A mastodon_s3_sync.orchestration.workers flower``, built when asked for."""
+    """``app`` for ``celery -A mastodon_s3_sync.hosts.workers flower``, built when asked for."""
     if name == "app":
         settings.load_environment()
         return make_celery_app()
