@@ -151,11 +151,24 @@ def test_a_missing_postgres_variable_is_named(postgres_dagster_home, monkeypatch
         DagsterInstance.get()
 
 
-def test_the_celery_instance_loads_its_launcher_and_log_manager(postgres_dagster_home, monkeypatch):
+OLD_CLASS_PATHS = {
+    "module: mastodon_s3_sync.hosts.workers\n": "module: mastodon_s3_sync.orchestration.workers\n",
+    "module: mastodon_s3_sync.execution.compute_logs\n": "module: mastodon_s3_sync.orchestration.compute_logs\n",
+}
+"""dagster-celery.yaml's class paths before orchestration/ was split: DAGSTER_HOMEs copied then still name them."""
+
+
+@pytest.mark.parametrize("paths", ["current", "before the split"])
+def test_the_celery_instance_loads_its_launcher_and_log_manager(postgres_dagster_home, monkeypatch, paths):
     from mastodon_s3_sync.execution.compute_logs import SharedComputeLogManager
     from mastodon_s3_sync.hosts.workers import CeleryWorkerRunLauncher
 
-    shutil.copy(REPO / "dagster-celery.yaml", postgres_dagster_home / "dagster.yaml")
+    text = (REPO / "dagster-celery.yaml").read_text()
+    if paths == "before the split":
+        for new, old in OLD_CLASS_PATHS.items():
+            assert text.count(new) == 1
+            text = text.replace(new, old)
+    (postgres_dagster_home / "dagster.yaml").write_text(text)
     for name, value in {
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",  # not contacted: the launcher connects when it launches
         "DAGSTER_COMPUTE_LOGS_BUCKET": "dagster-logs",
