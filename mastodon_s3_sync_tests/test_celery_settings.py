@@ -93,6 +93,14 @@ def test_the_result_backend_is_the_brokers_redis_unless_set(monkeypatch):
         result_backend_url({"CELERY_BROKER_URL": "amqp://guest@rabbit//"})
     with pytest.raises(ConfigError, match="CELERY_BROKER_URL is not set"):
         result_backend_url({})
+    # The launcher's config (dagster-celery.yaml's broker, an explicit backend) goes through the same rule.
+    assert result_backend_url({}, broker="redis://b:6379/0") == "redis://b:6379/0"
+    assert result_backend_url({"CELERY_RESULT_BACKEND": "redis://e:6379/1"}, broker="redis://b:6379/0") == (
+        "redis://e:6379/1"
+    )
+    assert result_backend_url({}, backend="redis://c:6379/2", broker="redis://b:6379/0") == "redis://c:6379/2"
+    with pytest.raises(ConfigError, match="CELERY_RESULT_BACKEND must be a Redis URL"):
+        result_backend_url({}, backend="rpc://", broker="redis://b:6379/0")
 
 
 def test_worker_names():
