@@ -5,6 +5,9 @@ launcher's health check reads it (test_celery_workers.py runs it all for real)."
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,6 +75,25 @@ def test_the_celery_instance_names_what_it_lacks(clean_env, missing):
 
 def test_without_the_broker_the_other_files_are_selected_as_before(clean_env):
     assert (ensure_dagster_home() / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
+
+
+def test_make_dev_takes_the_instance_file_the_cli_takes(clean_env, tmp_path):
+    """The Makefile names no instance file: ``make dev`` prepares DAGSTER_HOME with execution/instance.py."""
+    dev_target = (REPO / "Makefile").read_text().split("\ndev:")[1].split("\n\n")[0]
+    assert "-m mastodon_s3_sync.execution.instance" in dev_target and ".yaml" not in dev_target
+
+    def prepare(**variables: str) -> subprocess.CompletedProcess:
+        environ = {name: value for name, value in os.environ.items() if name not in OURS}
+        environ["DAGSTER_HOME"] = str(tmp_path / "home")
+        command = [sys.executable, "-m", "mastodon_s3_sync.execution.instance"]
+        return subprocess.run(command, cwd=REPO, env={**environ, **variables}, capture_output=True, text=True)
+
+    lacking = prepare(**PG, CELERY_BROKER_URL="redis://r/0")
+    assert lacking.returncode == 2 and "set DAGSTER_COMPUTE_LOGS_BUCKET" in lacking.stderr, lacking.stderr
+    assert not (tmp_path / "home" / "dagster.yaml").exists()
+    done = prepare(**PG)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "home" / "dagster.yaml").read_text() == (REPO / "dagster-postgres.yaml").read_text()
 
 
 def test_launcher_and_workers_share_the_learned_settings():
