@@ -127,11 +127,11 @@ def test_the_catch_up_schedule_leaves_what_a_ranged_run_in_progress_covers(
         )
     )
     schedule = build_catch_up_schedule("media_attachments", "0 * * * *")
-    context = build_schedule_context(
+    with build_schedule_context(  # as a context manager: else its instance's state outlives the test
         instance=dagster_instance,
         resources=build_resources(os.environ),
         scheduled_execution_time=datetime.now(UTC),
         repository_def=build_definitions().get_repository_def(),
-    )
-    requests = schedule.evaluate_tick(context).run_requests
+    ) as context:
+        requests = schedule.evaluate_tick(context).run_requests
     assert [request.partition_key for request in requests] == keys[3:]
