@@ -35,12 +35,11 @@ demo-ui: $(INSTALLED)
 test: $(INSTALLED) system-packages
 	$(PY) -m pytest
 
-# The instance file as the CLI picks it: dagster-celery.yaml when CELERY_BROKER_URL is set (runs go
-# to `mastodon-s3-sync worker` processes on the copy hosts), dagster-postgres.yaml when
-# DAGSTER_PG_HOST is, else dagster.yaml.
+# .dagster_home given the instance file the CLI picks, by the CLI's own code (execution/instance.py):
+# dagster-celery.yaml when CELERY_BROKER_URL is set (runs go to `mastodon-s3-sync worker` processes on
+# the copy hosts), dagster-postgres.yaml when DAGSTER_PG_HOST is, else dagster.yaml.
 dev: $(INSTALLED)
-	mkdir -p .dagster_home && [ -f .dagster_home/dagster.yaml ] || \
-		cp $(if $(CELERY_BROKER_URL),dagster-celery.yaml,$(if $(DAGSTER_PG_HOST),dagster-postgres.yaml,dagster.yaml)) .dagster_home/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(PY) -m mastodon_s3_sync.execution.instance
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(VENV)/bin/dagster dev -h 127.0.0.1
 
 # Regenerate demo/mastodon_s3_sync_demo/schema/mastodon_schema.sql from Mastodon's db/schema.rb:
@@ -52,7 +51,7 @@ schema:
 # A Dagster upgrade: a throwaway venv with the newest Dagster release whose webserver and integrations
 # are released too, pinned together (theirs is 0.(minor+16).patch of Dagster's version: unpinned, pip
 # pairs a new dagster with years-old integration releases), this package over them, and
-# the tests of what an upgrade may break: orchestration/dagster_internals.py's upgrade check and the
+# the tests of what an upgrade may break: dagster_internals.py's upgrade check and the
 # architecture test (dagster-aws's import without its components). Pytest's summary names what breaks.
 UPGRADE_VENV ?= /tmp/mastodon-s3-sync-dagster-upgrade
 UPGRADE_PY := $(UPGRADE_VENV)/bin/python

@@ -325,7 +325,7 @@ def cut_partitions() -> None:
 
     from mastodon_s3_sync.core.configured import configured
     from mastodon_s3_sync.core.mastodon.tables import TABLES
-    from mastodon_s3_sync.orchestration.partitions import add_new_partitions
+    from mastodon_s3_sync.definitions.partitions import add_new_partitions
 
     resources = configured(only=("mastodon_db", "sync_tuning"))
     with DagsterInstance.get() as instance:
@@ -367,7 +367,7 @@ def _launch_and_wait(spec: dict, instance, context, execute_query) -> dict:
     from dagster import RunsFilter
     from dagster._core.execution.backfill import BulkActionStatus
 
-    from mastodon_s3_sync.orchestration.partitions import partitions_name
+    from mastodon_s3_sync.definitions.partitions import partitions_name
 
     deadline = time.monotonic() + 300
     while not {"BACKFILL", "QUEUED_RUN_COORDINATOR"} <= set(instance.get_daemon_heartbeats()):
@@ -466,22 +466,22 @@ def breakdown_worker() -> None:
         phases[name] = {"wall": now - clock["wall"], "cpu": cpu - clock["cpu"]}
         clock.update(wall=now, cpu=cpu)
 
-    import mastodon_s3_sync.orchestration.assets as assets
+    import mastodon_s3_sync.definitions.assets as assets
     from mastodon_s3_sync.cli.main import checked_resources
     from mastodon_s3_sync.core import settings
     from mastodon_s3_sync.core.id_ranges import IdRange
     from mastodon_s3_sync.core.mastodon.tables import TABLES
     from mastodon_s3_sync.core.settings import load_environment
-    from mastodon_s3_sync.orchestration.definitions import build_definitions
-    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home, in_process_instance
-    from mastodon_s3_sync.orchestration.jobs import sync_job_name
-    from mastodon_s3_sync.orchestration.partitions import (
+    from mastodon_s3_sync.definitions.definitions import build_definitions
+    from mastodon_s3_sync.definitions.jobs import sync_job_name
+    from mastodon_s3_sync.definitions.partitions import (
         add_new_partitions,
         partitions_name,
         stale_partitions,
         unsynced_partitions,
     )
-    from mastodon_s3_sync.orchestration.runs import _execute, contiguous_groups, refresh_acls_in_process
+    from mastodon_s3_sync.execution.instance import ensure_dagster_home, in_process_instance
+    from mastodon_s3_sync.execution.runs import _execute, contiguous_groups, refresh_acls_in_process
 
     phase("imports (in process, after interpreter start)")
     copy_steps: list[dict] = []
@@ -603,7 +603,7 @@ def breakdown(setup: Setup, arguments: argparse.Namespace, sync_extra: dict[str,
     for module in (
         "mastodon_s3_sync.cli.main",
         "dagster",
-        "mastodon_s3_sync.orchestration.definitions",
+        "mastodon_s3_sync.definitions.definitions",
         "mastodon_s3_sync.core.transfer.engine",
     ):
         figures[f"import {module}"] = timed_command([sys.executable, "-c", f"import {module}"], setup.work)

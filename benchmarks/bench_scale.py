@@ -282,9 +282,9 @@ def measure(args, media_rows: int) -> tuple[dict, dict]:
     from mastodon_s3_sync.core.id_ranges import next_ranges
     from mastodon_s3_sync.core.mastodon.tables import TABLES
     from mastodon_s3_sync.core.planning import plan_sql, plan_table
-    from mastodon_s3_sync.orchestration.partitions import partitions_name, unsynced_partitions
-    from mastodon_s3_sync.orchestration.resources import MastodonDbResource, SyncTuningResource
-    from mastodon_s3_sync.orchestration.sensors import build_resync_changed_rows
+    from mastodon_s3_sync.definitions.partitions import partitions_name, unsynced_partitions
+    from mastodon_s3_sync.definitions.resources import MastodonDbResource, SyncTuningResource
+    from mastodon_s3_sync.definitions.sensors import build_resync_changed_rows
 
     url = database_url(args)
     database = MastodonDatabase(database_url=url)
@@ -439,7 +439,7 @@ def main() -> None:
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     args = parser.parse_args()
     if args.rows_per_tick is None:
-        from mastodon_s3_sync.orchestration.sensors import DEFAULT_ROWS_PER_TICK
+        from mastodon_s3_sync.definitions.sensors import DEFAULT_ROWS_PER_TICK
 
         args.rows_per_tick = DEFAULT_ROWS_PER_TICK
     try:

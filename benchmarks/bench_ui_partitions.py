@@ -9,7 +9,7 @@ For each N of ``--partitions`` (default 1000, 5000 and 20000), with real compone
    consecutive id-range partitions per table (keys from ``core.id_ranges``,
    tiled from ``MIN_ID`` as ``add_new_partitions`` cuts them) for each of the
    seven tables, and a materialization for the first ``--materialized-fraction``
-   of them, with metadata built by ``orchestration.metadata.partition_metadata``
+   of them, with metadata built by ``definitions.metadata.partition_metadata``
    (``report_runless_asset_event``, in a few processes at once: SQLite takes
    10-15 ms of CPU per event).
 2. A real ``dagster-webserver -w workspace.yaml`` on a free port (cwd: the
@@ -98,8 +98,8 @@ from mastodon_s3_sync.core.mastodon.layout import object_key  # noqa: E402
 from mastodon_s3_sync.core.mastodon.tables import TABLES  # noqa: E402
 from mastodon_s3_sync.core.referenced_objects import ObjectProblem  # noqa: E402
 from mastodon_s3_sync.core.settings import value  # noqa: E402
-from mastodon_s3_sync.orchestration.metadata import partition_metadata  # noqa: E402
-from mastodon_s3_sync.orchestration.partitions import partitions_name  # noqa: E402
+from mastodon_s3_sync.definitions.metadata import partition_metadata  # noqa: E402
+from mastodon_s3_sync.definitions.partitions import partitions_name  # noqa: E402
 
 BIN = Path(sys.executable).parent
 WORKSPACE = "workspace.yaml"

@@ -10,7 +10,7 @@ __all__ = ["defs"]
 
 def __getattr__(name: str):
     if name == "defs":
-        from mastodon_s3_sync.orchestration.definitions import defs
+        from mastodon_s3_sync.definitions.definitions import defs
 
         globals()["defs"] = defs
         return defs

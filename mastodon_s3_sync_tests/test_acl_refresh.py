@@ -18,9 +18,9 @@ from dagster import build_schedule_context
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.verification import Problem, verify_table
-from mastodon_s3_sync.orchestration.acl_refresh import build_acl_refresh_schedule, state_key
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.runs import refresh_acls_in_process, sync_tables
+from mastodon_s3_sync.definitions.acl_refresh import build_acl_refresh_schedule, state_key
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.execution.runs import refresh_acls_in_process, sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 

@@ -17,8 +17,8 @@ from mastodon_s3_sync.core.copying import copy_objects
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.referenced_objects import current_acls, referenced_objects
 from mastodon_s3_sync.core.transfer.engine import TransferSettings
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 from mastodon_s3_sync_tests.test_acl_refresh import MEDIA, execute, is_public

@@ -5,6 +5,9 @@ launcher's health check reads it (test_celery_workers.py runs it all for real)."
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,10 +15,10 @@ import yaml
 from dagster import DagsterRun
 
 from mastodon_s3_sync.core.errors import ConfigError
-from mastodon_s3_sync.orchestration import workers
-from mastodon_s3_sync.orchestration.dagster_internals import WorkerStatus
-from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
-from mastodon_s3_sync.orchestration.workers import (
+from mastodon_s3_sync.dagster_internals import WorkerStatus
+from mastodon_s3_sync.execution.instance import ensure_dagster_home
+from mastodon_s3_sync.hosts import workers
+from mastodon_s3_sync.hosts.workers import (
     VISIBILITY_TIMEOUT_SECONDS,
     WORKER_TAG,
     CeleryWorkerRunLauncher,
@@ -74,6 +77,25 @@ def test_without_the_broker_the_other_files_are_selected_as_before(clean_env):
     assert (ensure_dagster_home() / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
 
 
+def test_make_dev_takes_the_instance_file_the_cli_takes(clean_env, tmp_path):
+    """The Makefile names no instance file: ``make dev`` prepares DAGSTER_HOME with execution/instance.py."""
+    dev_target = (REPO / "Makefile").read_text().split("\ndev:")[1].split("\n\n")[0]
+    assert "-m mastodon_s3_sync.execution.instance" in dev_target and ".yaml" not in dev_target
+
+    def prepare(**variables: str) -> subprocess.CompletedProcess:
+        environ = {name: value for name, value in os.environ.items() if name not in OURS}
+        environ["DAGSTER_HOME"] = str(tmp_path / "home")
+        command = [sys.executable, "-m", "mastodon_s3_sync.execution.instance"]
+        return subprocess.run(command, cwd=REPO, env={**environ, **variables}, capture_output=True, text=True)
+
+    lacking = prepare(**PG, CELERY_BROKER_URL="redis://r/0")
+    assert lacking.returncode == 2 and "set DAGSTER_COMPUTE_LOGS_BUCKET" in lacking.stderr, lacking.stderr
+    assert not (tmp_path / "home" / "dagster.yaml").exists()
+    done = prepare(**PG)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "home" / "dagster.yaml").read_text() == (REPO / "dagster-postgres.yaml").read_text()
+
+
 def test_launcher_and_workers_share_the_learned_settings():
     config = celery_settings("redis://r:6379/0", "redis://r:6379/1")
     assert config["task_acks_late"] is True
@@ -93,6 +115,14 @@ def test_the_result_backend_is_the_brokers_redis_unless_set(monkeypatch):
         result_backend_url({"CELERY_BROKER_URL": "amqp://guest@rabbit//"})
     with pytest.raises(ConfigError, match="CELERY_BROKER_URL is not set"):
         result_backend_url({})
+    # The launcher's config (dagster-celery.yaml's broker, an explicit backend) goes through the same rule.
+    assert result_backend_url({}, broker="redis://b:6379/0") == "redis://b:6379/0"
+    assert result_backend_url({"CELERY_RESULT_BACKEND": "redis://e:6379/1"}, broker="redis://b:6379/0") == (
+        "redis://e:6379/1"
+    )
+    assert result_backend_url({}, backend="redis://c:6379/2", broker="redis://b:6379/0") == "redis://c:6379/2"
+    with pytest.raises(ConfigError, match="CELERY_RESULT_BACKEND must be a Redis URL"):
+        result_backend_url({}, backend="rpc://", broker="redis://b:6379/0")
 
 
 def test_worker_names():
@@ -191,8 +221,8 @@ def test_sync_follows_a_run_into_its_retry_and_shows_progress_once(monkeypatch):
     from dagster import DagsterRunStatus, instance_for_test
 
     from mastodon_s3_sync.core.progress import PROGRESS
-    from mastodon_s3_sync.orchestration import queued_runs
-    from mastodon_s3_sync.orchestration.dagster_internals import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
+    from mastodon_s3_sync.dagster_internals import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
+    from mastodon_s3_sync.execution import queued_runs
 
     shown = {"planned": 0, "done": 0}
 

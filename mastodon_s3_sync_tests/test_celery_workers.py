@@ -43,8 +43,8 @@ from psycopg2.extensions import parse_dsn
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
-from mastodon_s3_sync.orchestration.partitions import add_new_partitions
-from mastodon_s3_sync.orchestration.workers import WORKER_TAG, make_celery_app, read_heartbeat, redis_client
+from mastodon_s3_sync.definitions.partitions import add_new_partitions
+from mastodon_s3_sync.hosts.workers import WORKER_TAG, make_celery_app, read_heartbeat, redis_client
 from mastodon_s3_sync_tests.conftest import Migration, make_migration
 
 pytestmark = pytest.mark.integration
@@ -438,7 +438,7 @@ def hosts(postgres_admin_url, rclone_source, rclone_destination, tmp_path_factor
         processes.start("sync accounts", [sys.executable, "-m", "mastodon_s3_sync", "sync", "accounts"], service=False)
         processes.start(
             "flower",
-            [sys.executable, "-m", "celery", "-A", "mastodon_s3_sync.orchestration.workers", "flower",
+            [sys.executable, "-m", "celery", "-A", "mastodon_s3_sync.hosts.workers", "flower",
              "--address=127.0.0.1", f"--port={flower_port}"],
         )  # fmt: skip
         hosts = Hosts(

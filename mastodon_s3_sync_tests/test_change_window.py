@@ -11,8 +11,8 @@ from mastodon_s3_sync.core.changes import LastRead, LateRows, PartitionCheck, ro
 from mastodon_s3_sync.core.id_ranges import MIN_ID
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.referenced_objects import ReadStats
-from mastodon_s3_sync.orchestration.partitions import last_read, read_metadata
-from mastodon_s3_sync.orchestration.sensors import _next_id
+from mastodon_s3_sync.definitions.partitions import last_read, read_metadata
+from mastodon_s3_sync.definitions.sensors import _next_id
 
 READ = datetime(2025, 5, 1, 12, 0, 0, 123456)
 """The database's clock when the sync read the partition."""

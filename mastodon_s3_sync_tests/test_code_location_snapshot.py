@@ -52,7 +52,7 @@ def surface(definitions) -> dict:
 
 def test_code_location_matches_snapshot(environment) -> None:
     environment({})
-    from mastodon_s3_sync.orchestration.definitions import build_definitions
+    from mastodon_s3_sync.definitions.definitions import build_definitions
 
     current = surface(build_definitions())
     if os.environ.get("UPDATE_SNAPSHOT"):

@@ -11,8 +11,8 @@ import pytest
 from dagster import EnvVar
 
 from mastodon_s3_sync.core.configured import configured
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes

@@ -39,14 +39,14 @@ from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import IdRange, parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.settings import value
-from mastodon_s3_sync.orchestration.jobs import SYNC_RUN_TAG
-from mastodon_s3_sync.orchestration.partitions import (
+from mastodon_s3_sync.definitions.jobs import SYNC_RUN_TAG
+from mastodon_s3_sync.definitions.partitions import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     add_new_partitions,
     partitions_name,
 )
-from mastodon_s3_sync.orchestration.runs import contiguous_groups
+from mastodon_s3_sync.execution.runs import contiguous_groups
 from mastodon_s3_sync_tests.conftest import Migration, make_migration
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes

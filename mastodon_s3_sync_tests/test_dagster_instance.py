@@ -17,9 +17,9 @@ from psycopg2.extensions import parse_dsn
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.partitions import partitions_name
-from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.definitions.partitions import partitions_name
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes
@@ -51,11 +51,11 @@ def test_celery_settings_are_postgres_settings_plus_launcher_and_compute_logs():
     assert {name: value for name, value in celery.items() if name not in CELERY_ONLY} == postgres
     launcher, logs = celery["run_launcher"], celery["compute_logs"]
     assert (launcher["module"], launcher["class"]) == (
-        "mastodon_s3_sync.orchestration.workers",
+        "mastodon_s3_sync.hosts.workers",
         "CeleryWorkerRunLauncher",
     )
     assert launcher["config"]["broker"] == {"env": "CELERY_BROKER_URL"}
-    assert (logs["module"], logs["class"]) == ("mastodon_s3_sync.orchestration.compute_logs", "SharedComputeLogManager")
+    assert (logs["module"], logs["class"]) == ("mastodon_s3_sync.execution.compute_logs", "SharedComputeLogManager")
 
 
 @pytest.fixture
@@ -151,11 +151,24 @@ def test_a_missing_postgres_variable_is_named(postgres_dagster_home, monkeypatch
         DagsterInstance.get()
 
 
-def test_the_celery_instance_loads_its_launcher_and_log_manager(postgres_dagster_home, monkeypatch):
-    from mastodon_s3_sync.orchestration.compute_logs import SharedComputeLogManager
-    from mastodon_s3_sync.orchestration.workers import CeleryWorkerRunLauncher
+OLD_CLASS_PATHS = {
+    "module: mastodon_s3_sync.hosts.workers\n": "module: mastodon_s3_sync.orchestration.workers\n",
+    "module: mastodon_s3_sync.execution.compute_logs\n": "module: mastodon_s3_sync.orchestration.compute_logs\n",
+}
+"""dagster-celery.yaml's class paths before orchestration/ was split: DAGSTER_HOMEs copied then still name them."""
 
-    shutil.copy(REPO / "dagster-celery.yaml", postgres_dagster_home / "dagster.yaml")
+
+@pytest.mark.parametrize("paths", ["current", "before the split"])
+def test_the_celery_instance_loads_its_launcher_and_log_manager(postgres_dagster_home, monkeypatch, paths):
+    from mastodon_s3_sync.execution.compute_logs import SharedComputeLogManager
+    from mastodon_s3_sync.hosts.workers import CeleryWorkerRunLauncher
+
+    text = (REPO / "dagster-celery.yaml").read_text()
+    if paths == "before the split":
+        for new, old in OLD_CLASS_PATHS.items():
+            assert text.count(new) == 1
+            text = text.replace(new, old)
+    (postgres_dagster_home / "dagster.yaml").write_text(text)
     for name, value in {
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",  # not contacted: the launcher connects when it launches
         "DAGSTER_COMPUTE_LOGS_BUCKET": "dagster-logs",

@@ -1,4 +1,4 @@
-"""The upgrade check: each of Dagster's internals that ``orchestration/dagster_internals.py`` uses, on the
+"""The upgrade check: each of Dagster's internals that ``dagster_internals.py`` uses, on the
 installed Dagster. ``make dagster-upgrade-check`` runs this module on the newest Dagster release; a
 failure here names what the upgrade breaks. Fast: no server, no subprocess."""
 
@@ -28,8 +28,8 @@ from dagster import (
 )
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 
-from mastodon_s3_sync.orchestration import dagster_internals as door
-from mastodon_s3_sync.orchestration.partitions import RANGE_END_TAG, RANGE_START_TAG
+from mastodon_s3_sync import dagster_internals as door
+from mastodon_s3_sync.definitions.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG, UNFINISHED_STATUSES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,15 +130,15 @@ def test_syncs_instance_runs_with_its_overrides_in_dagsters_files(tmp_path) -> N
 
 def test_run_tags_and_statuses_are_dagsters() -> None:
     """Tags stored on runs: a new spelling would leave the runs recorded before unrecognized."""
+    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    assert door.PARTITION_NAME_TAG == "dagster/partition"
+    assert door.PARTITION_NAME_TAG == PARTITION_TAG == "dagster/partition"
     assert door.RETRY_STRATEGY_TAG == "dagster/retry_strategy"
     assert door.WILL_RETRY_TAG == "dagster/will_retry"
     assert door.AUTO_RETRY_RUN_ID_TAG == "dagster/auto_retry_run_id"
     assert (RANGE_START_TAG, RANGE_END_TAG) == (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
-    finished = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
-    assert set(door.NOT_FINISHED_STATUSES) == set(DagsterRunStatus) - finished - {DagsterRunStatus.MANAGED}
+    assert set(UNFINISHED_STATUSES) == set(NOT_FINISHED_STATUSES), "the run statuses Dagster counts as in progress"
 
 
 def test_a_partition_run_is_queued_as_the_launchpad_does() -> None:

@@ -37,7 +37,7 @@ def test_definitions_validate_with_no_environment(tmp_path):
 
 def test_definitions_hold_the_public_interface(environment):
     environment({})
-    from mastodon_s3_sync.orchestration.definitions import build_definitions
+    from mastodon_s3_sync.definitions.definitions import build_definitions
 
     definitions = build_definitions()
     assert {key.path[0] for key in definitions.resolve_all_asset_keys()} == ASSETS

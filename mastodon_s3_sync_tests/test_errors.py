@@ -19,7 +19,7 @@ from mastodon_s3_sync.core.errors import (
     SyncError,
     TransientError,
 )
-from mastodon_s3_sync.orchestration.assets import PLAN_RETRY_POLICY, one_line_failures
+from mastodon_s3_sync.definitions.assets import PLAN_RETRY_POLICY, one_line_failures
 
 LOST = DatabaseConnectionLost(" to db:5432/mastodon", "terminating connection due to administrator command")
 RETRIED = [

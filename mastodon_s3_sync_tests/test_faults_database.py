@@ -18,10 +18,10 @@ from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.database import MastodonDatabase
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.jobs import sync_job_name
-from mastodon_s3_sync.orchestration.partitions import add_new_partitions
-from mastodon_s3_sync.orchestration.runs import QUIET_CONSOLE, _failure_message, sync_tables
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.definitions.jobs import sync_job_name
+from mastodon_s3_sync.definitions.partitions import add_new_partitions
+from mastodon_s3_sync.execution.runs import QUIET_CONSOLE, _failure_message, sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 from mastodon_s3_sync_tests.test_faults_support import assert_destination_exact, expected_media
 

@@ -17,8 +17,8 @@ from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 from mastodon_s3_sync_tests.test_faults_database import run_cli
 from mastodon_s3_sync_tests.test_faults_support import assert_destination_exact, expected_media

@@ -23,8 +23,8 @@ from mastodon_s3_sync.core.buckets import SourceBucket
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.transfer import sigv4
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration, unique_bucket
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy, self_signed_certificate
 from mastodon_s3_sync_tests.test_faults_database import run_cli

@@ -26,12 +26,12 @@ from mastodon_s3_sync.core.id_ranges import MIN_ID, parse_partition_key
 from mastodon_s3_sync.core.mastodon.layout import object_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.settings import value
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.partitions import partitions_name, snapshot_times
-from mastodon_s3_sync.orchestration.resources import build_resources
-from mastodon_s3_sync.orchestration.runs import sync_tables
-from mastodon_s3_sync.orchestration.schedules import build_catch_up_schedule
-from mastodon_s3_sync.orchestration.sensors import add_id_range_partitions, build_resync_changed_rows
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.definitions.partitions import partitions_name, snapshot_times
+from mastodon_s3_sync.definitions.resources import build_resources
+from mastodon_s3_sync.definitions.schedules import build_catch_up_schedule
+from mastodon_s3_sync.definitions.sensors import add_id_range_partitions, build_resync_changed_rows
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
 resync_changed_rows = build_resync_changed_rows(3600, value("SYNC_CHANGES_ROWS_PER_TICK", {}))
@@ -89,27 +89,27 @@ def test_catch_up_schedule_syncs_new_rows_once(
     migration = make_migration(database_url, rclone_source, rclone_destination)
     prepare(migration, environment)
     schedule = build_catch_up_schedule("custom_emojis", "0 * * * *")
-    context = build_schedule_context(
+    with build_schedule_context(  # as a context manager: else its instance's state outlives the test
         instance=dagster_instance,
         resources=dagster_resources(),
         scheduled_execution_time=datetime.now(UTC),
         repository_def=build_definitions().get_repository_def(),
-    )
-    requests = schedule.evaluate_tick(context).run_requests
-    keys = dagster_instance.get_dynamic_partitions(partitions_name("custom_emojis"))
-    assert [request.partition_key for request in requests] == keys, "a tail partition is cut and requested"
-    assert all(request.run_key == request.partition_key for request in requests)
-    for request in requests:
-        execute(dagster_instance, request, "custom_emojis")
-    assert schedule.evaluate_tick(context).skip_message, "nothing new after the sync"
+    ) as context:
+        requests = schedule.evaluate_tick(context).run_requests
+        keys = dagster_instance.get_dynamic_partitions(partitions_name("custom_emojis"))
+        assert [request.partition_key for request in requests] == keys, "a tail partition is cut and requested"
+        assert all(request.run_key == request.partition_key for request in requests)
+        for request in requests:
+            execute(dagster_instance, request, "custom_emojis")
+        assert schedule.evaluate_tick(context).skip_message, "nothing new after the sync"
 
-    with closing(psycopg2.connect(migration.database_url)) as connection, connection, connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO custom_emojis (shortcode, image_file_name, image_content_type, image_file_size, "
-            "image_updated_at, created_at, updated_at) VALUES ('late', 'feedbeef.png', 'image/png', 3, now(), now(), now())"
-        )
-    [request] = schedule.evaluate_tick(context).run_requests
-    assert request.partition_key not in keys
+        with closing(psycopg2.connect(migration.database_url)) as connection, connection, connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO custom_emojis (shortcode, image_file_name, image_content_type, image_file_size, "
+                "image_updated_at, created_at, updated_at) VALUES ('late', 'feedbeef.png', 'image/png', 3, now(), now(), now())"
+            )
+        [request] = schedule.evaluate_tick(context).run_requests
+        assert request.partition_key not in keys
 
 
 def test_changed_avatar_is_resynced_by_the_sensor_and_by_sync(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dagster import AssetKey, AssetMaterialization, MetadataValue
 
-from mastodon_s3_sync.orchestration.partitions import SNAPSHOT_AT, snapshot_times
+from mastodon_s3_sync.definitions.partitions import SNAPSHOT_AT, snapshot_times
 
 TABLE = "media_attachments"
 

@@ -22,12 +22,12 @@ from dagster import (
     define_asset_job,
 )
 
-from mastodon_s3_sync.orchestration.dagster_internals import (
+from mastodon_s3_sync.dagster_internals import (
     ENGINES_KEPT,
     ReusingSqliteEventLogStorage,
     SqliteEventLogStorage,
 )
-from mastodon_s3_sync.orchestration.instance import _storage_configured, in_process_instance
+from mastodon_s3_sync.execution.instance import _storage_configured, in_process_instance
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = DynamicPartitionsDefinition(name="ids")

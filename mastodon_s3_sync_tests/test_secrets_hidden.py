@@ -16,7 +16,7 @@ from mastodon_s3_sync.core.buckets import DestinationBucket, MediaBucket, Source
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.transfer.s3 import Bucket
 from mastodon_s3_sync.core.transfer.sigv4 import Signer
-from mastodon_s3_sync.orchestration.resources import RESOURCE_CLASSES
+from mastodon_s3_sync.definitions.resources import RESOURCE_CLASSES
 
 SECRET_NAME = re.compile(r"secret|passw|(^|_)pass$|token|key_id|credential|(database|broker|backend)(_url)?$")
 """Field names that hold, or may hold, a credential (a URL's password included)."""

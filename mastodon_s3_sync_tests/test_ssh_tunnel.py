@@ -9,8 +9,8 @@ from mastodon_s3_sync_demo.servers import generate_client_key, sshd_server
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.errors import ConfigError
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes

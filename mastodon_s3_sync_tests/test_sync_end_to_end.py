@@ -20,9 +20,9 @@ from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.verification import verify_table
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.instance import in_process_instance
-from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.execution.instance import in_process_instance
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import Migration, make_migration, signals_as_from_a_terminal
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
+from mastodon_s3_sync.core.dagster_lock import DAGSTER_LOCK
 from mastodon_s3_sync.core.progress import ProgressHub
-from mastodon_s3_sync.orchestration.dagster_lock import DAGSTER_LOCK
 
 
 class Listener:

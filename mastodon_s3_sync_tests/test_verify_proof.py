@@ -21,9 +21,9 @@ from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.transfer.engine import CopyItem, MiB, Outcome, TransferSettings, copy_batch
 from mastodon_s3_sync.core.verification import PROVE_COMMAND, VERIFY_BATCH, Problem, verify_table
-from mastodon_s3_sync.orchestration.checks import CHECK_NAME
-from mastodon_s3_sync.orchestration.definitions import build_definitions
-from mastodon_s3_sync.orchestration.runs import sync_tables
+from mastodon_s3_sync.definitions.checks import CHECK_NAME
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration, unique_bucket
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 from mastodon_s3_sync_tests.test_integrity import upload_in_parts

@@ -51,7 +51,7 @@ COMPUTE_LOGS_BUCKET = "dagster-compute-logs"
 LOCAL_REDIS = "redis://127.0.0.1:6379"
 WORKSPACE = """load_from:
   - python_module:
-      module_name: mastodon_s3_sync.orchestration.definitions
+      module_name: mastodon_s3_sync.definitions.definitions
       location_name: mastodon_s3_sync
 """
 
@@ -143,7 +143,7 @@ def _serve_ui(cli_main, hosts: SeveralHosts | None = None) -> int:
         command += ["-w", str(hosts.workspace)]
     else:
         command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
-        command += ["-m", "mastodon_s3_sync.orchestration.definitions"]
+        command += ["-m", "mastodon_s3_sync.definitions.definitions"]
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with SIGINT ignored
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the demo like Ctrl-C
     dagster = subprocess.Popen(command, process_group=0)  # its own group: it gets exactly one signal, ours
@@ -186,7 +186,7 @@ def _cut_partitions() -> None:
 
     from mastodon_s3_sync.core.configured import configured
     from mastodon_s3_sync.core.mastodon.tables import TABLES
-    from mastodon_s3_sync.orchestration.partitions import add_new_partitions
+    from mastodon_s3_sync.definitions.partitions import add_new_partitions
 
     resources = configured(only=("mastodon_db", "sync_tuning"))
     with DagsterInstance.get() as instance:
@@ -210,7 +210,7 @@ class SeveralHosts:
     def runs_per_worker(self) -> str:
         from dagster import DagsterInstance
 
-        from mastodon_s3_sync.orchestration.workers import WORKER_TAG
+        from mastodon_s3_sync.hosts.workers import WORKER_TAG
 
         counts: dict[str, int] = {}
         with DagsterInstance.get() as instance:
@@ -252,8 +252,8 @@ def private_redis_server(work: Path) -> Iterator[str]:
 @contextmanager
 def several_hosts(work: Path, admin_url: str, destination: S3Server, workers: int) -> Iterator[SeveralHosts]:
     """Redis, a Dagster database, dagster-celery.yaml, the daemon, ``workers`` workers and flower."""
-    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
-    from mastodon_s3_sync.orchestration.workers import make_celery_app
+    from mastodon_s3_sync.execution.instance import ensure_dagster_home
+    from mastodon_s3_sync.hosts.workers import make_celery_app
 
     with ExitStack() as stack:
         print(f"Starting Redis, a dagster-daemon, {workers} workers and flower...", flush=True)
@@ -293,7 +293,7 @@ def several_hosts(work: Path, admin_url: str, destination: S3Server, workers: in
             processes[name] = (stack.enter_context(_process(command, log)), log)
         flower_port = int(os.environ.get("DEMO_FLOWER_PORT") or free_port())
         log = logs / "flower.log"
-        command = [sys.executable, "-m", "celery", "-A", "mastodon_s3_sync.orchestration.workers", "flower"]
+        command = [sys.executable, "-m", "celery", "-A", "mastodon_s3_sync.hosts.workers", "flower"]
         command += ["--address=127.0.0.1", f"--port={flower_port}"]
         processes["flower"] = (stack.enter_context(_process(command, log)), log)
 

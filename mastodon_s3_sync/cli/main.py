@@ -58,8 +58,8 @@ def command_plan(arguments: argparse.Namespace) -> int:
     from mastodon_s3_sync.cli.render import plan_table_view, print_view
     from mastodon_s3_sync.core.configured import configured
     from mastodon_s3_sync.core.planning import PlanRates
-    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
-    from mastodon_s3_sync.orchestration.plan_job import observe_plans
+    from mastodon_s3_sync.definitions.plan_job import observe_plans
+    from mastodon_s3_sync.execution.instance import ensure_dagster_home
 
     resources = configured(only=("mastodon_db", "sync_tuning"))
     check_tables(resources["mastodon_db"], arguments.assets)
@@ -77,9 +77,9 @@ def command_sync(arguments: argparse.Namespace) -> int:
     from mastodon_s3_sync.cli.progress import TerminalProgress, live_board
     from mastodon_s3_sync.core import settings
     from mastodon_s3_sync.core.progress import PROGRESS
-    from mastodon_s3_sync.orchestration.definitions import build_definitions
-    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home, in_process_instance
-    from mastodon_s3_sync.orchestration.runs import refresh_acls_in_process, sync_tables
+    from mastodon_s3_sync.definitions.definitions import build_definitions
+    from mastodon_s3_sync.execution.instance import ensure_dagster_home, in_process_instance
+    from mastodon_s3_sync.execution.runs import refresh_acls_in_process, sync_tables
 
     if arguments.accept_missing:
         os.environ["SYNC_ACCEPT_MISSING"] = "true"
@@ -151,7 +151,7 @@ def acl_summary(acls) -> str:
 
 
 def _say_where_runs_execute(instance) -> None:
-    from mastodon_s3_sync.orchestration.queued_runs import queue_warning, runs_execute_elsewhere
+    from mastodon_s3_sync.execution.queued_runs import queue_warning, runs_execute_elsewhere
 
     if not runs_execute_elsewhere(instance):
         if os.environ.get("CELERY_BROKER_URL"):
@@ -173,8 +173,8 @@ def _say_where_runs_execute(instance) -> None:
 
 
 def command_worker(arguments: argparse.Namespace) -> int:
-    from mastodon_s3_sync.orchestration.instance import ensure_dagster_home
-    from mastodon_s3_sync.orchestration.workers import check_worker_environment, node_name, start_worker
+    from mastodon_s3_sync.execution.instance import ensure_dagster_home
+    from mastodon_s3_sync.hosts.workers import check_worker_environment, node_name, start_worker
 
     if not os.environ.get("CELERY_BROKER_URL"):
         raise ConfigError("CELERY_BROKER_URL is not set: it names the Redis that queues the runs for the workers")

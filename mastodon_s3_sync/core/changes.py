@@ -19,7 +19,7 @@ These columns have no index in Mastodon (nor has ``updated_at``), so finding
 changes reads rows. ``sync`` reads the whole table once per call (one
 sequential scan); the changed-rows sensor reads one id slice per tick
 (``id BETWEEN lo AND hi``: a range scan of the primary key, bounded by the
-slice's rows, see ``orchestration.sensors``) and covers the table over a pass
+slice's rows, see ``definitions.sensors``) and covers the table over a pass
 of several ticks.
 """
 

@@ -21,8 +21,8 @@ from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.referenced_objects import ObjectProblem
 from mastodon_s3_sync.core.verification import Problem, verify_table
-from mastodon_s3_sync.orchestration.metadata import problems_markdown
-from mastodon_s3_sync.orchestration.resources import DestinationS3Resource, MastodonDbResource, SourceS3Resource
+from mastodon_s3_sync.definitions.metadata import problems_markdown
+from mastodon_s3_sync.definitions.resources import DestinationS3Resource, MastodonDbResource, SourceS3Resource
 
 CHECK_NAME = "referenced_objects_at_destination"
 

@@ -26,10 +26,10 @@ from mastodon_s3_sync.core.acl_refresh import MEDIA, AclRefresh, AclState, AclWr
 from mastodon_s3_sync.core.errors import SyncError
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.transfer.engine import TransferSettings
-from mastodon_s3_sync.orchestration.assets import one_line_failure
-from mastodon_s3_sync.orchestration.metadata import problems_markdown
-from mastodon_s3_sync.orchestration.partitions import oldest_snapshot
-from mastodon_s3_sync.orchestration.resources import DestinationS3Resource, MastodonDbResource, SyncTuningResource
+from mastodon_s3_sync.definitions.assets import one_line_failure
+from mastodon_s3_sync.definitions.metadata import problems_markdown
+from mastodon_s3_sync.definitions.partitions import oldest_snapshot
+from mastodon_s3_sync.definitions.resources import DestinationS3Resource, MastodonDbResource, SyncTuningResource
 
 STATE_KEY = "mastodon_s3_sync/acl_state/{bucket}/{prefix}"
 """Where the instance keeps what the last refresh saw (per destination), in its cursor store."""

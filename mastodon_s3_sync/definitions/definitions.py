@@ -11,14 +11,14 @@ import os
 from dagster import Definitions, definitions, in_process_executor
 
 from mastodon_s3_sync.core import settings
-from mastodon_s3_sync.orchestration.acl_refresh import build_acl_refresh_schedule, refresh_destination_acls
-from mastodon_s3_sync.orchestration.assets import build_media_assets
-from mastodon_s3_sync.orchestration.checks import DESTINATION_CHECKS
-from mastodon_s3_sync.orchestration.jobs import SYNC_JOBS, VERIFY_JOB
-from mastodon_s3_sync.orchestration.plan_job import plan_migration
-from mastodon_s3_sync.orchestration.resources import build_resources
-from mastodon_s3_sync.orchestration.schedules import build_schedules
-from mastodon_s3_sync.orchestration.sensors import add_id_range_partitions, build_resync_changed_rows
+from mastodon_s3_sync.definitions.acl_refresh import build_acl_refresh_schedule, refresh_destination_acls
+from mastodon_s3_sync.definitions.assets import build_media_assets
+from mastodon_s3_sync.definitions.checks import DESTINATION_CHECKS
+from mastodon_s3_sync.definitions.jobs import SYNC_JOBS, VERIFY_JOB
+from mastodon_s3_sync.definitions.plan_job import plan_migration
+from mastodon_s3_sync.definitions.resources import build_resources
+from mastodon_s3_sync.definitions.schedules import build_schedules
+from mastodon_s3_sync.definitions.sensors import add_id_range_partitions, build_resync_changed_rows
 
 
 def build_definitions() -> Definitions:

@@ -1,12 +1,16 @@
-"""Which Dagster instance the command line and ``make dev`` use: DAGSTER_HOME and its dagster.yaml."""
+"""Which Dagster instance the command line and ``make dev`` use: DAGSTER_HOME and its dagster.yaml.
+``make dev`` prepares it with ``python -m mastodon_s3_sync.execution.instance``, so the instance file is
+chosen here only."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from mastodon_s3_sync.core.errors import ConfigError
+from mastodon_s3_sync.core.settings import load_environment
 
 DAGSTER_PG_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 CELERY_REQUIRED_VARIABLES = ("DAGSTER_COMPUTE_LOGS_BUCKET",)
@@ -68,7 +72,7 @@ def in_process_instance():
     nothing of their own (their log is in the event log, shown by the UI) and the terminal keeps
     the progress display. With SQLite storage (dagster.yaml) the runs' events go through
     ``dagster_internals.ReusingSqliteEventLogStorage``: the same files, at less cost per run."""
-    from mastodon_s3_sync.orchestration.dagster_internals import (
+    from mastodon_s3_sync.dagster_internals import (
         NO_OUTPUT_CAPTURE,
         REUSING_EVENT_LOG_STORAGE,
         event_logs_directory,
@@ -94,3 +98,19 @@ def _storage_configured(instance_yaml: Path) -> bool:
 
     config = yaml.safe_load(instance_yaml.read_text()) if instance_yaml.is_file() else None
     return any(key in (config or {}) for key in STORAGE_KEYS)
+
+
+def main() -> int:
+    """``make dev``: DAGSTER_HOME prepared as the command line prepares it (``.env`` read first)."""
+    load_environment()
+    try:
+        home = ensure_dagster_home()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"DAGSTER_HOME={home}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,8 @@
 overrides a private method of a Dagster class. A Dagster upgrade breaks, if anything, what is here;
 ``make dagster-upgrade-check`` runs ``mastodon_s3_sync_tests/test_dagster_internals.py``, which
 exercises each item, on the newest Dagster release. Everything else uses Dagster's public API.
+Its users are ``execution/`` and ``hosts/``; ``definitions/`` (what ``dagster dev`` loads) never
+imports it (test_architecture enforces both).
 
 Checked against dagster 1.13.27 (dagster-aws, dagster-celery, dagster-postgres 0.29.27):
 
@@ -12,7 +14,6 @@ Checked against dagster 1.13.27 (dagster-aws, dagster-celery, dagster-postgres 0
 | ``NO_OUTPUT_CAPTURE``, ``captures_output`` | ``_core.storage.noop_compute_log_manager`` | ``sync`` runs tables in threads, which Dagster's capture of the process's stdout cannot share |
 | ``ReusingSqliteEventLogStorage`` | ``_core.storage.event_log``, ``_core.storage.sql(ite)`` | overrides ``_connect``, ``_initdb``: 0.40 -> 0.23 s of CPU per run (benchmarks/README.md) |
 | ``PARTITION_NAME_TAG`` and the retry tags | ``_core.storage.tags`` | run tags Dagster sets and reads; not exported |
-| ``NOT_FINISHED_STATUSES`` | ``_core.storage.dagster_run`` | the run statuses Dagster counts as in progress; not exported |
 | ``code_location``, ``submit_partition_run`` | ``_core.workspace``, ``_core.remote_origin``, ``_core.definitions.selector`` | queue a run as the UI's launchpad does, without a webserver |
 | ``unpack_run_args``, ``execute_run_here`` | ``_cli.api``, ``_grpc.types``, ``_serdes`` | a Celery worker runs the run dagster-celery's launcher sent, as ``dagster api execute_run`` would |
 | ``EngineEventData`` | ``_core.events`` | metadata on the engine events the worker and the launcher report |
@@ -37,7 +38,6 @@ from typing import Any
 from dagster import DagsterInstance
 from dagster._core.events import EngineEventData  # metadata of a reported engine event
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus  # check_run_worker_health's result
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES  # QUEUED ... CANCELING, not MANAGED
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage  # sync's event log's base
 from dagster._core.storage.sql import create_engine  # Dagster's SQLAlchemy engine, as its event log makes it
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS  # its event log's busy timeout
@@ -52,7 +52,6 @@ from sqlalchemy.pool import NullPool
 
 __all__ = [
     "AUTO_RETRY_RUN_ID_TAG",
-    "NOT_FINISHED_STATUSES",
     "PARTITION_NAME_TAG",
     "RETRY_STRATEGY_TAG",
     "WILL_RETRY_TAG",

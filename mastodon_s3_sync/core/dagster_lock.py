@@ -7,6 +7,8 @@ So ``sync``'s table threads hold ``DAGSTER_LOCK`` while they are in Dagster, and
 lets go of it for the copy itself, where the time goes: copies overlap each other and the other
 tables' planning and run bookkeeping, and Dagster's code never runs in two threads at once.
 Uncontended (a daemon's run worker, a single-table ``sync``) it costs a lock per call.
+It is in core, importing nothing of Dagster's, because both sides hold it: the copy step
+(``definitions/assets.py``) and ``sync``'s table threads (``execution/runs.py``).
 """
 
 from __future__ import annotations

@@ -17,29 +17,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dagster import (
-    AssetKey,
     DagsterEventType,
     DagsterInstance,
-    DagsterRun,
     DagsterRunStatus,
     DefaultRunLauncher,
     RunsFilter,
 )
 
-from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.progress import PROGRESS
-from mastodon_s3_sync.orchestration.dagster_internals import (
-    AUTO_RETRY_RUN_ID_TAG,
-    NOT_FINISHED_STATUSES,
-    PARTITION_NAME_TAG,
-    WILL_RETRY_TAG,
-)
-from mastodon_s3_sync.orchestration.partitions import RANGE_END_TAG, RANGE_START_TAG
+from mastodon_s3_sync.dagster_internals import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 
 LOCATION_NAME = "mastodon_s3_sync"
 """The code location's name in workspace.yaml and pyproject.toml's [tool.dagster]: the daemon finds
 the submitted runs' code location (to retry them) by this name."""
-DEFINITIONS_MODULE = "mastodon_s3_sync.orchestration.definitions"
+DEFINITIONS_MODULE = "mastodon_s3_sync.definitions.definitions"
 POLL_SECONDS = 0.5
 RETRY_WAIT_SECONDS = 300
 """How long a failed run that run retries will retry may go without its retry before ``sync`` gives up on it."""
@@ -60,33 +51,6 @@ def queue_warning(instance: DagsterInstance) -> str | None:
             "until `dagster-daemon run` (or `make dev`) runs"
         )
     return None
-
-
-def runs_in_progress(instance: DagsterInstance, table: str, job_name: str, keys: Sequence[str]) -> dict[str, str]:
-    """Partition key -> an unfinished run materializing that partition of ``table`` (any job; a run of
-    one partition, or of a range of them as backfills with a backfill policy launch)."""
-    found: dict[str, str] = {}
-    for run in instance.get_runs(RunsFilter(statuses=NOT_FINISHED_STATUSES)):
-        if not _materializes(run, table, job_name):
-            continue
-        for key in keys:
-            if key not in found and _covers(run, key):
-                found[key] = run.run_id
-    return found
-
-
-def _covers(run: DagsterRun, key: str) -> bool:
-    if run.tags.get(PARTITION_NAME_TAG) == key:
-        return True
-    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
-    if not (start and end):
-        return False
-    wanted = parse_partition_key(key)
-    return parse_partition_key(start).lo <= wanted.lo and wanted.hi <= parse_partition_key(end).hi
-
-
-def _materializes(run: DagsterRun, table: str, job_name: str) -> bool:
-    return run.job_name == job_name or AssetKey(table) in (run.asset_selection or ())
 
 
 @dataclass
@@ -177,7 +141,7 @@ def cancel_queued(instance: DagsterInstance, run_ids: Sequence[str]) -> None:
 
 def heartbeat_progress(instance: DagsterInstance) -> Callable[[str], dict | None] | None:
     """Where the runs' progress can be read while they run: the Celery workers' heartbeats."""
-    from mastodon_s3_sync.orchestration.workers import CeleryWorkerRunLauncher
+    from mastodon_s3_sync.hosts.workers import CeleryWorkerRunLauncher
 
     launcher = instance.run_launcher
     if not isinstance(launcher, CeleryWorkerRunLauncher):

@@ -8,7 +8,7 @@ changed is ``core.changes``. Here they meet the instance's records.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from dagster import (
@@ -16,13 +16,16 @@ from dagster import (
     AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
+    DagsterRunStatus,
     DynamicPartitionsDefinition,
     MetadataValue,
+    RunsFilter,
 )
 
 from mastodon_s3_sync.core.changes import LastRead, LateRows, PartitionCheck, check_partitions
 from mastodon_s3_sync.core.id_ranges import IdRange, last_range_end, next_ranges, parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaTable
+from mastodon_s3_sync.definitions.jobs import sync_job_name
 
 SNAPSHOT_AT = "db_snapshot_at"
 """Materialization metadata key: the database clock (UTC) when the partition's rows were read.
@@ -56,9 +59,45 @@ def last_read(metadata: Mapping[str, object], overlap: timedelta) -> LastRead:
     return LastRead(snapshot_at, datetime.fromisoformat(metadata[LATE_WINDOW_FROM].value), late_rows)
 
 
+PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-"""The tags of a run over several partitions (what backfills with a multi-run policy launch)."""
+"""The tags of a run over one partition, and of a run over several contiguous ones (what backfills with
+a multi-run policy and ``sync`` launch). Dagster's own (test_dagster_internals checks them)."""
+_NOT_IN_PROGRESS = {
+    DagsterRunStatus.SUCCESS,
+    DagsterRunStatus.FAILURE,
+    DagsterRunStatus.CANCELED,
+    DagsterRunStatus.MANAGED,
+}
+UNFINISHED_STATUSES = [status for status in DagsterRunStatus if status not in _NOT_IN_PROGRESS]
+"""Queued, starting, started, canceling...: the runs Dagster counts as not finished (a MANAGED run is
+not one Dagster runs)."""
+
+
+def range_tags(keys: Sequence[str]) -> dict[str, str]:
+    """The tags of a run over ``keys`` (contiguous, in id order), as backfills tag their ranged runs."""
+    return {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]}
+
+
+def partitions_in_progress(instance: DagsterInstance, table: str, keys: Iterable[str]) -> dict[str, str]:
+    """Those of ``keys`` that an unfinished run materializes -> its run id: a run of ``table``'s sync job
+    or of any job selecting its asset (a backfill from the asset page), over that one partition or over
+    a range of partitions that includes it."""
+    wanted = {key: parse_partition_key(key) for key in keys}
+    found: dict[str, str] = {}
+    for run in instance.get_runs(RunsFilter(statuses=UNFINISHED_STATUSES)):  # newest first
+        if run.job_name != sync_job_name(table) and AssetKey(table) not in (run.asset_selection or ()):
+            continue
+        if run.tags.get(PARTITION_TAG) in wanted:
+            found.setdefault(run.tags[PARTITION_TAG], run.run_id)
+        start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+        if start and end:
+            lo, hi = parse_partition_key(start).lo, parse_partition_key(end).hi
+            for key, id_range in wanted.items():
+                if lo <= id_range.lo and id_range.hi <= hi:
+                    found.setdefault(key, run.run_id)
+    return found
 
 
 def partitions_name(table: str) -> str:

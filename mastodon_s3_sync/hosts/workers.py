@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.core.errors import ConfigError
-from mastodon_s3_sync.orchestration.dagster_internals import (
+from mastodon_s3_sync.dagster_internals import (
     RETRY_STRATEGY_TAG,
     CheckRunHealthResult,
     EngineEventData,
@@ -75,10 +75,13 @@ def broker_url(environ: Mapping[str, str] | None = None) -> str:
     return url
 
 
-def result_backend_url(environ: Mapping[str, str] | None = None) -> str:
-    """CELERY_RESULT_BACKEND, else the broker's Redis. Never ``rpc://`` (dagster-celery's default): only
-    the process that sent a task can read its state there, and the daemon's health check reads it."""
-    url = settings.value("CELERY_RESULT_BACKEND", environ) or broker_url(environ)
+def result_backend_url(
+    environ: Mapping[str, str] | None = None, *, backend: str | None = None, broker: str | None = None
+) -> str:
+    """``backend`` (the launcher's config), else CELERY_RESULT_BACKEND, else the broker's Redis (``broker``,
+    else CELERY_BROKER_URL). Never ``rpc://`` (dagster-celery's default): only the process that sent a
+    task can read its state there, and the daemon's health check reads it."""
+    url = backend or settings.value("CELERY_RESULT_BACKEND", environ) or broker or broker_url(environ)
     _check_redis("CELERY_RESULT_BACKEND", url)
     return url
 
@@ -147,7 +150,7 @@ def make_celery_app(broker: str | None = None, backend: str | None = None, extra
 
 
 def __getattr__(name: str):
-    """``app`` for ``celery -A mastodon_s3_sync.orchestration.workers flower``, built when asked for."""
+    """``app`` for ``celery -A mastodon_s3_sync.hosts.workers flower``, built when asked for."""
     if name == "app":
         settings.load_environment()
         return make_celery_app()
@@ -378,8 +381,7 @@ class CeleryWorkerRunLauncher(queue_routed_celery_launcher()):
     ) -> None:
         broker = broker or broker_url()
         _check_redis("CELERY_BROKER_URL", broker)
-        backend = backend or settings.value("CELERY_RESULT_BACKEND") or broker
-        _check_redis("CELERY_RESULT_BACKEND", backend)
+        backend = result_backend_url(backend=backend, broker=broker)
         super().__init__(
             default_queue=default_queue,
             broker=broker,

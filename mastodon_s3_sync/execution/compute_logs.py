@@ -19,7 +19,7 @@ from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 
 from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.core.configured import configured
-from mastodon_s3_sync.orchestration.dagster_internals import use_s3_client
+from mastodon_s3_sync.dagster_internals import use_s3_client
 
 
 class SharedComputeLogManager(S3ComputeLogManager):

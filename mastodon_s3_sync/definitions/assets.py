@@ -40,16 +40,16 @@ from dagster import (
 )
 
 from mastodon_s3_sync.core.copying import BatchReport, PartitionReport, copy_objects
+from mastodon_s3_sync.core.dagster_lock import DAGSTER_LOCK
 from mastodon_s3_sync.core.errors import SyncError, TransientError
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject, MediaTable
 from mastodon_s3_sync.core.progress import PROGRESS, BatchDeltas
 from mastodon_s3_sync.core.referenced_objects import PartitionedStats, batched, current_acls, referenced_objects
 from mastodon_s3_sync.core.transfer.engine import BatchProgress, MiB, TransferSettings
-from mastodon_s3_sync.orchestration.dagster_lock import DAGSTER_LOCK
-from mastodon_s3_sync.orchestration.metadata import partition_metadata, problems_markdown
-from mastodon_s3_sync.orchestration.partitions import ID_RANGE_PARTITIONS
-from mastodon_s3_sync.orchestration.resources import (
+from mastodon_s3_sync.definitions.metadata import partition_metadata, problems_markdown
+from mastodon_s3_sync.definitions.partitions import ID_RANGE_PARTITIONS
+from mastodon_s3_sync.definitions.resources import (
     DestinationS3Resource,
     MastodonDbResource,
     SourceS3Resource,

@@ -7,9 +7,9 @@ from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.planning import PlanRates, plan_table
 from mastodon_s3_sync.core.tuning import Tuning
-from mastodon_s3_sync.orchestration.metadata import plan_metadata
-from mastodon_s3_sync.orchestration.partitions import partitions_name
-from mastodon_s3_sync.orchestration.resources import MastodonDbResource, SyncTuningResource
+from mastodon_s3_sync.definitions.metadata import plan_metadata
+from mastodon_s3_sync.definitions.partitions import partitions_name
+from mastodon_s3_sync.definitions.resources import MastodonDbResource, SyncTuningResource
 
 
 def observe_plans(instance, database: MastodonDatabase, tuning: Tuning, tables) -> list:

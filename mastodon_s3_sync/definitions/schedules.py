@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 from dagster import (
-    AssetKey,
-    DagsterRunStatus,
     DefaultScheduleStatus,
     RunRequest,
-    RunsFilter,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     SkipReason,
     schedule,
 )
 
-from mastodon_s3_sync.orchestration.jobs import SYNC_JOBS, VERIFY_JOB
-from mastodon_s3_sync.orchestration.partitions import add_new_partitions, unsynced_partitions
-from mastodon_s3_sync.orchestration.resources import MastodonDbResource, SyncTuningResource
-
-ACTIVE_STATUSES = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-]
-
-
-def partitions_in_flight(context: ScheduleEvaluationContext, table: str) -> set[str]:
-    """Partitions of ``table`` with a queued or running run, from its job or the asset page's."""
-    runs = context.instance.get_runs(RunsFilter(statuses=ACTIVE_STATUSES))
-    return {
-        run.tags.get("dagster/partition")
-        for run in runs
-        if run.job_name == SYNC_JOBS[table].name or AssetKey(table) in (run.asset_selection or ())
-    }
+from mastodon_s3_sync.definitions.jobs import SYNC_JOBS, VERIFY_JOB
+from mastodon_s3_sync.definitions.partitions import add_new_partitions, partitions_in_progress, unsynced_partitions
+from mastodon_s3_sync.definitions.resources import MastodonDbResource, SyncTuningResource
 
 
 def build_catch_up_schedule(table: str, cron: str) -> ScheduleDefinition:
@@ -51,8 +31,9 @@ def build_catch_up_schedule(table: str, cron: str) -> ScheduleDefinition:
         added = add_new_partitions(
             context.instance, mastodon_db.client(), table, sync_tuning.partition_rows, include_tail=True
         )
-        running = partitions_in_flight(context, table)
-        pending = [key for key in unsynced_partitions(context.instance, table) if key not in running]
+        unsynced = unsynced_partitions(context.instance, table)
+        running = partitions_in_progress(context.instance, table, unsynced)
+        pending = [key for key in unsynced if key not in running]
         if not pending:
             return SkipReason(f"{table}: nothing new ({len(added)} partitions added)")
         # run_key = the partition: a schedule requests a partition's first sync once; crashed runs

@@ -21,24 +21,24 @@ from dagster import DagsterInstance, DagsterInvalidConfigError, Definitions
 
 from mastodon_s3_sync.core import settings
 from mastodon_s3_sync.core.copying import MOSTLY_MISSING, mostly_missing_error
+from mastodon_s3_sync.core.dagster_lock import DAGSTER_LOCK
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.progress import PROGRESS
 from mastodon_s3_sync.core.tuning import Tuning
-from mastodon_s3_sync.orchestration.acl_refresh import FIX_ALL_PREFIX, refresh_acls_op, refresh_destination_acls
-from mastodon_s3_sync.orchestration.dagster_internals import captures_output, code_location, submit_partition_run
-from mastodon_s3_sync.orchestration.dagster_lock import DAGSTER_LOCK
-from mastodon_s3_sync.orchestration.jobs import sync_job_name
-from mastodon_s3_sync.orchestration.partitions import (
-    RANGE_END_TAG,
-    RANGE_START_TAG,
+from mastodon_s3_sync.dagster_internals import captures_output, code_location, submit_partition_run
+from mastodon_s3_sync.definitions.acl_refresh import FIX_ALL_PREFIX, refresh_acls_op, refresh_destination_acls
+from mastodon_s3_sync.definitions.jobs import sync_job_name
+from mastodon_s3_sync.definitions.partitions import (
     add_new_partitions,
+    partitions_in_progress,
     partitions_name,
+    range_tags,
     stale_partitions,
     unsynced_partitions,
 )
-from mastodon_s3_sync.orchestration.queued_runs import (
+from mastodon_s3_sync.execution.queued_runs import (
     DEFINITIONS_MODULE,
     LOCATION_NAME,
     Outcome,
@@ -46,7 +46,6 @@ from mastodon_s3_sync.orchestration.queued_runs import (
     follow_runs,
     heartbeat_progress,
     runs_execute_elsewhere,
-    runs_in_progress,
 )
 
 
@@ -220,7 +219,7 @@ def _submit_and_follow(
     follow them all to the end, recording each outcome as the in-process path does."""
     job_name = sync_job_name(table)
     keys = list(dict.fromkeys(pending))
-    runs = runs_in_progress(instance, table, job_name, keys)
+    runs = partitions_in_progress(instance, table, keys)
     to_submit = [key for key in keys if key not in runs]
     if to_submit:
         with code_location(instance, DEFINITIONS_MODULE, LOCATION_NAME) as workspace:
@@ -251,9 +250,9 @@ def _submit_and_follow(
 @dataclass
 class AclRefreshResult:
     metadata: dict[str, int] = field(default_factory=dict)
-    """``acls_set`` and the other figures of ``orchestration.acl_refresh.acl_metadata``."""
+    """``acls_set`` and the other figures of ``definitions.acl_refresh.acl_metadata``."""
     fixed: dict[str, dict[str, int]] = field(default_factory=dict)
-    """With ``fix_all_tables``: table -> the figures of ``orchestration.acl_refresh.fix_all_metadata``."""
+    """With ``fix_all_tables``: table -> the figures of ``definitions.acl_refresh.fix_all_metadata``."""
     error: str | None = None
 
 
@@ -281,7 +280,7 @@ def _execute(job, instance: DagsterInstance, partition_keys: Sequence[str] = (),
     """(the run, None) on success; (the run or None, the error in one line) otherwise. A run over
     several partitions carries the range tags that backfills give their ranged runs."""
     single = partition_keys[0] if len(partition_keys) == 1 else None
-    tags = {RANGE_START_TAG: partition_keys[0], RANGE_END_TAG: partition_keys[-1]} if len(partition_keys) > 1 else None
+    tags = range_tags(partition_keys) if len(partition_keys) > 1 else None
     try:
         run = job.execute_in_process(
             run_config=run_config or QUIET_CONSOLE,

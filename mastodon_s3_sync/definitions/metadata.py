@@ -10,7 +10,7 @@ from mastodon_s3_sync.core.copying import PartitionReport
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.planning import PlanRates, TablePlan
 from mastodon_s3_sync.core.referenced_objects import ObjectProblem
-from mastodon_s3_sync.orchestration.partitions import read_metadata
+from mastodon_s3_sync.definitions.partitions import read_metadata
 
 LISTED_IN_UI = 50
 

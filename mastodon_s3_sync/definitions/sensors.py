@@ -18,9 +18,9 @@ from dagster import (
 
 from mastodon_s3_sync.core.id_ranges import MIN_ID, IdRange, last_range_end, next_ranges, parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.orchestration.jobs import SYNC_JOBS, sync_job_name
-from mastodon_s3_sync.orchestration.partitions import ID_RANGE_PARTITIONS, partitions_name, stale_partitions
-from mastodon_s3_sync.orchestration.resources import MastodonDbResource, SyncTuningResource
+from mastodon_s3_sync.definitions.jobs import SYNC_JOBS, sync_job_name
+from mastodon_s3_sync.definitions.partitions import ID_RANGE_PARTITIONS, partitions_name, stale_partitions
+from mastodon_s3_sync.definitions.resources import MastodonDbResource, SyncTuningResource
 
 
 @sensor(
