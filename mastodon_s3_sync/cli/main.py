@@ -1,4 +1,4 @@
-"""``mastodon-s3-sync``: demo, plan, sync and verify from the command line."""
+"""``mastodon-s3-sync``: demo, check, plan, sync and verify from the command line."""
 
 from __future__ import annotations
 
@@ -228,6 +228,25 @@ def command_verify(arguments: argparse.Namespace) -> int:
     return 0 if complete else EXIT_INCOMPLETE
 
 
+def command_check(arguments: argparse.Namespace) -> int:
+    from mastodon_s3_sync.core import settings
+    from mastodon_s3_sync.core.configured import configured
+    from mastodon_s3_sync.core.preflight import env_block, run_preflight
+    from mastodon_s3_sync.core.public_urls import MediaHome
+
+    destination = configured(only=("destination_s3",))["destination_s3"]
+    destination.acl_permission()
+    home = MediaHome.of_bucket(destination, settings.value("DESTINATION_S3_ALIAS_HOST"))
+    print(f"Checking bucket {destination.bucket!r} at {destination.endpoint_url or 'AWS S3'}; nothing is copied.")
+    preflight = run_preflight(destination, home, lambda result: print(result.line(), flush=True))
+    print("\nFor the cut-over, in the instance's .env.production:\n")
+    print(env_block(destination, home, preflight.required_permission))
+    if preflight.failed:
+        print(f"\nFailed: {len(preflight.failed)} of {len(preflight.results)} checks; fix them before the cut-over.")
+        return EXIT_CONFIG
+    return 0
+
+
 def demo_not_installed(arguments: argparse.Namespace) -> int:
     raise ConfigError("the demo is a separate package, not installed here: pip install ./demo (make demo does)")
 
@@ -272,6 +291,12 @@ def parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="also download and hash the objects whose ETags cannot prove their content (multipart, encrypted)",
             )
+    check = commands.add_parser(
+        "check",
+        help="try the destination as Mastodon will use it (write, ACLs, anonymous reads, listing, headers) and "
+        "print the .env.production block for the cut-over; copy nothing",
+    )
+    check.set_defaults(handler=command_check)
     worker = commands.add_parser(
         "worker",
         help="run the runs the daemon queues for this host (Celery worker; CELERY_BROKER_URL)",

@@ -120,7 +120,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "MASTODON_ENV_FILE",
         DATABASE,
-        "the instance's `.env.production`: its `DB_*`, `DATABASE_URL`, `S3_BUCKET`, `S3_ENDPOINT`, `S3_REGION`, `S3_KEY_PREFIX`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` become the database and `SOURCE_*` settings (explicit variables win); `S3_ENABLED` must be true",
+        "the instance's `.env.production`: its `DB_*`, `DATABASE_URL`, `S3_BUCKET`, `S3_ENDPOINT`, `S3_REGION`, `S3_KEY_PREFIX`, `S3_ALIAS_HOST` (or `S3_CLOUDFRONT_HOST`), `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` become the database and `SOURCE_*` settings (explicit variables win); `S3_ENABLED` must be true",
     ),
     Variable(
         "DATABASE_URL",
@@ -151,6 +151,19 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     *_bucket_variables("SOURCE", SOURCE),
     *_bucket_variables("DESTINATION", DESTINATION),
+    Variable(
+        "SOURCE_S3_ALIAS_HOST",
+        SOURCE,
+        "Mastodon's S3_ALIAS_HOST now: the host media URLs name (a CDN or proxy), for `plan`'s word on whether "
+        "URLs change",
+    ),
+    Variable(
+        "DESTINATION_S3_ALIAS_HOST",
+        DESTINATION,
+        "the S3_ALIAS_HOST the instance will use after the cut-over (a host name, or a URL whose scheme gives "
+        "S3_PROTOCOL): `check` reads its probe there and writes it into the `.env.production` block; unset, "
+        "the bucket's URL at its endpoint",
+    ),
     Variable(
         "DESTINATION_S3_PERMISSION",
         DESTINATION,
@@ -293,6 +306,8 @@ MASTODON_TO_SOURCE = {
     "S3_ENDPOINT": "SOURCE_S3_ENDPOINT",
     "S3_REGION": "SOURCE_S3_REGION",
     "S3_KEY_PREFIX": "SOURCE_S3_KEY_PREFIX",
+    "S3_CLOUDFRONT_HOST": "SOURCE_S3_ALIAS_HOST",
+    "S3_ALIAS_HOST": "SOURCE_S3_ALIAS_HOST",  # after the legacy name: it wins, as in Mastodon
     "AWS_ACCESS_KEY_ID": "SOURCE_AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY": "SOURCE_AWS_SECRET_ACCESS_KEY",
 }

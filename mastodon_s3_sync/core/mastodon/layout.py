@@ -75,3 +75,8 @@ def with_key_prefix(prefix: str | None, key: str) -> str:
         return key
     path = f"{prefix}/{key}"
     return path[1:] if path.startswith("/") else path
+
+
+CACHE_CONTROL = "public, max-age=315576000, immutable"
+"""The Cache-Control Mastodon sends with every object it writes (``s3_headers`` in
+``config/initializers/paperclip.rb``)."""
