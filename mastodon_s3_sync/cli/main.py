@@ -69,8 +69,45 @@ def command_plan(arguments: argparse.Namespace) -> int:
         for _, observation in observed:
             instance.report_runless_asset_event(observation)
     print_view(plan_table_view([plan for plan, _ in observed], PlanRates.tuned(resources["sync_tuning"])))
+    _print_trimming(resources["mastodon_db"], arguments.days)
+    _print_url_change()
     print("Nothing was copied. The figures are on each asset in the Dagster UI too.")
     return 0
+
+
+def _print_trimming(database, days: int) -> None:
+    """What to trim first: cached remote media by age, and what ``tootctl media remove`` would free."""
+    from mastodon_s3_sync.cli.render import cached_media_view, print_view, tootctl_lines
+    from mastodon_s3_sync.core.cached_media import cached_media
+
+    report = cached_media(database, days)
+    print_view(cached_media_view(report))
+    print("Trimming before the move copies less (run on the instance; this tool never writes to the database):")
+    for line in tootctl_lines(report):
+        print(f"  {line}")
+
+
+def _print_url_change() -> None:
+    """Whether the media URLs change with this move (S3 to S3 today; ``public_urls.url_change``
+    covers the disk cases) and, from disk, the nginx rule that keeps the old ones working."""
+    from mastodon_s3_sync.core import settings
+    from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
+    from mastodon_s3_sync.core.public_urls import MediaHome, url_change
+
+    environ = os.environ
+    if not (environ.get("SOURCE_S3_BUCKET") and environ.get("DESTINATION_S3_BUCKET")):
+        print("Media URLs: set SOURCE_S3_BUCKET and DESTINATION_S3_BUCKET to learn whether they change.")
+        return
+    source = SourceBucket(**settings.resource_values("source_s3"))
+    destination = DestinationBucket(**settings.resource_values("destination_s3"))
+    change = url_change(
+        MediaHome.of_bucket(source, settings.value("SOURCE_S3_ALIAS_HOST")),
+        MediaHome.of_bucket(destination, settings.value("DESTINATION_S3_ALIAS_HOST")),
+    )
+    verdict = "WILL CHANGE" if change.changes else "stay the same"
+    print(f"Media URLs {verdict}: {change.old_base}... -> {change.new_base}...; {change.reason}")
+    if change.nginx_rule:
+        print(f"In the instance's nginx site, instead of its `location /system/` block:\n{change.nginx_rule}")
 
 
 def command_sync(arguments: argparse.Namespace) -> int:
@@ -270,6 +307,13 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("assets", nargs="*", metavar="ASSET", help=f"any of {', '.join(TABLES)} (default all)")
         command.set_defaults(handler=handler)
+        if name == "plan":
+            command.add_argument(
+                "--days",
+                type=int,
+                default=7,
+                help="the age `tootctl media remove --days` would be given, for what trimming first saves (default 7)",
+            )
         if name in ("sync", "verify"):
             command.add_argument(
                 "--accept-missing",

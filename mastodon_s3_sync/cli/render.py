@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mastodon_s3_sync.core.cached_media import CachedMedia, age_labels
 from mastodon_s3_sync.core.planning import PlanRates, TablePlan
 from mastodon_s3_sync.core.verification import Finding, Problem, TableVerification
 
@@ -66,6 +67,27 @@ def plan_table_view(plans: Sequence[TablePlan], rates: PlanRates) -> Table:
         total.partitions += plan.partitions
     view.add_row(*_plan_cells(total, rates), style="bold")
     return view
+
+
+def cached_media_view(report: CachedMedia) -> Table:
+    """Cached remote media by age (files and originals' bytes), the trimming candidates."""
+    view = Table(title="Cached remote media (cache/) by age of the row: files, originals' bytes")
+    view.add_column("kind")
+    for label in age_labels():
+        view.add_column(label, justify="right")
+    for kind, figures in report.by_age.items():
+        view.add_row(kind, *(f"{f.files:,} / {_human_bytes(f.bytes)}" for f in figures))
+    return view
+
+
+def tootctl_lines(report: CachedMedia) -> list[str]:
+    lines = [
+        f"{command}: {figures.files:,} rows, {_human_bytes(figures.bytes)} of originals"
+        for command, figures in report.tootctl.items()
+    ]
+    if not any(command.endswith("--prune-profiles") for command in report.tootctl):
+        lines.append("(no follows table: the profile figures without --include-follows are not known)")
+    return lines
 
 
 def verify_table_view(results: Sequence[TableVerification]) -> Table:
