@@ -58,6 +58,7 @@ def test_realistic_file_maps_to_database_and_source(tmp_path):
         "SOURCE_S3_BUCKET": "files-social-example",
         "SOURCE_S3_ENDPOINT": "https://s3.eu-central-003.backblazeb2.com",
         "SOURCE_S3_REGION": "eu-central-003",
+        "SOURCE_S3_ALIAS_HOST": "files.social.example.org",
         "SOURCE_AWS_ACCESS_KEY_ID": "003abcdef0123450000000001",
         "SOURCE_AWS_SECRET_ACCESS_KEY": "K003secretsecretsecret",
     }
