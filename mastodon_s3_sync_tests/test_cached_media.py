@@ -15,12 +15,12 @@ import sys
 from datetime import datetime
 
 import psycopg2
-
-from mastodon_s3_sync.core.cached_media import Figures, cached_media
-from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync_demo.fake_instance.instance import build_fake_instance
 from mastodon_s3_sync_demo.fake_instance.model import T0
 from mastodon_s3_sync_demo.fake_instance.seeding import create_schema, insert_rows
+
+from mastodon_s3_sync.core.cached_media import Figures, cached_media
+from mastodon_s3_sync.core.database import MastodonDatabase
 
 NOW = datetime(2024, 3, 9, 15, 30)
 
