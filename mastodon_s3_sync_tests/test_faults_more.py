@@ -173,9 +173,7 @@ def test_secrets_appear_nowhere_dagster_stores(database_url, rclone_source, rclo
     psycopg2.connect(url).close()
     variables = {**migration.environment(), "DATABASE_URL": url}
     home = tmp_path / "dagster_home"
-    synced = run_cli(
-        "sync", "custom_emojis", environment=variables, cwd=tmp_path, dagster_home=tmp_path / "dagster_home"
-    )
+    synced = run_cli("sync", "custom_emojis", environment=variables, cwd=tmp_path, dagster_home=home)
     assert synced.returncode == 0, synced.stderr
 
     wrong_secret = "wrong-secret-Kq7uVb3n9"

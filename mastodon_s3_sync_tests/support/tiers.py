@@ -10,7 +10,7 @@ fails that test before the program starts, naming it: the mark follows what a te
 from __future__ import annotations
 
 import os
-import sys
+import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,29 +79,25 @@ class ServerInFastTier(RuntimeError):
     """A test outside the ``integration`` tier tried to start a server."""
 
 
-_fast_test: str | None = None
-_hooked = False
-
-
-def _refuse_servers(event: str, arguments: tuple) -> None:
-    if _fast_test is not None and event == "subprocess.Popen":
-        program = server_program(arguments[1])
-        if program is not None:
-            raise ServerInFastTier(
-                f"{_fast_test} is in the fast tier yet starts {program}: mark it "
-                "@pytest.mark.integration, or start the server from a fixture declared @starts_server"
-            )
-
-
 @contextmanager
 def servers_refused(test: str) -> Iterator[None]:
-    """While the block runs, starting a server program raises ``ServerInFastTier`` naming ``test``."""
-    global _fast_test, _hooked
-    if not _hooked:  # an audit hook cannot be removed: one for the whole session, on while a test is set
-        sys.addaudithook(_refuse_servers)
-        _hooked = True
-    previous, _fast_test = _fast_test, test
+    """While the block runs, starting a server program raises ``ServerInFastTier`` naming ``test``.
+
+    ``subprocess.Popen`` is wrapped for the block only, not watched by an audit hook: a Python audit
+    hook would run on every audited event of the whole session (``id()``, ``sys._getframe``...)."""
+    original = subprocess.Popen.__init__
+
+    def refuse_servers(popen, args, *positional, **options) -> None:
+        program = server_program(args)
+        if program is not None:
+            raise ServerInFastTier(
+                f"{test} is in the fast tier yet starts {program}: mark it "
+                "@pytest.mark.integration, or start the server from a fixture declared @starts_server"
+            )
+        original(popen, args, *positional, **options)
+
+    subprocess.Popen.__init__ = refuse_servers
     try:
         yield
     finally:
-        _fast_test = previous
+        subprocess.Popen.__init__ = original
