@@ -4,27 +4,20 @@ backups), and `sync --fix-acls` sets every object's ACL, both ways."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 from mastodon_s3_sync_demo.fake_instance.tables import TABLE_NAMES
 
-from mastodon_s3_sync_tests.conftest import make_migration
-from mastodon_s3_sync_tests.test_acl_refresh import is_public
+from mastodon_s3_sync_tests.support.acl import is_public
+from mastodon_s3_sync_tests.support.cli import run_cli
+from mastodon_s3_sync_tests.support.migration import make_migration
 
 pytestmark = pytest.mark.integration
 
 
 def cli_sync(dagster_instance, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mastodon_s3_sync", "sync", *arguments],
-        env={**os.environ, "DAGSTER_HOME": dagster_instance.root_directory},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_cli("sync", *arguments, dagster_home=dagster_instance.root_directory, timeout=600)
 
 
 def test_sync_makes_skipped_objects_private_and_fix_acls_sets_every_acl(

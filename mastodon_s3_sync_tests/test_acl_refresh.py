@@ -6,12 +6,8 @@ that the ACL schedule launches."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
-import sys
-from contextlib import closing
 
-import psycopg2
 import pytest
 from dagster import build_schedule_context
 
@@ -20,19 +16,16 @@ from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.verification import Problem, verify_table
 from mastodon_s3_sync.definitions.acl_refresh import build_acl_refresh_schedule, state_key
 from mastodon_s3_sync.definitions.definitions import build_definitions
-from mastodon_s3_sync.execution.runs import refresh_acls_in_process, sync_tables
-from mastodon_s3_sync_tests.conftest import make_migration
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy
+from mastodon_s3_sync.execution.runs import refresh_acls_in_process
+from mastodon_s3_sync_tests.support.acl import is_public
+from mastodon_s3_sync_tests.support.cli import run_cli
+from mastodon_s3_sync_tests.support.database import run_statement
+from mastodon_s3_sync_tests.support.migration import make_migration
+from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy
 
 pytestmark = pytest.mark.integration
 
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 MEDIA = "media_attachments"
-
-
-def execute(sql: str, parameters: tuple, database_url: str) -> None:
-    with closing(psycopg2.connect(database_url)) as connection, connection, connection.cursor() as cursor:
-        cursor.execute(sql, parameters)
 
 
 def wrong_acls(resources) -> set[str]:
@@ -41,13 +34,8 @@ def wrong_acls(resources) -> set[str]:
     return {finding.key for finding in result.findings if finding.problem is Problem.WRONG_ACL}
 
 
-def is_public(client, bucket: str, key: str) -> bool:
-    grants = client.get_object_acl(Bucket=bucket, Key=key)["Grants"]
-    return any(grant["Grantee"].get("URI") == ALL_USERS for grant in grants)
-
-
 @pytest.fixture
-def synced(database_url, rclone_source, moto, dagster_instance, environment):
+def synced(database_url, rclone_source, moto, dagster_instance, environment, sync_once):
     """The fake instance's media synced to moto, through a proxy that records every request."""
     with S3Proxy(moto.endpoint_url) as proxy:
         destination = dataclasses.replace(moto, endpoint_url=proxy.endpoint_url)
@@ -55,9 +43,7 @@ def synced(database_url, rclone_source, moto, dagster_instance, environment):
         environment({**migration.environment(), "SYNC_PARTITION_ROWS": "50"})
         definitions = build_definitions()
         resources = configured()
-        [result] = sync_tables(
-            definitions, dagster_instance, [MEDIA], resources["mastodon_db"], resources["sync_tuning"]
-        )
+        [result] = sync_once(MEDIA, definitions=definitions)
         assert not result.failed
         first = refresh_acls_in_process(definitions, dagster_instance)
         assert first.error is None
@@ -83,11 +69,19 @@ def change_acls_in_mastodon(migration) -> dict[str, bool]:
         if rows[o.row_id]["status_id"] != status_to_delete and rows[o.row_id]["account_id"] not in suspended
     )
     account_to_unsuspend = next(a for a in sorted(suspended) if a in accounts)
-    execute("UPDATE statuses SET deleted_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (status_to_delete,),
-            migration.database_url)  # fmt: skip
-    execute("UPDATE accounts SET suspended_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (account_to_suspend,),
-            migration.database_url)  # fmt: skip
-    execute("UPDATE accounts SET suspended_at = NULL WHERE id = %s", (account_to_unsuspend,), migration.database_url)
+    run_statement(
+        migration.database_url,
+        "UPDATE statuses SET deleted_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
+        (status_to_delete,),
+    )
+    run_statement(
+        migration.database_url,
+        "UPDATE accounts SET suspended_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
+        (account_to_suspend,),
+    )
+    run_statement(
+        migration.database_url, "UPDATE accounts SET suspended_at = NULL WHERE id = %s", (account_to_unsuspend,)
+    )
     assert status_to_delete in statuses
 
     suspended = (suspended | {account_to_suspend}) - {account_to_unsuspend}
@@ -114,7 +108,7 @@ def acl_puts(proxy: S3Proxy, since: int) -> list[str]:
     return [e.key for e in proxy.exchanges[since:] if e.method == "PUT" and e.query == "acl=" and e.status == 200]
 
 
-def test_sync_brings_acl_changes_without_copying_bodies(synced, dagster_instance):
+def test_sync_brings_acl_changes_without_copying_bodies(synced, dagster_instance, sync_once):
     migration, definitions, resources, proxy = synced
     expected = change_acls_in_mastodon(migration)
     changed = {key for key, public in expected.items() if public != is_public(
@@ -123,7 +117,7 @@ def test_sync_brings_acl_changes_without_copying_bodies(synced, dagster_instance
     assert wrong_acls(resources) == changed, "verify sees every changed ACL before the refresh"
 
     before = len(proxy.exchanges)
-    [again] = sync_tables(definitions, dagster_instance, [MEDIA], resources["mastodon_db"], resources["sync_tuning"])
+    [again] = sync_once(MEDIA, definitions=definitions)
     refresh = refresh_acls_in_process(definitions, dagster_instance)
     assert not again.failed and refresh.error is None
     assert body_puts(proxy, before) == [], "no object body is copied again"
@@ -161,22 +155,16 @@ def test_acl_schedule_launches_the_refresh(synced, dagster_instance):
 def test_cli_sync_prints_the_acl_summary(synced, dagster_instance):
     migration, _, resources, _ = synced
     expected = change_acls_in_mastodon(migration)
-    result = subprocess.run(
-        [sys.executable, "-m", "mastodon_s3_sync", "sync", MEDIA],
-        env={**os.environ, "DAGSTER_HOME": dagster_instance.root_directory},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = cli_sync(dagster_instance)
     assert result.returncode == 0, result.stderr
-    [line] = [line for line in result.stdout.splitlines() if line.startswith("ACLs: ")]
+    line = acl_line(result)
     assert line.endswith("(2 accounts suspended or unsuspended, 1 statuses deleted since the last refresh)"), line
     assert_acls(migration, expected)
     assert wrong_acls(resources) == set()
 
 
 def test_a_destination_without_acls_is_never_sent_put_acl(
-    database_url, rclone_source, rclone_destination, dagster_instance, environment
+    database_url, rclone_source, rclone_destination, dagster_instance, environment, sync_once
 ):
     """rclone's server takes ``PUT ?acl`` for a PutObject and empties the object: the refresh must
     ask first, and leave every object as it is."""
@@ -186,9 +174,7 @@ def test_a_destination_without_acls_is_never_sent_put_acl(
         environment(migration.environment())
         definitions = build_definitions()
         resources = configured()
-        [result] = sync_tables(
-            definitions, dagster_instance, [MEDIA], resources["mastodon_db"], resources["sync_tuning"]
-        )
+        [result] = sync_once(MEDIA, definitions=definitions)
         assert not result.failed
         change_acls_in_mastodon(migration)
         before = len(proxy.exchanges)
@@ -213,11 +199,15 @@ def moderate(migration, suspend: int, delete: int) -> set[str]:
         row["account_id"] for row in public if row["status_id"] not in statuses))[:suspend]  # fmt: skip
     assert (len(statuses), len(accounts)) == (delete, suspend)
     for status in statuses:
-        execute("UPDATE statuses SET deleted_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (status,),
-                migration.database_url)  # fmt: skip
+        run_statement(
+            migration.database_url, "UPDATE statuses SET deleted_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (status,)
+        )
     for account in accounts:
-        execute("UPDATE accounts SET suspended_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (account,),
-                migration.database_url)  # fmt: skip
+        run_statement(
+            migration.database_url,
+            "UPDATE accounts SET suspended_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
+            (account,),
+        )
     return {
         o.key
         for o in migration.instance.expected_for(MEDIA)
@@ -242,13 +232,7 @@ def get_bucket_acl_answered(proxy: S3Proxy, bucket: str, times: int | None, erro
 
 
 def cli_sync(dagster_instance) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mastodon_s3_sync", "sync", MEDIA],
-        env={**os.environ, "DAGSTER_HOME": dagster_instance.root_directory},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli("sync", MEDIA, dagster_home=dagster_instance.root_directory)
 
 
 def acl_line(result: subprocess.CompletedProcess) -> str:

@@ -16,8 +16,8 @@ from mastodon_s3_sync.core.acl_support import probe_acl_support
 from mastodon_s3_sync.core.errors import AclProbeDenied, AclProbeFailed, AclProbeUnanswered
 from mastodon_s3_sync.core.transfer.engine import TransferSettings, open_clients, run_async
 from mastodon_s3_sync.core.transfer.s3 import Bucket
-from mastodon_s3_sync_tests.conftest import unique_bucket
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy
+from mastodon_s3_sync_tests.support.migration import unique_bucket
+from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy
 
 
 @pytest.mark.parametrize(

@@ -17,14 +17,14 @@ from mastodon_s3_sync.core.copying import copy_objects
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.referenced_objects import current_acls, referenced_objects
 from mastodon_s3_sync.core.transfer.engine import TransferSettings
-from mastodon_s3_sync.definitions.definitions import build_definitions
-from mastodon_s3_sync.execution.runs import sync_tables
-from mastodon_s3_sync_tests.conftest import make_migration
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy
-from mastodon_s3_sync_tests.test_acl_refresh import MEDIA, execute, is_public
+from mastodon_s3_sync_tests.support.acl import is_public
+from mastodon_s3_sync_tests.support.database import run_statement
+from mastodon_s3_sync_tests.support.migration import make_migration
+from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy
 
 pytestmark = pytest.mark.integration
 
+MEDIA = "media_attachments"
 TABLE = TABLES[MEDIA]
 
 
@@ -71,8 +71,9 @@ def keys_of_account(migration, account: int) -> set[str]:
 
 
 def suspend(migration, account: int) -> None:
-    execute("UPDATE accounts SET suspended_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (account,),
-            migration.database_url)  # fmt: skip
+    run_statement(
+        migration.database_url, "UPDATE accounts SET suspended_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (account,)
+    )
 
 
 def public_keys(migration, keys: set[str]) -> set[str]:
@@ -149,10 +150,10 @@ def test_no_put_starts_with_an_acl_older_than_the_bound(live, max_age, stays_pub
     assert public_keys(migration, {later.key}) == ({later.key} if stays_public else set())
 
 
-def test_a_retried_copy_step_reads_the_acls_again(live, dagster_instance):
+def test_a_retried_copy_step_reads_the_acls_again(live, sync_once):
     """The first attempt of the copy step fails on one object, and its account is suspended at
     that moment; the step's retry reuses the plan's batch, but not its ACLs."""
-    migration, resources, proxy = live
+    migration, _, proxy = live
     failed_once = public_media(migration)[0]
     account = account_of(migration, failed_once.row_id)
 
@@ -165,8 +166,6 @@ def test_a_retried_copy_step_reads_the_acls_again(live, dagster_instance):
 
     intercepted: list[str] = []
     proxy.intercept = intercept
-    [result] = sync_tables(
-        build_definitions(), dagster_instance, [MEDIA], resources["mastodon_db"], resources["sync_tuning"]
-    )
+    [result] = sync_once(MEDIA)
     assert intercepted and not result.failed
     assert public_keys(migration, {failed_once.key}) == set()

@@ -45,7 +45,7 @@ from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.definitions.partitions import add_new_partitions
 from mastodon_s3_sync.hosts.workers import WORKER_TAG, make_celery_app, read_heartbeat, redis_client
-from mastodon_s3_sync_tests.conftest import Migration, make_migration
+from mastodon_s3_sync_tests.support.migration import Migration, make_migration
 
 pytestmark = pytest.mark.integration
 

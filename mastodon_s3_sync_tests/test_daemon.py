@@ -47,7 +47,7 @@ from mastodon_s3_sync.definitions.partitions import (
     partitions_name,
 )
 from mastodon_s3_sync.execution.runs import contiguous_groups
-from mastodon_s3_sync_tests.conftest import Migration, make_migration
+from mastodon_s3_sync_tests.support.migration import Migration, make_migration
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes
 

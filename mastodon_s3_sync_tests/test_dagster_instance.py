@@ -15,12 +15,10 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 from mastodon_s3_sync_demo.servers import fresh_database
 from psycopg2.extensions import parse_dsn
 
-from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
-from mastodon_s3_sync.definitions.definitions import build_definitions
 from mastodon_s3_sync.definitions.partitions import partitions_name
-from mastodon_s3_sync.execution.runs import sync_tables
-from mastodon_s3_sync_tests.conftest import make_migration
+from mastodon_s3_sync_tests.support.migration import make_migration
+from mastodon_s3_sync_tests.support.sync import sync_into
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes
 
@@ -103,7 +101,6 @@ def test_sync_through_a_postgres_backed_instance(
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination)
     environment({**migration.environment(), "SYNC_PARTITION_ROWS": "4"})  # keeps the DAGSTER_PG_* variables
-    resources = configured()
 
     with DagsterInstance.get() as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
@@ -111,9 +108,7 @@ def test_sync_through_a_postgres_backed_instance(
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)  # the rest of dagster.yaml applies too
         assert instance.run_retries_max_retries == 2
-        [result] = sync_tables(
-            build_definitions(), instance, ["custom_emojis"], resources["mastodon_db"], resources["sync_tuning"]
-        )
+        [result] = sync_into(instance, ["custom_emojis"])
         assert not result.failed, result.failed
         assert result.succeeded == result.new_partitions and len(result.succeeded) == 2
         assert result.copied == len(migration.instance.expected_for("custom_emojis"))
@@ -139,9 +134,7 @@ def test_sync_through_a_postgres_backed_instance(
 
     # A second sync finds everything done: the state is read back from PostgreSQL.
     with DagsterInstance.get() as instance:
-        [again] = sync_tables(
-            build_definitions(), instance, ["custom_emojis"], resources["mastodon_db"], resources["sync_tuning"]
-        )
+        [again] = sync_into(instance, ["custom_emojis"])
     assert (again.new_partitions, again.succeeded, again.failed) == ([], [], {})
 
 

@@ -5,10 +5,7 @@ object by object against the source."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import subprocess
-import sys
 import uuid
 
 import psycopg2
@@ -16,14 +13,14 @@ import pytest
 from dagster import DagsterEventType
 from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 
-from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.definitions.definitions import build_definitions
 from mastodon_s3_sync.definitions.jobs import sync_job_name
 from mastodon_s3_sync.definitions.partitions import add_new_partitions
-from mastodon_s3_sync.execution.runs import QUIET_CONSOLE, _failure_message, sync_tables
-from mastodon_s3_sync_tests.conftest import make_migration
-from mastodon_s3_sync_tests.test_faults_support import assert_destination_exact, expected_media
+from mastodon_s3_sync.execution.runs import QUIET_CONSOLE, _failure_message
+from mastodon_s3_sync_tests.support.cli import run_cli
+from mastodon_s3_sync_tests.support.faults import assert_destination_exact, expected_media
+from mastodon_s3_sync_tests.support.migration import make_migration
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +34,7 @@ def logged_text(instance) -> str:
 
 
 def test_backend_terminated_mid_scan_fails_clearly_and_the_op_retry_succeeds(
-    database_url, postgres_admin_url, rclone_source, moto, dagster_instance, environment, monkeypatch
+    database_url, postgres_admin_url, rclone_source, moto, dagster_instance, environment, monkeypatch, sync_once
 ):
     migration = make_migration(database_url, rclone_source, moto)
     bulk = seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=BULK_ROWS)
@@ -64,10 +61,7 @@ def test_backend_terminated_mid_scan_fails_clearly_and_the_op_retry_succeeds(
                 terminated.append(pid)
 
     monkeypatch.setattr(MastodonDatabase, "stream", stream)
-    resources = configured()
-    [result] = sync_tables(
-        build_definitions(), dagster_instance, ["media_attachments"], resources["mastodon_db"], resources["sync_tuning"]
-    )
+    [result] = sync_once("media_attachments")
 
     assert terminated, "the scan was never interrupted"
     assert not result.failed and len(result.succeeded) == 1
@@ -119,28 +113,14 @@ def role_without_select(postgres_admin_url, database_url, rclone_source, rclone_
         admin.close()
 
 
-def run_cli(*arguments: str, environment: dict[str, str], cwd) -> subprocess.CompletedProcess:
-    clean = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("SOURCE_", "DESTINATION_", "DB_", "SYNC_")) and name != "DATABASE_URL"
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "mastodon_s3_sync", *arguments],
-        env={**clean, **environment, "DAGSTER_HOME": str(cwd / "dagster_home")},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize("command", ["sync", "plan"])
 def test_role_without_select_is_one_line_naming_table_and_role(command, role_without_select, tmp_path):
     migration, role, role_dsn = role_without_select
     environment = migration.environment()
     environment["DATABASE_URL"] = role_dsn
-    result = run_cli(command, "custom_emojis", environment=environment, cwd=tmp_path)
+    result = run_cli(
+        command, "custom_emojis", environment=environment, cwd=tmp_path, dagster_home=tmp_path / "dagster_home"
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and "Traceback" not in result.stderr, result.stderr

@@ -17,20 +17,13 @@ from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.definitions.definitions import build_definitions
-from mastodon_s3_sync.execution.runs import sync_tables
-from mastodon_s3_sync_tests.conftest import make_migration
-from mastodon_s3_sync_tests.test_faults_database import run_cli
-from mastodon_s3_sync_tests.test_faults_support import assert_destination_exact, expected_media
-from mastodon_s3_sync_tests.test_ssh_tunnel import tunnel_variables
+from mastodon_s3_sync_tests.support.cli import run_cli
+from mastodon_s3_sync_tests.support.faults import assert_destination_exact, expected_media
+from mastodon_s3_sync_tests.support.migration import make_migration
+from mastodon_s3_sync_tests.support.sync import sync_into
+from mastodon_s3_sync_tests.support.tunnel import tunnel_variables
 
 pytestmark = pytest.mark.integration
-
-
-def sync(instance, table: str):
-    resources = configured()
-    [result] = sync_tables(build_definitions(), instance, [table], resources["mastodon_db"], resources["sync_tuning"])
-    return result
 
 
 def sshd_pid(config: Path) -> int:
@@ -62,7 +55,7 @@ def with_descendants(pid: int) -> list[int]:
 
 
 def test_sshd_killed_mid_scan_names_the_tunnel_and_the_next_run_reconnects(
-    tmp_path, database_url, rclone_source, moto, dagster_instance, environment, monkeypatch
+    tmp_path, database_url, rclone_source, moto, sync_once, environment, monkeypatch
 ):
     with servers.sshd_server(tmp_path / "sshd") as sshd:
         migration = make_migration(database_url, rclone_source, moto)
@@ -84,7 +77,7 @@ def test_sshd_killed_mid_scan_names_the_tunnel_and_the_next_run_reconnects(
                     killed.append(True)
 
         monkeypatch.setattr(MastodonDatabase, "stream", stream)
-        first = sync(dagster_instance, "media_attachments")
+        [first] = sync_once("media_attachments")
         assert killed, (first.failed, first.succeeded, first.copied)
         [message] = first.failed.values()
         assert f"{sshd.host}]:{sshd.port}" in message or f"{sshd.host}:{sshd.port}" in message, message
@@ -95,7 +88,7 @@ def test_sshd_killed_mid_scan_names_the_tunnel_and_the_next_run_reconnects(
         with servers._process([str(servers.SSHD), "-D", "-e", "-f", str(config)], log) as process:
             database = configured()["mastodon_db"]
             servers._wait_ready("sshd", lambda: database.query("SELECT 1"), process, log, timeout=20)
-            second = sync(dagster_instance, "media_attachments")
+            [second] = sync_once("media_attachments")
     assert not second.failed and second.succeeded
     expected = expected_media(migration, "media_attachments", bulk)
     assert second.copied == len(expected)
@@ -118,7 +111,7 @@ GARBAGE = [
 
 
 def test_rows_with_garbage_are_reported_or_copied_and_the_rest_goes_on(
-    database_url, rclone_source, moto, dagster_instance, environment
+    database_url, rclone_source, moto, dagster_instance, environment, sync_once
 ):
     migration = make_migration(database_url, rclone_source, moto)
     table = TABLES["preview_card_providers"]
@@ -152,7 +145,7 @@ def test_rows_with_garbage_are_reported_or_copied_and_the_rest_goes_on(
                     copied_keys.append(media_object.key)
     connection.close()
     environment(migration.environment())
-    result = sync(dagster_instance, "preview_card_providers")
+    [result] = sync_once("preview_card_providers")
 
     assert not result.failed, result.failed
     expected = expected_media(migration, "preview_card_providers", copied_keys)
@@ -180,13 +173,13 @@ def test_secrets_appear_nowhere_dagster_stores(database_url, rclone_source, rclo
     psycopg2.connect(url).close()
     variables = {**migration.environment(), "DATABASE_URL": url}
     home = tmp_path / "dagster_home"
-    synced = run_cli("sync", "custom_emojis", environment=variables, cwd=tmp_path)
+    synced = run_cli("sync", "custom_emojis", environment=variables, cwd=tmp_path, dagster_home=home)
     assert synced.returncode == 0, synced.stderr
 
     wrong_secret = "wrong-secret-Kq7uVb3n9"
     environment({**variables, "DESTINATION_AWS_SECRET_ACCESS_KEY": wrong_secret, "DAGSTER_HOME": str(home)})
     with DagsterInstance.get() as instance:
-        failed = sync(instance, "accounts")
+        [failed] = sync_into(instance, ["accounts"])
         assert failed.failed, "the wrong secret fails the run"
         entries = "\n".join(repr(entry) for run in instance.get_runs() for entry in instance.all_logs(run.run_id))
     secrets = {

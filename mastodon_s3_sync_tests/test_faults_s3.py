@@ -20,15 +20,12 @@ import pytest
 from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 
 from mastodon_s3_sync.core.buckets import SourceBucket
-from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.transfer import sigv4
-from mastodon_s3_sync.definitions.definitions import build_definitions
-from mastodon_s3_sync.execution.runs import sync_tables
-from mastodon_s3_sync_tests.conftest import make_migration, unique_bucket
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy, self_signed_certificate
-from mastodon_s3_sync_tests.test_faults_database import run_cli
-from mastodon_s3_sync_tests.test_faults_support import assert_destination_exact, expected_media, successful_puts
+from mastodon_s3_sync_tests.support.cli import run_cli
+from mastodon_s3_sync_tests.support.faults import assert_destination_exact, expected_media
+from mastodon_s3_sync_tests.support.migration import make_migration, unique_bucket
+from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy, self_signed_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -37,16 +34,8 @@ KILL_AFTER = 60
 OUTAGE_SECONDS = 3.0
 
 
-def sync(dagster_instance, table: str = "media_attachments"):
-    resources = configured()
-    [result] = sync_tables(
-        build_definitions(), dagster_instance, [table], resources["mastodon_db"], resources["sync_tuning"]
-    )
-    return result
-
-
 @pytest.mark.parametrize("dying", ["destination", "source"])
-def test_s3_server_dying_mid_run(dying, database_url, rclone_source, moto, dagster_instance, environment):
+def test_s3_server_dying_mid_run(dying, database_url, rclone_source, moto, sync_once, environment):
     """Destination (moto) or source (rclone) gone for 3 s after KILL_AFTER objects: the run retries
     or fails cleanly; the next sync completes, copying nothing twice and counting nothing it did
     not copy; the destination ends exact, ACLs included."""
@@ -78,17 +67,17 @@ def test_s3_server_dying_mid_run(dying, database_url, rclone_source, moto, dagst
         environment(variables)
         expected = expected_media(migration, "media_attachments", bulk)
 
-        first = sync(dagster_instance)
+        [first] = sync_once("media_attachments")
         assert died and (source_proxy.outages or destination_proxy.outages), "the server never went down"
         assert first.failed or first.succeeded
         finished = migration.destination_keys()
         before_second = len(destination_proxy.exchanges)
-        second = sync(dagster_instance)
+        [second] = sync_once("media_attachments")
 
         assert not second.failed
-        put_second = successful_puts(destination_proxy, before_second)
+        put_second = destination_proxy.completed_puts(before_second)
         assert not finished & set(put_second), "objects finished before the second sync are not copied again"
-        every_put = successful_puts(destination_proxy)
+        every_put = destination_proxy.completed_puts()
         assert set(every_put) == set(expected)
         assert first.copied + second.copied <= len(set(every_put)), "nothing counted copied that was not"
         assert second.copied == len(set(put_second))
@@ -118,7 +107,9 @@ def test_refused_signatures_are_one_line_naming_cause_and_variables(
     migration = make_migration(database_url, rclone_source, rclone_destination)
     with answering(error) as proxy:
         variables = {**migration.environment(), "SOURCE_S3_ENDPOINT": proxy.endpoint_url}
-        result = run_cli("sync", "custom_emojis", environment=variables, cwd=tmp_path)
+        result = run_cli(
+            "sync", "custom_emojis", environment=variables, cwd=tmp_path, dagster_home=tmp_path / "dagster_home"
+        )
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: SOURCE_AWS_ACCESS_KEY_ID / SOURCE_AWS_SECRET_ACCESS_KEY: "), line
@@ -165,7 +156,7 @@ def self_signed(tmp_path) -> tuple[ssl.SSLContext, str]:
 
 
 def test_self_signed_endpoint_is_refused_without_ca_bundle_and_works_with_it(
-    database_url, rclone_source, moto, dagster_instance, environment, tmp_path
+    database_url, rclone_source, moto, sync_once, environment, tmp_path
 ):
     server_context, ca_file = self_signed(tmp_path)
     with S3Proxy(rclone_source.endpoint_url, tls=server_context) as proxy:
@@ -173,7 +164,9 @@ def test_self_signed_endpoint_is_refused_without_ca_bundle_and_works_with_it(
         migration = make_migration(database_url, rclone_source, moto)
         variables = {**migration.environment(), "SOURCE_S3_ENDPOINT": proxy.endpoint_url}
 
-        refused = run_cli("sync", "custom_emojis", environment=variables, cwd=tmp_path)
+        refused = run_cli(
+            "sync", "custom_emojis", environment=variables, cwd=tmp_path, dagster_home=tmp_path / "dagster_home"
+        )
         assert refused.returncode == 2, refused.stderr
         [line] = refused.stderr.strip().splitlines()
         assert "SOURCE_S3_ENDPOINT: the TLS certificate of https://127.0.0.1" in line
@@ -181,7 +174,7 @@ def test_self_signed_endpoint_is_refused_without_ca_bundle_and_works_with_it(
         assert proxy.exchanges == [], "no request went out over the untrusted connection"
 
         environment({**variables, "SOURCE_S3_CA_BUNDLE": ca_file})
-        result = sync(dagster_instance, "custom_emojis")
+        [result] = sync_once("custom_emojis")
         assert not result.failed
         expected = expected_media(migration, "custom_emojis")
         assert result.copied == len(expected)

@@ -21,7 +21,6 @@ from dagster import (
 from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 from mastodon_s3_sync_demo.fake_instance.seeding import CACHE_CONTROL
 
-from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.id_ranges import MIN_ID, parse_partition_key
 from mastodon_s3_sync.core.mastodon.layout import object_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES
@@ -31,8 +30,8 @@ from mastodon_s3_sync.definitions.partitions import partitions_name, snapshot_ti
 from mastodon_s3_sync.definitions.resources import build_resources
 from mastodon_s3_sync.definitions.schedules import build_catch_up_schedule
 from mastodon_s3_sync.definitions.sensors import add_id_range_partitions, build_resync_changed_rows
-from mastodon_s3_sync.execution.runs import sync_tables
-from mastodon_s3_sync_tests.conftest import make_migration
+from mastodon_s3_sync_tests.support.database import run_statement
+from mastodon_s3_sync_tests.support.migration import make_migration
 
 resync_changed_rows = build_resync_changed_rows(3600, value("SYNC_CHANGES_ROWS_PER_TICK", {}))
 
@@ -41,7 +40,6 @@ PARTITION_ROWS = 10
 
 def prepare(migration, environment, **extra):
     environment({**migration.environment(), "SYNC_PARTITION_ROWS": str(PARTITION_ROWS), **extra})
-    return configured()
 
 
 def dagster_resources():
@@ -103,23 +101,21 @@ def test_catch_up_schedule_syncs_new_rows_once(
             execute(dagster_instance, request, "custom_emojis")
         assert schedule.evaluate_tick(context).skip_message, "nothing new after the sync"
 
-        with closing(psycopg2.connect(migration.database_url)) as connection, connection, connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO custom_emojis (shortcode, image_file_name, image_content_type, image_file_size, "
-                "image_updated_at, created_at, updated_at) VALUES ('late', 'feedbeef.png', 'image/png', 3, now(), now(), now())"
-            )
+        run_statement(
+            migration.database_url,
+            "INSERT INTO custom_emojis (shortcode, image_file_name, image_content_type, image_file_size, "
+            "image_updated_at, created_at, updated_at) VALUES ('late', 'feedbeef.png', 'image/png', 3, now(), now(), now())",
+        )
         [request] = schedule.evaluate_tick(context).run_requests
         assert request.partition_key not in keys
 
 
 def test_changed_avatar_is_resynced_by_the_sensor_and_by_sync(
-    database_url, rclone_source, rclone_destination, dagster_instance, environment
+    database_url, rclone_source, rclone_destination, dagster_instance, environment, sync_once
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination)
-    resources = prepare(migration, environment)
-    [first] = sync_tables(
-        build_definitions(), dagster_instance, ["accounts"], resources["mastodon_db"], resources["sync_tuning"]
-    )
+    prepare(migration, environment)
+    [first] = sync_once("accounts")
     assert not first.failed
 
     context = build_sensor_context(instance=dagster_instance, resources=dagster_resources())
@@ -139,12 +135,12 @@ def test_changed_avatar_is_resynced_by_the_sensor_and_by_sync(
         ContentType="image/png",
         CacheControl=CACHE_CONTROL,
     )
-    with closing(psycopg2.connect(migration.database_url)) as connection, connection, connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE accounts SET avatar_file_name = %s, avatar_content_type = 'image/png', avatar_file_size = 12, "
-            "avatar_updated_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
-            (new_name, account["id"]),
-        )
+    run_statement(
+        migration.database_url,
+        "UPDATE accounts SET avatar_file_name = %s, avatar_content_type = 'image/png', avatar_file_size = 12, "
+        "avatar_updated_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
+        (new_name, account["id"]),
+    )
 
     context = build_sensor_context(instance=dagster_instance, resources=dagster_resources(), cursor=quiet.cursor)
     [request] = resync_changed_rows(context).run_requests
@@ -157,29 +153,26 @@ def test_changed_avatar_is_resynced_by_the_sensor_and_by_sync(
     assert not resync_changed_rows(again).run_requests, "a re-synced partition is no longer stale"
 
     # sync's own catch-up sees the same kind of change
-    with closing(psycopg2.connect(migration.database_url)) as connection, connection, connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE accounts SET avatar_updated_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (account["id"],)
-        )
-    [second] = sync_tables(
-        build_definitions(), dagster_instance, ["accounts"], resources["mastodon_db"], resources["sync_tuning"]
+    run_statement(
+        migration.database_url,
+        "UPDATE accounts SET avatar_updated_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
+        (account["id"],),
     )
+    [second] = sync_once("accounts")
     assert second.changed == [request.partition_key]
     assert second.succeeded == [request.partition_key] and second.copied == 0, "already there: skipped cheaply"
 
 
 def test_changed_rows_sensor_reads_one_slice_per_tick_and_finds_a_change_within_a_pass(
-    database_url, rclone_source, rclone_destination, dagster_instance, environment
+    database_url, rclone_source, rclone_destination, dagster_instance, environment, sync_once
 ):
     """With a budget of two partitions per tick, each tick reads a bounded id slice of each
     table (a range, never the table), the cursor walks the partitions, and a changed avatar
     is found within one pass of the change, exactly once."""
     migration = make_migration(database_url, rclone_source, rclone_destination)
-    resources = prepare(migration, environment)
+    prepare(migration, environment)
     sliced = build_resync_changed_rows(3600, rows_per_tick=2 * PARTITION_ROWS)
-    synced = sync_tables(
-        build_definitions(), dagster_instance, list(TABLES), resources["mastodon_db"], resources["sync_tuning"]
-    )
+    synced = sync_once(*TABLES)
     assert not any(result.failed for result in synced)
     partitions = sum(len(dagster_instance.get_dynamic_partitions(partitions_name(t))) for t in TABLES)
     ticks_per_pass = -(-partitions // 2)
@@ -218,8 +211,11 @@ def test_changed_rows_sensor_reads_one_slice_per_tick_and_finds_a_change_within_
     assert len(positions) > 1, "the cursor walks media_attachments' partitions"
 
     account = next(row for row in migration.instance.rows["accounts"] if row["avatar_file_name"])
-    with closing(psycopg2.connect(migration.database_url)) as connection, connection, connection.cursor() as db:
-        db.execute("UPDATE accounts SET avatar_updated_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (account["id"],))
+    run_statement(
+        migration.database_url,
+        "UPDATE accounts SET avatar_updated_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
+        (account["id"],),
+    )
     found = []
     for _ in range(ticks_per_pass):  # found within one pass of the change
         result = tick(cursor)
@@ -248,16 +244,9 @@ def committed_after(database_url: str, sql: str, parameters: tuple = ()):
         connection.commit()
 
 
-def run_statement(database_url: str, sql: str, parameters: tuple = ()) -> list[tuple]:
-    with closing(psycopg2.connect(database_url)) as connection, connection, connection.cursor() as cursor:
-        cursor.execute(sql, parameters)
-        return cursor.fetchall() if cursor.description else []
-
-
-def sync_once(dagster_instance, resources, table: str):
-    [result] = sync_tables(
-        build_definitions(), dagster_instance, [table], resources["mastodon_db"], resources["sync_tuning"]
-    )
+def synced_table(sync_once, table: str):
+    """``table`` synced once, no partition failed."""
+    [result] = sync_once(table)
     assert not result.failed, result.failed
     return result
 
@@ -300,13 +289,13 @@ def changed_rows_requests(dagster_instance) -> list:
 
 
 def test_avatar_replaced_in_a_commit_after_the_read_is_resynced_once_by_sync(
-    database_url, rclone_source, rclone_destination, dagster_instance, environment
+    database_url, rclone_source, rclone_destination, dagster_instance, environment, sync_once
 ):
     """Mastodon stamps avatar_updated_at, then commits minutes later: the stamp is before the
     sync's read, the row visible only after it. The next ``sync`` re-syncs exactly that
     partition, and the one after finds nothing."""
     migration = make_migration(database_url, rclone_source, rclone_destination)
-    resources = prepare(migration, environment)
+    prepare(migration, environment)
     account = next(row for row in migration.instance.rows["accounts"] if row["avatar_file_name"] and not row["domain"])
     new_name = "5ca1ab1e5ca1ab1e.png"
     new_key = object_key("accounts", "avatars", account["id"], "original", new_name, cached=False)
@@ -318,26 +307,26 @@ def test_avatar_replaced_in_a_commit_after_the_read_is_resynced_once_by_sync(
         "RETURNING avatar_updated_at",
         (new_name, account["id"]),
     ) as [(stamp,)]:
-        sync_once(dagster_instance, resources, "accounts")  # its read cannot see the update
+        synced_table(sync_once, "accounts")  # its read cannot see the update
     key = partition_of(dagster_instance, "accounts", account["id"])
     assert stamp < snapshot_times(dagster_instance, "accounts", [key])[key], "stamped before the read"
     assert destination_body(migration, new_key) is None, "the read saw the old avatar"
 
-    second = sync_once(dagster_instance, resources, "accounts")
+    second = synced_table(sync_once, "accounts")
     assert second.changed == [key] and second.succeeded == [key]
     assert destination_body(migration, new_key) == b"the replaced avatar"
-    assert sync_once(dagster_instance, resources, "accounts").changed == [], "re-synced once, not again"
+    assert synced_table(sync_once, "accounts").changed == [], "re-synced once, not again"
 
 
 def test_avatar_stamped_by_a_slow_app_clock_is_found_by_the_sensor_once(
-    database_url, rclone_source, rclone_destination, dagster_instance, environment
+    database_url, rclone_source, rclone_destination, dagster_instance, environment, sync_once
 ):
     """An app server a minute behind the database stamps a change and commits at once, right
     after a sync read the partition: the stamp is older than the read. The sensor requests
     exactly that partition, and nothing once it is re-synced."""
     migration = make_migration(database_url, rclone_source, rclone_destination)
-    resources = prepare(migration, environment)
-    sync_once(dagster_instance, resources, "accounts")
+    prepare(migration, environment)
+    synced_table(sync_once, "accounts")
     account = next(row for row in migration.instance.rows["accounts"] if row["avatar_file_name"])
     [(stamp,)] = run_statement(
         migration.database_url,
@@ -355,14 +344,14 @@ def test_avatar_stamped_by_a_slow_app_clock_is_found_by_the_sensor_once(
 
 
 def test_new_row_committed_late_inside_a_synced_partition_is_synced(
-    database_url, rclone_source, rclone_destination, dagster_instance, environment
+    database_url, rclone_source, rclone_destination, dagster_instance, environment, sync_once
 ):
     """A media attachment's snowflake id comes from its insert time; committed after a sync read
     the partition that id falls in (a full one, not the tail), the row is found by the sensor and
     by ``sync``, copied, and not found again. Rows changed shortly before the sync, in that
     partition and others (read by ranged runs), are in their windows as read: not stale."""
     migration = make_migration(database_url, rclone_source, rclone_destination)
-    resources = prepare(migration, environment)
+    prepare(migration, environment)
     ids = sorted(row["id"] for row in migration.instance.rows["media_attachments"])
     recent = [ids[5], ids[PARTITION_ROWS + 2], ids[-1]]  # three partitions, one ranged run
     run_statement(
@@ -383,7 +372,7 @@ def test_new_row_committed_late_inside_a_synced_partition_is_synced(
         "now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', 0, '{}', 1)",
         (new_id,),
     ):
-        sync_once(dagster_instance, resources, "media_attachments")
+        synced_table(sync_once, "media_attachments")
     key = partition_of(dagster_instance, "media_attachments", new_id)
     assert destination_body(migration, new_key) is None
     windows = {
@@ -394,22 +383,22 @@ def test_new_row_committed_late_inside_a_synced_partition_is_synced(
 
     [request] = changed_rows_requests(dagster_instance)
     assert (request.job_name, request.partition_key) == ("sync_media_attachments", key)
-    second = sync_once(dagster_instance, resources, "media_attachments")
+    second = synced_table(sync_once, "media_attachments")
     assert second.changed == [key] and second.copied == 1
     assert destination_body(migration, new_key) == b"media of a late commit"
     assert late_window_rows(dagster_instance, new_id) == 2, "the recent row and the late one"
-    assert sync_once(dagster_instance, resources, "media_attachments").changed == []
+    assert synced_table(sync_once, "media_attachments").changed == []
     assert changed_rows_requests(dagster_instance) == [], "re-synced once, not again"
 
 
 def test_row_committed_late_inside_the_tail_that_sync_cut_is_synced(
-    database_url, rclone_source, rclone_destination, dagster_instance, environment
+    database_url, rclone_source, rclone_destination, dagster_instance, environment, sync_once
 ):
     """Serial ids are handed out at insert, not at commit: an emoji inserted first and committed
     after a later one lies below the highest id when ``sync`` cuts its tail partition up to that
     id and reads it. The next ``sync`` re-syncs the tail and copies it; the one after finds nothing."""
     migration = make_migration(database_url, rclone_source, rclone_destination)
-    resources = prepare(migration, environment)
+    prepare(migration, environment)
     insert = (
         "INSERT INTO custom_emojis (shortcode, image_file_name, image_content_type, image_file_size, image_updated_at, "
         "created_at, updated_at) VALUES (%s, %s, 'image/png', 4, now() AT TIME ZONE 'UTC', now(), now()) RETURNING id"
@@ -424,15 +413,15 @@ def test_row_committed_late_inside_the_tail_that_sync_cut_is_synced(
         [(early_id,)] = run_statement(migration.database_url, insert, ("early", "ea51ea51.png"))
         for key in emoji_keys(early_id, "ea51ea51.png"):
             put_source(migration, key, b"early")
-        sync_once(dagster_instance, resources, "custom_emojis")
+        synced_table(sync_once, "custom_emojis")
     tail = dagster_instance.get_dynamic_partitions(partitions_name("custom_emojis"))[-1]
     assert late_id in parse_partition_key(tail) and parse_partition_key(tail).hi == early_id
     assert [destination_body(migration, key) for key in emoji_keys(late_id, "1a7e1a7e.png")] == [None, None]
 
-    second = sync_once(dagster_instance, resources, "custom_emojis")
+    second = synced_table(sync_once, "custom_emojis")
     assert second.new_partitions == [] and second.changed == [tail] and second.copied == 2
     assert [destination_body(migration, key) for key in emoji_keys(late_id, "1a7e1a7e.png")] == [b"late", b"late"]
-    assert sync_once(dagster_instance, resources, "custom_emojis").changed == []
+    assert synced_table(sync_once, "custom_emojis").changed == []
 
 
 def test_all_tables_have_sensors_and_schedules():

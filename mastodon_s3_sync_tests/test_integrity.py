@@ -1,6 +1,6 @@
 """Every copied object is proven equal to its source: faults injected by the test proxy on real servers.
 
-The proxy (``s3_proxy.S3Proxy``) cuts GET bodies short, flips bytes in them
+The proxy (``support.s3_proxy.S3Proxy``) cuts GET bodies short, flips bytes in them
 (each on a key's first GET only, so retries can succeed) or rewrites ETags
 as KMS-encrypted buckets answer; the destination is then compared object by
 object (MD5 of every body) with the source.
@@ -30,8 +30,9 @@ from mastodon_s3_sync.core.transfer.engine import (
     list_stale_uploads,
 )
 from mastodon_s3_sync.core.transfer.s3 import Bucket
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy
-from mastodon_s3_sync_tests.test_transfer_engine import SMALL_PARTS, boto, new_bucket, put
+from mastodon_s3_sync_tests.support.buckets import SMALL_PARTS, boto, new_bucket, put, upload_in_parts
+from mastodon_s3_sync_tests.support.migration import make_migration
+from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy
 
 pytestmark = pytest.mark.integration
 
@@ -200,22 +201,10 @@ def test_multipart_copy_sends_part_md5s_and_checks_the_assembly(rclone_source, r
     assert md5s(rclone_destination, destination) == {"big.bin": hashlib.md5(body).hexdigest()}
 
 
-def upload_in_parts(server, bucket: Bucket, key: str, body: bytes, part_size: int, **extra) -> str:
-    """Upload ``body`` in parts of ``part_size``, as Mastodon's aws-sdk does above 15 MB; the ETag."""
-    client = boto(server)
-    upload = client.create_multipart_upload(Bucket=bucket.name, Key=key, ContentType="video/mp4", **extra)["UploadId"]
-    parts = [
-        {"PartNumber": number, "ETag": client.upload_part(
-            Bucket=bucket.name, Key=key, UploadId=upload, PartNumber=number, Body=body[start : start + part_size]
-        )["ETag"]}
-        for number, start in enumerate(range(0, len(body), part_size), start=1)
-    ]  # fmt: skip
-    answer = client.complete_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
-    return answer["ETag"].strip('"')
-
-
 @pytest.mark.parametrize("destination_server", ["rclone", "moto"])
-def test_a_source_stating_no_md5_has_its_part_layout_mirrored(rclone_source, rclone_destination, moto, destination_server):
+def test_a_source_stating_no_md5_has_its_part_layout_mirrored(
+    rclone_source, rclone_destination, moto, destination_server
+):
     """moto keeps a multipart ETag and no md5chksum (Mastodon's own uploads): the copy's parts take the
     source's part size, read from HEAD ?partNumber=1, not the engine's, so its ETag is the source's.
     rclone's server never says a layout (its ETags are MD5s anyway): no layout, the engine's part size."""
@@ -251,10 +240,14 @@ def test_a_source_md5chksum_is_its_stated_md5(moto, rclone_destination):
     body = os.urandom(11 * MiB)
     stated = base64.b64encode(hashlib.md5(body).digest()).decode()
     upload_in_parts(moto, source, "right.mp4", body, 5 * MiB, Metadata={"md5chksum": stated})
-    upload_in_parts(moto, source, "wrong.mp4", body, 5 * MiB, Metadata={"md5chksum": base64.b64encode(b"x" * 16).decode()})
+    upload_in_parts(
+        moto, source, "wrong.mp4", body, 5 * MiB, Metadata={"md5chksum": base64.b64encode(b"x" * 16).decode()}
+    )
     settings = dataclasses.replace(FAST_RETRIES, max_attempts=2, part_size=8 * MiB)
 
-    right, wrong = copy_batch(source, destination, [CopyItem(k, k) for k in ("right.mp4", "wrong.mp4")], settings).results
+    right, wrong = copy_batch(
+        source, destination, [CopyItem(k, k) for k in ("right.mp4", "wrong.mp4")], settings
+    ).results
 
     assert (right.outcome, right.check) == (Outcome.COPIED, Check.MD5)
     metadata = boto(rclone_destination).head_object(Bucket=destination.name, Key="right.mp4")["Metadata"]
@@ -283,7 +276,10 @@ def test_destination_without_md5_etags_gets_content_md5_and_is_checked(rclone_so
     # the ETags state no MD5, so every object states its own (md5chksum), for verify
     client = boto(rclone_destination)
     metadata = {key: client.head_object(Bucket=destination.name, Key=key)["Metadata"] for key in keys}
-    stated = {key: {name.lower(): value for name, value in values.items()}.get("md5chksum") for key, values in metadata.items()}
+    stated = {
+        key: {name.lower(): value for name, value in values.items()}.get("md5chksum")
+        for key, values in metadata.items()
+    }
     expected = md5s(rclone_source, source)
     assert stated == {key: base64.b64encode(bytes.fromhex(expected[key])).decode() for key in keys}
 
@@ -388,7 +384,6 @@ def test_verify_reports_wrong_content_and_deep_downloads_what_etags_cannot_prove
     from mastodon_s3_sync.core.configured import configured
     from mastodon_s3_sync.core.mastodon.tables import TABLES
     from mastodon_s3_sync.core.verification import Problem, verify_table
-    from mastodon_s3_sync_tests.conftest import make_migration
 
     migration = make_migration(database_url, rclone_source, moto)
     environment(migration.environment())

@@ -11,7 +11,7 @@ from dagster import AssetKey, DagsterInstance
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.planning import DERIVATIVE_SIZE_RATIO, PlanRates, plan_table
-from mastodon_s3_sync_tests.conftest import make_migration
+from mastodon_s3_sync_tests.support.migration import make_migration
 
 
 def originals(instance, table):

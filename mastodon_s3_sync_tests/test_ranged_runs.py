@@ -23,7 +23,7 @@ from mastodon_s3_sync.definitions.partitions import (
 from mastodon_s3_sync.definitions.resources import build_resources
 from mastodon_s3_sync.definitions.schedules import build_catch_up_schedule
 from mastodon_s3_sync.execution.runs import QUIET_CONSOLE, contiguous_groups
-from mastodon_s3_sync_tests.conftest import make_migration
+from mastodon_s3_sync_tests.support.migration import make_migration
 
 
 def test_a_ranged_run_materializes_each_partition_with_its_own_figures(

@@ -14,8 +14,8 @@ import pytest
 from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
-from mastodon_s3_sync_tests.conftest import make_migration
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy
+from mastodon_s3_sync_tests.support.migration import make_migration
+from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes
 

@@ -9,46 +9,28 @@ from mastodon_s3_sync_demo.servers import generate_client_key, sshd_server
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.errors import ConfigError
-from mastodon_s3_sync.definitions.definitions import build_definitions
-from mastodon_s3_sync.execution.runs import sync_tables
-from mastodon_s3_sync_tests.conftest import make_migration
+from mastodon_s3_sync_tests.support.migration import make_migration
+from mastodon_s3_sync_tests.support.tiers import starts_server
+from mastodon_s3_sync_tests.support.tunnel import tunnel_variables
 
 pytestmark = pytest.mark.integration  # real servers or Dagster processes
 
 
 @pytest.fixture
+@starts_server
 def sshd(tmp_path):
     with sshd_server(tmp_path / "sshd") as server:
         yield server
 
 
-def tunnel_variables(sshd, database_url: str) -> dict[str, str]:
-    parameters = psycopg2.extensions.parse_dsn(database_url)
-    # postgres_server() listens on 127.0.0.1, the machine's or an embedded one: sshd forwards to it.
-    assert parameters.get("host", "").startswith("127."), f"the tunnel needs PostgreSQL on TCP loopback: {parameters}"
-    return {
-        "DB_HOST": parameters["host"],
-        "DB_PORT": parameters.get("port", "5432"),
-        "DB_NAME": parameters["dbname"],
-        "DB_USER": parameters.get("user", "postgres"),
-        "DB_SSH_HOST": sshd.host,
-        "DB_SSH_PORT": str(sshd.port),
-        "DB_SSH_USER": sshd.user,
-        "DB_SSH_KEY_FILE": str(sshd.client_key_file),
-        "DB_SSH_KNOWN_HOSTS": str(sshd.known_hosts_file),
-    }
-
-
-def test_sync_through_the_tunnel(sshd, database_url, rclone_source, rclone_destination, dagster_instance, environment):
+def test_sync_through_the_tunnel(sshd, database_url, rclone_source, rclone_destination, environment, sync_once):
     migration = make_migration(database_url, rclone_source, rclone_destination)
     variables = {**migration.environment(), **tunnel_variables(sshd, database_url)}
     del variables["DATABASE_URL"]
     environment(variables)
     resources = configured()
     assert "through SSH" in resources["mastodon_db"].describe()
-    [result] = sync_tables(
-        build_definitions(), dagster_instance, ["custom_emojis"], resources["mastodon_db"], resources["sync_tuning"]
-    )
+    [result] = sync_once("custom_emojis")
     assert not result.failed
     assert result.copied == len(migration.instance.expected_for("custom_emojis"))
 

@@ -20,21 +20,17 @@ from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.verification import verify_table
-from mastodon_s3_sync.definitions.definitions import build_definitions
 from mastodon_s3_sync.execution.instance import in_process_instance
-from mastodon_s3_sync.execution.runs import sync_tables
-from mastodon_s3_sync_tests.conftest import Migration, make_migration, signals_as_from_a_terminal
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy
+from mastodon_s3_sync_tests.support.acl import public_read
+from mastodon_s3_sync_tests.support.migration import Migration, make_migration
+from mastodon_s3_sync_tests.support.processes import signals_as_from_a_terminal
+from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy
+from mastodon_s3_sync_tests.support.sync import sync_into
 
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
-
-def run_sync(migration: Migration, environment, dagster_instance, partition_rows: int = 25):
+def run_sync(migration: Migration, environment, sync_once, partition_rows: int = 25):
     environment({**migration.environment(), "SYNC_PARTITION_ROWS": str(partition_rows)})
-    resources = configured()
-    return sync_tables(
-        build_definitions(), dagster_instance, list(TABLES), resources["mastodon_db"], resources["sync_tuning"]
-    )
+    return sync_once(*TABLES)
 
 
 def assert_destination_exact(migration: Migration) -> None:
@@ -59,10 +55,10 @@ def missing_reported(dagster_instance) -> tuple[int, str]:
 
 
 def test_cross_provider_sync_is_exact_and_reports_missing(
-    database_url, rclone_source, rclone_destination, dagster_instance, environment
+    database_url, rclone_source, rclone_destination, dagster_instance, environment, sync_once
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination, destination_prefix="media")
-    results = run_sync(migration, environment, dagster_instance, partition_rows=4)
+    results = run_sync(migration, environment, sync_once, partition_rows=4)
 
     assert all(not result.failed for result in results), [result.failed for result in results]
     assert_destination_exact(migration)
@@ -76,7 +72,7 @@ def test_cross_provider_sync_is_exact_and_reports_missing(
     assert "compute_logs" in stored, "the runs' compute logs stay"
     assert set(stored) == {"compute_logs"}, "successful runs leave no stored batches behind"
 
-    again = run_sync(migration, environment, dagster_instance, partition_rows=4)
+    again = run_sync(migration, environment, sync_once, partition_rows=4)
     assert sum(len(result.succeeded) for result in again) == 0, "a second sync has nothing left to run"
 
     resources = configured()
@@ -88,50 +84,47 @@ def test_cross_provider_sync_is_exact_and_reports_missing(
         assert verification.counts.get("missing_at_source", 0) == len(migration.instance.missing_for(table))
 
 
-def test_same_endpoint_two_buckets_uses_server_side_copy(database_url, rclone_source, dagster_instance, environment):
+def test_same_endpoint_two_buckets_uses_server_side_copy(database_url, rclone_source, environment, sync_once):
     migration = make_migration(database_url, rclone_source, rclone_source, source_prefix="old")
-    results = run_sync(migration, environment, dagster_instance)
+    results = run_sync(migration, environment, sync_once)
     assert all(not result.failed for result in results)
     assert_destination_exact(migration)
 
 
-def test_same_bucket_other_prefix(database_url, rclone_source, dagster_instance, environment):
+def test_same_bucket_other_prefix(database_url, rclone_source, environment, sync_once):
     migration = make_migration(
         database_url, rclone_source, rclone_source, source_prefix="", destination_prefix="moved", same_bucket=True
     )
-    results = run_sync(migration, environment, dagster_instance)
+    results = run_sync(migration, environment, sync_once)
     assert all(not result.failed for result in results)
     moved = {key for key in migration.destination_keys() if key.startswith("moved/")}
     assert moved == {f"moved/{obj.key}" for obj in migration.instance.expected}
 
 
 @pytest.mark.parametrize("permission", ["public-read", ""])
-def test_acls_follow_mastodon(database_url, rclone_source, moto, dagster_instance, environment, permission):
+def test_acls_follow_mastodon(database_url, rclone_source, moto, environment, sync_once, permission):
     migration = make_migration(database_url, rclone_source, moto, permission=permission)
-    results = run_sync(migration, environment, dagster_instance)
+    results = run_sync(migration, environment, sync_once)
     assert all(not result.failed for result in results)
     assert_destination_exact(migration)
     client = moto.client()
     for obj in migration.instance.expected:
         grants = client.get_object_acl(Bucket=migration.destination_bucket, Key=obj.key)["Grants"]
-        public = any(grant["Grantee"].get("URI") == ALL_USERS for grant in grants)
-        assert public == (obj.acl(permission) == "public-read"), (obj.key, obj.acl_kind, grants)
+        assert public_read(grants) == (obj.acl(permission) == "public-read"), (obj.key, obj.acl_kind, grants)
 
 
 def test_absent_legacy_ico_is_not_missing_and_a_present_one_is_copied(
-    database_url, rclone_source, rclone_destination, dagster_instance, environment
+    database_url, rclone_source, rclone_destination, environment, sync_once
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination)
     [ico] = [o for o in migration.instance.expected_for("site_uploads") if o.style == "ico"]
     migration.source.client().delete_object(Bucket=migration.source_bucket, Key=ico.key)
     environment(migration.environment())
-    resources = configured()
-    [result] = sync_tables(
-        build_definitions(), dagster_instance, ["site_uploads"], resources["mastodon_db"], resources["sync_tuning"]
-    )
+    [result] = sync_once("site_uploads")
     assert not result.failed
     assert result.missing == len(migration.instance.missing_for("site_uploads")), "an absent ico is not missing"
     assert result.copied == len(migration.instance.expected_for("site_uploads")) - 1
+    resources = configured()
     verification = verify_table(
         resources["mastodon_db"], TABLES["site_uploads"], resources["source_s3"], resources["destination_s3"]
     )
@@ -184,14 +177,7 @@ def test_tables_at_once_overlap_and_stay_exact(database_url, rclone_source, rclo
     environment({**migration.environment(), "SYNC_PARTITION_ROWS": "25", "DAGSTER_HOME": str(tmp_path)})
     resources = configured()
     with in_process_instance() as instance:
-        results = sync_tables(
-            build_definitions(),
-            instance,
-            list(TABLES),
-            resources["mastodon_db"],
-            resources["sync_tuning"],
-            tables_at_once=2,
-        )
+        results = sync_into(instance, TABLES, tables_at_once=2)
         intervals = run_intervals(instance)
 
     assert [result.table for result in results] == list(TABLES), "results in the tables' order"

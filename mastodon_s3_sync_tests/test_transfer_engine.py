@@ -10,14 +10,12 @@ import asyncio
 import base64
 import dataclasses
 import datetime
-import functools
 import hashlib
 import os
 import ssl
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,33 +44,15 @@ from mastodon_s3_sync.core.transfer.http import ConnectionPool
 from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter
 from mastodon_s3_sync.core.transfer.s3 import Bucket
 from mastodon_s3_sync.core.transfer.sigv4 import Signer, canonical_query, uri_encode
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy, self_signed_certificate
+from mastodon_s3_sync_tests.support.acl import is_public
+from mastodon_s3_sync_tests.support.buckets import SMALL_PARTS, boto, new_bucket, put
+from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy, self_signed_certificate
 
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-CACHE_CONTROL = "public, max-age=315576000, immutable"
-SMALL_PARTS = TransferSettings(multipart_threshold=5 * MiB, part_size=5 * MiB, memory_budget=32 * MiB)
 ODD_KEYS = [
     "media_attachments/files/000/000/001/original/plain.png",
     "accounts/avatars/a b/c+d=e&f?g#h/é ü 日本.jpg",
     "custom_emojis/images/x/~tilde-(parens)!*'quote'.gif",
 ]
-
-
-@functools.cache
-def boto(server: S3Server):
-    """One boto3 client per server: making one costs most of a second."""
-    return server.client()
-
-
-def new_bucket(server: S3Server, prefix: str) -> Bucket:
-    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    boto(server).create_bucket(Bucket=name)
-    return Bucket(name, server.endpoint_url, server.region, server.access_key, server.secret_key)
-
-
-def put(server: S3Server, bucket: Bucket, key: str, body: bytes, **extra) -> None:
-    headers = {"ContentType": "image/png", "CacheControl": CACHE_CONTROL, **extra}
-    boto(server).put_object(Bucket=bucket.name, Key=key, Body=body, **headers)
 
 
 def stored(server: S3Server, bucket: Bucket, key: str) -> tuple[bytes, dict]:
@@ -81,11 +61,6 @@ def stored(server: S3Server, bucket: Bucket, key: str) -> tuple[bytes, dict]:
     headers = {name: got.get(name) for name in ("ContentType", "CacheControl", "ContentDisposition")}
     headers["Metadata"] = {name.lower(): value for name, value in got["Metadata"].items()}
     return got["Body"].read(), headers
-
-
-def is_public(server: S3Server, bucket: Bucket, key: str) -> bool:
-    grants = boto(server).get_object_acl(Bucket=bucket.name, Key=key)["Grants"]
-    return any(grant["Grantee"].get("URI") == ALL_USERS and grant["Permission"] == "READ" for grant in grants)
 
 
 def assert_same_objects(
@@ -149,6 +124,7 @@ def test_signer_matches_botocore(monkeypatch, method, key, query, headers, token
 # Listing ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # starts an rclone of its own, over files written before it starts
 def test_listing_finds_wanted_keys_and_jumps_gaps(tmp_path: Path):
     """400 objects with 3 far-apart clusters of wanted keys, keys that prefix one another, missing keys."""
     root = tmp_path / "s3"
@@ -282,7 +258,7 @@ def test_multipart_stream_is_exact(rclone_source, rclone_destination, moto, dest
     assert result.requests["UploadPart"] == 3 + 2
     assert result.requests["PutObject"] == 2 + 1  # at the threshold and empty: one PUT each; the ETag probe
     if destination_server == "moto":
-        assert all(is_public(moto, destination, key) for key in sizes)
+        assert all(is_public(boto(moto), destination.name, key) for key in sizes)
 
 
 # Server-side copy ------------------------------------------------------------------------------
@@ -305,7 +281,7 @@ def test_server_side_copy_keeps_headers_and_sets_acls(moto, monkeypatch):
         body, headers = stored(moto, destination, f"copied/{key}")
         assert headers["Metadata"].pop("md5chksum", None) == (md5chksum(body) if key == "parts/three.bin" else None)
         assert (body, headers) == stored(moto, source, key)
-    assert [is_public(moto, destination, item.destination_key) for item in items] == [True, False, True]
+    assert [is_public(boto(moto), destination.name, item.destination_key) for item in items] == [True, False, True]
     assert result.requests == {
         "ListObjectsV2": 2,
         "HeadObject": 3,
@@ -342,7 +318,7 @@ def test_per_object_acls(rclone_source, moto):
     result = copy_batch(source, destination, [CopyItem(key, key, acl) for key, acl in acls.items()])
 
     assert {item.outcome for item in result.results} == {Outcome.COPIED}
-    assert [is_public(moto, destination, key) for key in acls] == [True, False, False]
+    assert [is_public(boto(moto), destination.name, key) for key in acls] == [True, False, False]
 
 
 # Throttling ------------------------------------------------------------------------------------

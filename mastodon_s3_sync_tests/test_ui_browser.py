@@ -41,7 +41,7 @@ from mastodon_s3_sync_demo.ui import CHROMIUM_FLAGS
 from playwright import sync_api
 
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync_tests.conftest import signals_as_from_a_terminal
+from mastodon_s3_sync_tests.support.processes import signals_as_from_a_terminal
 
 expect = sync_api.expect
 

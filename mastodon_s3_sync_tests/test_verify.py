@@ -15,8 +15,7 @@ from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.verification import Problem, verify_table
 from mastodon_s3_sync.definitions.checks import CHECK_NAME
 from mastodon_s3_sync.definitions.definitions import build_definitions
-from mastodon_s3_sync.execution.runs import sync_tables
-from mastodon_s3_sync_tests.conftest import make_migration
+from mastodon_s3_sync_tests.support.migration import make_migration
 
 
 def damage(migration):
@@ -44,14 +43,14 @@ def damage(migration):
     }
 
 
-def test_verify_reports_each_kind_of_damage(database_url, rclone_source, moto, dagster_instance, environment, tmp_path):
+def test_verify_reports_each_kind_of_damage(
+    database_url, rclone_source, moto, dagster_instance, environment, tmp_path, sync_once
+):
     migration = make_migration(database_url, rclone_source, moto)
     environment({**migration.environment(), "SYNC_PARTITION_ROWS": "50"})
     resources = configured()
     definitions = build_definitions()
-    [synced] = sync_tables(
-        definitions, dagster_instance, ["media_attachments"], resources["mastodon_db"], resources["sync_tuning"]
-    )
+    [synced] = sync_once("media_attachments", definitions=definitions)
     assert not synced.failed
 
     clean = verify_table(

@@ -1,12 +1,12 @@
-"""Shared pieces of the fault-matrix tests (``test_faults_*.py``): the destination checked object
-by object against the source, and what the proxies saw. No tests here."""
+"""The destination checked object by object against the source, as the fault-matrix tests
+(``test_faults_*.py``) end."""
 
 from __future__ import annotations
 
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
+from mastodon_s3_sync_tests.support.acl import public_read
 
 COMPARED = ("ContentLength", "ETag", "ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "Metadata")
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
 def expected_media(migration, table: str, extra_keys: list[str] = ()) -> dict[str, str]:
@@ -32,10 +32,4 @@ def assert_destination_exact(migration, expected: dict[str, str], *, acls: bool)
             assert here.get(name) == there.get(name), (key, name, here.get(name), there.get(name))
         if acls:
             grants = destination.get_object_acl(Bucket=migration.destination_bucket, Key=key)["Grants"]
-            public = any(g["Grantee"].get("URI") == ALL_USERS and g["Permission"] == "READ" for g in grants)
-            assert public == (acl_kind == "permission"), (key, acl_kind, grants)
-
-
-def successful_puts(proxy, since: int = 0) -> list[str]:
-    """Keys of the object PUTs the destination answered 200, from exchange ``since`` (``S3Proxy.completed_puts``)."""
-    return proxy.completed_puts(since)
+            assert public_read(grants) == (acl_kind == "permission"), (key, acl_kind, grants)
