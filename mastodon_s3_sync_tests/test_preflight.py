@@ -13,8 +13,8 @@ import re
 
 from mastodon_s3_sync.cli.main import EXIT_CONFIG, main
 from mastodon_s3_sync.core.preflight import PROBE_DIRECTORY
-from mastodon_s3_sync_tests.conftest import unique_bucket
-from mastodon_s3_sync_tests.s3_proxy import S3Proxy
+from mastodon_s3_sync_tests.support.migration import unique_bucket
+from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy
 
 PROBE = r"media/\.mastodon-s3-sync-check-[0-9a-f]{12}"
 
