@@ -16,7 +16,7 @@ from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.copying import copy_objects
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.referenced_objects import current_acls, referenced_objects
-from mastodon_s3_sync.core.transfer.engine import TransferSettings
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
 from mastodon_s3_sync.definitions.definitions import build_definitions
 from mastodon_s3_sync.execution.runs import sync_tables
 from mastodon_s3_sync_tests.conftest import make_migration

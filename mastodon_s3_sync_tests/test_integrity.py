@@ -18,18 +18,13 @@ from datetime import timedelta
 import pytest
 
 from mastodon_s3_sync.core import providers
-from mastodon_s3_sync.core.transfer import engine
-from mastodon_s3_sync.core.transfer.engine import (
-    Check,
-    CopyItem,
-    MiB,
-    Outcome,
-    abort_uploads,
-    copy_batch,
-    copy_batch_async,
-    list_stale_uploads,
-)
+from mastodon_s3_sync.core.transfer import engine, proof
+from mastodon_s3_sync.core.transfer.batch import CopyItem, Outcome
+from mastodon_s3_sync.core.transfer.engine import copy_batch, copy_batch_async
+from mastodon_s3_sync.core.transfer.proof import Check
 from mastodon_s3_sync.core.transfer.s3 import Bucket
+from mastodon_s3_sync.core.transfer.uploads import abort_uploads, list_stale_uploads
+from mastodon_s3_sync.core.tuning import MiB
 from mastodon_s3_sync_tests.s3_proxy import S3Proxy
 from mastodon_s3_sync_tests.test_transfer_engine import SMALL_PARTS, boto, new_bucket, put
 
@@ -210,12 +205,16 @@ def upload_in_parts(server, bucket: Bucket, key: str, body: bytes, part_size: in
         )["ETag"]}
         for number, start in enumerate(range(0, len(body), part_size), start=1)
     ]  # fmt: skip
-    answer = client.complete_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
+    answer = client.complete_multipart_upload(
+        Bucket=bucket.name, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+    )
     return answer["ETag"].strip('"')
 
 
 @pytest.mark.parametrize("destination_server", ["rclone", "moto"])
-def test_a_source_stating_no_md5_has_its_part_layout_mirrored(rclone_source, rclone_destination, moto, destination_server):
+def test_a_source_stating_no_md5_has_its_part_layout_mirrored(
+    rclone_source, rclone_destination, moto, destination_server
+):
     """moto keeps a multipart ETag and no md5chksum (Mastodon's own uploads): the copy's parts take the
     source's part size, read from HEAD ?partNumber=1, not the engine's, so its ETag is the source's.
     rclone's server never says a layout (its ETags are MD5s anyway): no layout, the engine's part size."""
@@ -251,10 +250,14 @@ def test_a_source_md5chksum_is_its_stated_md5(moto, rclone_destination):
     body = os.urandom(11 * MiB)
     stated = base64.b64encode(hashlib.md5(body).digest()).decode()
     upload_in_parts(moto, source, "right.mp4", body, 5 * MiB, Metadata={"md5chksum": stated})
-    upload_in_parts(moto, source, "wrong.mp4", body, 5 * MiB, Metadata={"md5chksum": base64.b64encode(b"x" * 16).decode()})
+    upload_in_parts(
+        moto, source, "wrong.mp4", body, 5 * MiB, Metadata={"md5chksum": base64.b64encode(b"x" * 16).decode()}
+    )
     settings = dataclasses.replace(FAST_RETRIES, max_attempts=2, part_size=8 * MiB)
 
-    right, wrong = copy_batch(source, destination, [CopyItem(k, k) for k in ("right.mp4", "wrong.mp4")], settings).results
+    right, wrong = copy_batch(
+        source, destination, [CopyItem(k, k) for k in ("right.mp4", "wrong.mp4")], settings
+    ).results
 
     assert (right.outcome, right.check) == (Outcome.COPIED, Check.MD5)
     metadata = boto(rclone_destination).head_object(Bucket=destination.name, Key="right.mp4")["Metadata"]
@@ -283,7 +286,10 @@ def test_destination_without_md5_etags_gets_content_md5_and_is_checked(rclone_so
     # the ETags state no MD5, so every object states its own (md5chksum), for verify
     client = boto(rclone_destination)
     metadata = {key: client.head_object(Bucket=destination.name, Key=key)["Metadata"] for key in keys}
-    stated = {key: {name.lower(): value for name, value in values.items()}.get("md5chksum") for key, values in metadata.items()}
+    stated = {
+        key: {name.lower(): value for name, value in values.items()}.get("md5chksum")
+        for key, values in metadata.items()
+    }
     expected = md5s(rclone_source, source)
     assert stated == {key: base64.b64encode(bytes.fromhex(expected[key])).decode() for key in keys}
 
@@ -323,8 +329,8 @@ def test_corrupted_etags_on_the_first_puts_are_failed_attempts_not_a_verdict(rcl
 
 
 def test_server_side_copy_compares_etags(moto, monkeypatch):
-    monkeypatch.setattr(engine, "MAX_SINGLE_COPY", 6 * MiB)
-    monkeypatch.setattr(engine, "SERVER_SIDE_PART", 5 * MiB)
+    monkeypatch.setattr(proof, "MAX_SINGLE_COPY", 6 * MiB)
+    monkeypatch.setattr(proof, "SERVER_SIDE_PART", 5 * MiB)
     source = new_bucket(moto, "src")
     destination = new_bucket(moto, "dst")
     sizes = {"one.png": 1000, "parts.bin": 12 * MiB + 1}

@@ -27,15 +27,10 @@ from mastodon_s3_sync.core.errors import SourceMostlyMissing
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import MediaObject, MediaTable
 from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, batched, referenced_objects
-from mastodon_s3_sync.core.transfer.engine import (
-    TransferSettings,
-    different_content,
-    etags_comparable,
-    list_fallbacks,
-    list_objects,
-    open_clients,
-    run_async,
-)
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
+from mastodon_s3_sync.core.transfer.listing import list_fallbacks, list_objects
+from mastodon_s3_sync.core.transfer.proof import different_content, etags_comparable
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, with_retries
 from mastodon_s3_sync.core.transfer.s3 import ListedObject, ObjectHead, S3Client, S3Error
 
@@ -194,9 +189,7 @@ class _Verifier:
             )
         )
 
-    async def _check(
-        self, media_object, source_key, destination_key, source, destination, comparable, result
-    ):
+    async def _check(self, media_object, source_key, destination_key, source, destination, comparable, result):
         async with self.gate:
             if source is None and media_object.optional:
                 result.absent_optional += 1
@@ -220,7 +213,9 @@ class _Verifier:
         heads = await self._heads(source_key, destination_key) if self.thorough else None
         if heads is not None and None in heads:
             return found(Problem.MISSING_AT_DESTINATION if heads[1] is None else Problem.MISSING_AT_SOURCE)
-        content = await self._content_problem(source_key, destination_key, source, destination, comparable, heads, result)
+        content = await self._content_problem(
+            source_key, destination_key, source, destination, comparable, heads, result
+        )
         if content:
             return found(Problem.WRONG_CONTENT, content)
         if heads is None:
