@@ -6,7 +6,7 @@ headers taken from the GET (a 404 says the source is missing); larger ones strea
 multipart upload (``multipart.py``). When both buckets share an endpoint and credentials, the copy
 is server-side (CopyObject, or UploadPartCopy above its limit). Where the source is read: ``_copy``
 (GET) and ``_copy_server_side`` (HEAD); where the destination is written: ``_put_checked`` and
-``multipart.upload_parts``. Every copy is proven equal to its source (``proof`` says how); the
+``multipart.upload_parts`` (``ends.py`` says what each end must offer). Every copy is proven equal to its source (``proof`` says how); the
 destination's ETags are probed once per batch (``_probe_destination_etags``). An attempt whose
 bytes fail a check is tried again from its GET and counted (``ItemResult.rejected_attempts``).
 

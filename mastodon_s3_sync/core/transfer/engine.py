@@ -8,6 +8,7 @@ The engine, by concern (one module each):
   proves, how each copy is proven equal to its source (``Check``), the part layouts;
 - ``copier.py``: the batch copier: skip, GET and PUT, server-side copy, fallbacks, ACLs;
 - ``multipart.py``: streamed multipart uploads and server-side part copies;
+- ``ends.py``: what the copier reads from (``ObjectSource``) and writes to (``ObjectDestination``);
 - ``uploads.py``: stale unfinished multipart uploads, found and aborted;
 - ``s3.py``, ``http.py``, ``sigv4.py``, ``limiter.py``, ``retries.py``, ``budget.py``: the S3
   client, HTTP/1.1 on httptools, request signing, the per-endpoint limiter, retries and backoff,

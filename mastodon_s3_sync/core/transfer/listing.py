@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from mastodon_s3_sync.core.transfer.s3 import ListedObject, S3Client
+from mastodon_s3_sync.core.transfer.ends import Listable
+from mastodon_s3_sync.core.transfer.s3 import ListedObject
 
 
 async def list_fallbacks(
-    source: S3Client, destination: S3Client, pairs: Sequence[tuple[str, str]], gap_limit: int = 1000
+    source: Listable, destination: Listable, pairs: Sequence[tuple[str, str]], gap_limit: int = 1000
 ) -> dict[tuple[str, str], tuple[ListedObject, ListedObject | None]]:
     """For each (source key, destination key) pair whose source exists: its listing and the destination's
     (None when absent). Two listings over the pairs' keys, not a HEAD each: the lookup of Mastodon's other
@@ -32,7 +33,7 @@ async def list_fallbacks(
 
 
 async def list_objects(
-    client: S3Client, keys: Sequence[str], gap_limit: int = 1000, page_size: int = 1000
+    client: Listable, keys: Sequence[str], gap_limit: int = 1000, page_size: int = 1000
 ) -> dict[str, ListedObject]:
     """Size and ETag of the ``keys`` that exist, by listing the bucket over their key range.
 

@@ -15,7 +15,8 @@ import hashlib
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.transfer import proof
 from mastodon_s3_sync.core.transfer.budget import ByteBudget
-from mastodon_s3_sync.core.transfer.http import Buffer, ConnectionLost, Response
+from mastodon_s3_sync.core.transfer.ends import ObjectDestination, SourceBody
+from mastodon_s3_sync.core.transfer.http import Buffer, ConnectionLost
 from mastodon_s3_sync.core.transfer.proof import Check
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, BodyLengthMismatch, ContentMismatch
 from mastodon_s3_sync.core.transfer.s3 import S3Client, S3Error
@@ -26,8 +27,8 @@ HASH_IN_THREAD = 1 * MiB
 
 
 async def upload_parts(
-    response: Response,
-    destination: S3Client,
+    response: SourceBody,
+    destination: ObjectDestination,
     key: str,
     size: int,
     headers: dict[str, str],
@@ -118,7 +119,7 @@ async def copy_parts(
         raise
 
 
-async def abort_quietly(destination: S3Client, key: str, upload_id: str) -> None:
+async def abort_quietly(destination: ObjectDestination, key: str, upload_id: str) -> None:
     try:
         await destination.abort_multipart_upload(key, upload_id)
     except (S3Error, *NETWORK_ERRORS):
