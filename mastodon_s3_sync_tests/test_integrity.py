@@ -205,16 +205,12 @@ def upload_in_parts(server, bucket: Bucket, key: str, body: bytes, part_size: in
         )["ETag"]}
         for number, start in enumerate(range(0, len(body), part_size), start=1)
     ]  # fmt: skip
-    answer = client.complete_multipart_upload(
-        Bucket=bucket.name, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
-    )
+    answer = client.complete_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
     return answer["ETag"].strip('"')
 
 
 @pytest.mark.parametrize("destination_server", ["rclone", "moto"])
-def test_a_source_stating_no_md5_has_its_part_layout_mirrored(
-    rclone_source, rclone_destination, moto, destination_server
-):
+def test_a_source_stating_no_md5_has_its_part_layout_mirrored(rclone_source, rclone_destination, moto, destination_server):
     """moto keeps a multipart ETag and no md5chksum (Mastodon's own uploads): the copy's parts take the
     source's part size, read from HEAD ?partNumber=1, not the engine's, so its ETag is the source's.
     rclone's server never says a layout (its ETags are MD5s anyway): no layout, the engine's part size."""
@@ -250,14 +246,10 @@ def test_a_source_md5chksum_is_its_stated_md5(moto, rclone_destination):
     body = os.urandom(11 * MiB)
     stated = base64.b64encode(hashlib.md5(body).digest()).decode()
     upload_in_parts(moto, source, "right.mp4", body, 5 * MiB, Metadata={"md5chksum": stated})
-    upload_in_parts(
-        moto, source, "wrong.mp4", body, 5 * MiB, Metadata={"md5chksum": base64.b64encode(b"x" * 16).decode()}
-    )
+    upload_in_parts(moto, source, "wrong.mp4", body, 5 * MiB, Metadata={"md5chksum": base64.b64encode(b"x" * 16).decode()})
     settings = dataclasses.replace(FAST_RETRIES, max_attempts=2, part_size=8 * MiB)
 
-    right, wrong = copy_batch(
-        source, destination, [CopyItem(k, k) for k in ("right.mp4", "wrong.mp4")], settings
-    ).results
+    right, wrong = copy_batch(source, destination, [CopyItem(k, k) for k in ("right.mp4", "wrong.mp4")], settings).results
 
     assert (right.outcome, right.check) == (Outcome.COPIED, Check.MD5)
     metadata = boto(rclone_destination).head_object(Bucket=destination.name, Key="right.mp4")["Metadata"]
@@ -286,10 +278,7 @@ def test_destination_without_md5_etags_gets_content_md5_and_is_checked(rclone_so
     # the ETags state no MD5, so every object states its own (md5chksum), for verify
     client = boto(rclone_destination)
     metadata = {key: client.head_object(Bucket=destination.name, Key=key)["Metadata"] for key in keys}
-    stated = {
-        key: {name.lower(): value for name, value in values.items()}.get("md5chksum")
-        for key, values in metadata.items()
-    }
+    stated = {key: {name.lower(): value for name, value in values.items()}.get("md5chksum") for key, values in metadata.items()}
     expected = md5s(rclone_source, source)
     assert stated == {key: base64.b64encode(bytes.fromhex(expected[key])).decode() for key in keys}
 

@@ -68,9 +68,7 @@ def test_multipart_copies_are_proven_without_download_and_the_unproven_are_shown
         stated = {"Metadata": {"md5chksum": base64.b64encode(hashlib.md5(body).digest()).decode()}}
         upload_in_parts(moto, source_bucket, key, body, 6 * MiB, **(stated if key == rclones else {}))
     expected = migration.instance.expected_by_key()
-    items = [
-        CopyItem(k, k, o.acl("public-read")) for k, o in expected.items() if k not in (other_tool, other_tool_stating)
-    ]
+    items = [CopyItem(k, k, o.acl("public-read")) for k, o in expected.items() if k not in (other_tool, other_tool_stating)]
     # (one endpoint, one limiter: fewer copies at once than requests in flight, or GETs hold every slot)
     settings = TransferSettings(server_side_copy=False, concurrency=16)
     copied = copy_batch(source_bucket, destination.engine_bucket(), items, settings)
@@ -109,9 +107,7 @@ def test_multipart_copies_are_proven_without_download_and_the_unproven_are_shown
     assert PROVE_COMMAND in check.description
 
 
-def test_acl_reads_are_retried_and_the_unread_reported(
-    database_url, rclone_source, moto, dagster_instance, environment
-):
+def test_acl_reads_are_retried_and_the_unread_reported(database_url, rclone_source, moto, dagster_instance, environment):
     """A 500 to the first GetObjectAcl is retried (ACL checks stay on, a wrong ACL is still found);
     an object whose ACL cannot be read at all is counted, and the verdict is not "complete"."""
     migration = make_migration(database_url, rclone_source, moto)
@@ -135,9 +131,7 @@ def test_acl_reads_are_retried_and_the_unread_reported(
 
     with S3Proxy(moto.endpoint_url, intercept=intercept) as proxy:
         destination = dataclasses.replace(resources["destination_s3"], endpoint_url=proxy.endpoint_url)
-        result = verify_table(
-            resources["mastodon_db"], TABLES["media_attachments"], resources["source_s3"], destination
-        )
+        result = verify_table(resources["mastodon_db"], TABLES["media_attachments"], resources["source_s3"], destination)
 
     assert result.acl_checked
     assert [(f.problem, f.key) for f in result.findings if f.problem is Problem.WRONG_ACL] == [
@@ -149,9 +143,7 @@ def test_acl_reads_are_retried_and_the_unread_reported(
     assert not result.complete
 
 
-def test_verify_on_an_empty_source_stops_at_once_with_one_line(
-    database_url, rclone_source, moto, environment, tmp_path
-):
+def test_verify_on_an_empty_source_stops_at_once_with_one_line(database_url, rclone_source, moto, environment, tmp_path):
     """More than one batch of rows, all their objects missing (a misnamed bucket): the first batch says so."""
     migration = make_migration(database_url, rclone_source, moto)
     seed_bulk(database_url, rclone_source.client(), migration.source_bucket, rows=1100)
@@ -168,9 +160,7 @@ def test_verify_on_an_empty_source_stops_at_once_with_one_line(
     assert cli.returncode == 2, cli.stderr
     *progress, line = cli.stderr.strip().splitlines()  # the progress line, then the error
     assert not any("error" in earlier for earlier in progress)
-    stopped = re.match(
-        r"error: media_attachments: most referenced objects are missing at the source: (\d+) of (\d+) ", line
-    )
+    stopped = re.match(r"error: media_attachments: most referenced objects are missing at the source: (\d+) of (\d+) ", line)
     assert stopped and stopped[1] == stopped[2] and int(stopped[1]) <= VERIFY_BATCH  # after the first batch
     assert line.endswith("set SYNC_ACCEPT_MISSING=true (`verify --accept-missing`)")
     assert "verified" not in cli.stdout
@@ -192,9 +182,7 @@ def test_fallback_keys_are_listed_not_looked_up_one_by_one(database_url, rclone_
     with S3Proxy(rclone_source.endpoint_url) as proxy:
         through_proxy = dataclasses.replace(source, endpoint_url=proxy.endpoint_url)
         results = [
-            verify_table(
-                resources["mastodon_db"], TABLES[table], through_proxy, resources["destination_s3"], thorough=False
-            )
+            verify_table(resources["mastodon_db"], TABLES[table], through_proxy, resources["destination_s3"], thorough=False)
             for table in TABLES
         ]
     assert all(result.complete for result in results), [r.counts for r in results]
