@@ -263,7 +263,8 @@ def report(runs: list[Run], large: bool) -> None:
 
 def engine_worker(spec_text: str) -> None:
     """One contender process: copy the keys with ``copy_batch``, batch after batch; print the copy phase's cost."""
-    from mastodon_s3_sync.core.transfer.engine import CopyItem, Outcome, TransferSettings, copy_batch
+    from mastodon_s3_sync.core.transfer.batch import CopyItem, Outcome, TransferSettings
+    from mastodon_s3_sync.core.transfer.engine import copy_batch
     from mastodon_s3_sync.core.transfer.s3 import Bucket
 
     spec = json.loads(spec_text)

@@ -14,7 +14,8 @@ import pytest
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.acl_support import probe_acl_support
 from mastodon_s3_sync.core.errors import AclProbeDenied, AclProbeFailed, AclProbeUnanswered
-from mastodon_s3_sync.core.transfer.engine import TransferSettings, open_clients, run_async
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
 from mastodon_s3_sync.core.transfer.s3 import Bucket
 from mastodon_s3_sync_tests.support.migration import unique_bucket
 from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy

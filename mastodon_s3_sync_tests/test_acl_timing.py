@@ -16,7 +16,7 @@ from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.copying import copy_objects
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.referenced_objects import current_acls, referenced_objects
-from mastodon_s3_sync.core.transfer.engine import TransferSettings
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
 from mastodon_s3_sync_tests.support.acl import is_public
 from mastodon_s3_sync_tests.support.database import run_statement
 from mastodon_s3_sync_tests.support.migration import make_migration

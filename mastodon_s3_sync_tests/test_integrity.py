@@ -18,18 +18,13 @@ from datetime import timedelta
 import pytest
 
 from mastodon_s3_sync.core import providers
-from mastodon_s3_sync.core.transfer import engine
-from mastodon_s3_sync.core.transfer.engine import (
-    Check,
-    CopyItem,
-    MiB,
-    Outcome,
-    abort_uploads,
-    copy_batch,
-    copy_batch_async,
-    list_stale_uploads,
-)
+from mastodon_s3_sync.core.transfer import engine, proof
+from mastodon_s3_sync.core.transfer.batch import CopyItem, Outcome
+from mastodon_s3_sync.core.transfer.engine import copy_batch, copy_batch_async
+from mastodon_s3_sync.core.transfer.proof import Check
 from mastodon_s3_sync.core.transfer.s3 import Bucket
+from mastodon_s3_sync.core.transfer.uploads import abort_uploads, list_stale_uploads
+from mastodon_s3_sync.core.tuning import MiB
 from mastodon_s3_sync_tests.support.buckets import SMALL_PARTS, boto, new_bucket, put, upload_in_parts
 from mastodon_s3_sync_tests.support.migration import make_migration
 from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy
@@ -319,8 +314,8 @@ def test_corrupted_etags_on_the_first_puts_are_failed_attempts_not_a_verdict(rcl
 
 
 def test_server_side_copy_compares_etags(moto, monkeypatch):
-    monkeypatch.setattr(engine, "MAX_SINGLE_COPY", 6 * MiB)
-    monkeypatch.setattr(engine, "SERVER_SIDE_PART", 5 * MiB)
+    monkeypatch.setattr(proof, "MAX_SINGLE_COPY", 6 * MiB)
+    monkeypatch.setattr(proof, "SERVER_SIDE_PART", 5 * MiB)
     source = new_bucket(moto, "src")
     destination = new_bucket(moto, "dst")
     sizes = {"one.png": 1000, "parts.bin": 12 * MiB + 1}

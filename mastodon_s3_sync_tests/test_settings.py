@@ -12,8 +12,8 @@ from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.planning import PlanRates
 from mastodon_s3_sync.core.settings import BY_NAME, VARIABLES, reference_markdown, value
-from mastodon_s3_sync.core.transfer.engine import MiB, TransferSettings
-from mastodon_s3_sync.core.tuning import Tuning
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.tuning import MiB, Tuning
 from mastodon_s3_sync.definitions.resources import RESOURCE_CLASSES, build_resources
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -27,23 +27,15 @@ import botocore.utils
 import pytest
 from mastodon_s3_sync_demo.servers import S3Server, rclone_s3_server
 
-from mastodon_s3_sync.core.transfer import engine
-from mastodon_s3_sync.core.transfer.engine import (
-    BucketUnavailable,
-    CopyItem,
-    MiB,
-    Outcome,
-    TransferSettings,
-    copy_batch,
-    copy_batch_async,
-    list_objects,
-    open_clients,
-    run_async,
-)
+from mastodon_s3_sync.core.transfer import proof
+from mastodon_s3_sync.core.transfer.batch import BucketUnavailable, CopyItem, Outcome, TransferSettings
+from mastodon_s3_sync.core.transfer.engine import copy_batch, copy_batch_async, open_clients, run_async
 from mastodon_s3_sync.core.transfer.http import ConnectionPool
 from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter
+from mastodon_s3_sync.core.transfer.listing import list_objects
 from mastodon_s3_sync.core.transfer.s3 import Bucket
 from mastodon_s3_sync.core.transfer.sigv4 import Signer, canonical_query, uri_encode
+from mastodon_s3_sync.core.tuning import MiB
 from mastodon_s3_sync_tests.support.acl import is_public
 from mastodon_s3_sync_tests.support.buckets import SMALL_PARTS, boto, new_bucket, put
 from mastodon_s3_sync_tests.support.s3_proxy import S3Proxy, self_signed_certificate
@@ -265,8 +257,8 @@ def test_multipart_stream_is_exact(rclone_source, rclone_destination, moto, dest
 
 
 def test_server_side_copy_keeps_headers_and_sets_acls(moto, monkeypatch):
-    monkeypatch.setattr(engine, "MAX_SINGLE_COPY", 6 * MiB)
-    monkeypatch.setattr(engine, "SERVER_SIDE_PART", 5 * MiB)
+    monkeypatch.setattr(proof, "MAX_SINGLE_COPY", 6 * MiB)
+    monkeypatch.setattr(proof, "SERVER_SIDE_PART", 5 * MiB)
     source = new_bucket(moto, "src")
     destination = new_bucket(moto, "dst")
     sizes = {"one/part.png": 1000, "parts/three.bin": 12 * MiB + 1, "zero": 0}

@@ -19,7 +19,9 @@ from mastodon_s3_sync_demo.fake_instance.bulk import seed_bulk
 from mastodon_s3_sync.cli.render import print_view, verify_table_view
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.core.transfer.engine import CopyItem, MiB, Outcome, TransferSettings, copy_batch
+from mastodon_s3_sync.core.transfer.batch import CopyItem, Outcome, TransferSettings
+from mastodon_s3_sync.core.transfer.engine import copy_batch
+from mastodon_s3_sync.core.tuning import MiB
 from mastodon_s3_sync.core.verification import PROVE_COMMAND, VERIFY_BATCH, Problem, verify_table
 from mastodon_s3_sync.definitions.checks import CHECK_NAME
 from mastodon_s3_sync.definitions.definitions import build_definitions

@@ -50,7 +50,8 @@ from mastodon_s3_sync.core.buckets import DestinationBucket
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject, MediaTable
 from mastodon_s3_sync.core.referenced_objects import ObjectProblem, referenced_objects
-from mastodon_s3_sync.core.transfer.engine import TransferSettings, open_clients, run_async
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, with_retries
 from mastodon_s3_sync.core.transfer.s3 import S3Client, S3Error
 

@@ -13,15 +13,11 @@ from pathlib import Path
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
-from mastodon_s3_sync.core.transfer.engine import (
-    TransferSettings,
-    abort_uploads,
-    list_stale_uploads,
-    open_clients,
-    run_async,
-)
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS
 from mastodon_s3_sync.core.transfer.s3 import Bucket, PendingUpload, S3Error
+from mastodon_s3_sync.core.transfer.uploads import abort_uploads, list_stale_uploads
 
 STALE_UPLOAD_AGE = timedelta(days=1)
 """Multipart uploads unfinished for longer are abandoned copies: most buckets keep (and bill) them forever."""

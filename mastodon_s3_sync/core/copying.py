@@ -17,15 +17,15 @@ from mastodon_s3_sync.core.changes import LastRead
 from mastodon_s3_sync.core.errors import BucketOutage, ConfigError
 from mastodon_s3_sync.core.mastodon.tables import MediaObject
 from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, ObjectProblem, ReadStats
-from mastodon_s3_sync.core.transfer.engine import (
+from mastodon_s3_sync.core.transfer.batch import (
     BatchProgress,
     BucketUnavailable,
     CopyItem,
     ItemResult,
     Outcome,
     TransferSettings,
-    copy_batch,
 )
+from mastodon_s3_sync.core.transfer.engine import copy_batch
 from mastodon_s3_sync.core.transfer.s3 import S3Error
 
 MOSTLY_MISSING = "most referenced objects are missing at the source"

@@ -26,7 +26,8 @@ from mastodon_s3_sync.core.buckets import DestinationBucket
 from mastodon_s3_sync.core.errors import AclProbeFailed
 from mastodon_s3_sync.core.mastodon.layout import CACHE_CONTROL, with_key_prefix
 from mastodon_s3_sync.core.public_urls import MediaHome
-from mastodon_s3_sync.core.transfer.engine import TransferSettings, open_clients, run_async
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS
 from mastodon_s3_sync.core.transfer.s3 import S3Client, S3Error
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MiB = 1024 * 1024
+"""The unit of the ``*_megabytes`` knobs and of the engine's byte sizes."""
+
 
 @dataclass(frozen=True)
 class Tuning:

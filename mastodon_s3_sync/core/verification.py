@@ -27,15 +27,10 @@ from mastodon_s3_sync.core.errors import SourceMostlyMissing
 from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import MediaObject, MediaTable
 from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, batched, referenced_objects
-from mastodon_s3_sync.core.transfer.engine import (
-    TransferSettings,
-    different_content,
-    etags_comparable,
-    list_fallbacks,
-    list_objects,
-    open_clients,
-    run_async,
-)
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
+from mastodon_s3_sync.core.transfer.listing import list_fallbacks, list_objects
+from mastodon_s3_sync.core.transfer.proof import different_content, etags_comparable
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, with_retries
 from mastodon_s3_sync.core.transfer.s3 import ListedObject, ObjectHead, S3Client, S3Error
 

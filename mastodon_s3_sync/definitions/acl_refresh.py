@@ -25,7 +25,7 @@ from pydantic import Field
 from mastodon_s3_sync.core.acl_refresh import MEDIA, AclRefresh, AclState, AclWrites, fix_all_acls, refresh_acls
 from mastodon_s3_sync.core.errors import SyncError
 from mastodon_s3_sync.core.mastodon.tables import TABLES
-from mastodon_s3_sync.core.transfer.engine import TransferSettings
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
 from mastodon_s3_sync.definitions.assets import one_line_failure
 from mastodon_s3_sync.definitions.metadata import problems_markdown
 from mastodon_s3_sync.definitions.partitions import oldest_snapshot

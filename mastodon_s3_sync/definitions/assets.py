@@ -46,7 +46,8 @@ from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject, MediaTable
 from mastodon_s3_sync.core.progress import PROGRESS, BatchDeltas
 from mastodon_s3_sync.core.referenced_objects import PartitionedStats, batched, current_acls, referenced_objects
-from mastodon_s3_sync.core.transfer.engine import BatchProgress, MiB, TransferSettings
+from mastodon_s3_sync.core.transfer.batch import BatchProgress, TransferSettings
+from mastodon_s3_sync.core.tuning import MiB
 from mastodon_s3_sync.definitions.metadata import partition_metadata, problems_markdown
 from mastodon_s3_sync.definitions.partitions import ID_RANGE_PARTITIONS
 from mastodon_s3_sync.definitions.resources import (

@@ -11,8 +11,9 @@ import uuid
 from mastodon_s3_sync_demo.fake_instance.seeding import CACHE_CONTROL
 from mastodon_s3_sync_demo.servers import S3Server
 
-from mastodon_s3_sync.core.transfer.engine import MiB, TransferSettings
+from mastodon_s3_sync.core.transfer.batch import TransferSettings
 from mastodon_s3_sync.core.transfer.s3 import Bucket
+from mastodon_s3_sync.core.tuning import MiB
 
 SMALL_PARTS = TransferSettings(multipart_threshold=5 * MiB, part_size=5 * MiB, memory_budget=32 * MiB)
 

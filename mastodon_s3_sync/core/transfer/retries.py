@@ -15,6 +15,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from mastodon_s3_sync.core.transfer.http import ConnectionLost
 from mastodon_s3_sync.core.transfer.s3 import S3Error
 
 NETWORK_ERRORS = (OSError,)
@@ -24,6 +25,10 @@ NETWORK_ERRORS = (OSError,)
 class ContentMismatch(Exception):
     """The bytes of a copy are not the source's (a hash or ETag disagrees): the attempt failed,
     and the copy is tried again from its GET like any failed request."""
+
+
+class BodyLengthMismatch(ConnectionLost):
+    """A GET body shorter or longer than its Content-Length: a failed attempt, retried."""
 
 
 T = TypeVar("T")
