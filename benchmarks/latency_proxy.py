@@ -107,7 +107,12 @@ class Stats:
     per_second: dict[int, list[int]] = field(default_factory=dict)
     """Second since start -> [requests let through, requests refused]."""
 
-    def request(self, now: float, refused: bool) -> None:
+    methods: dict[str, int] = field(default_factory=dict)
+    """Requests by method (the request line's first word)."""
+
+    def request(self, now: float, refused: bool, first_bytes: bytes) -> None:
+        method = first_bytes[: first_bytes.find(b" ", 0, 8)].decode("ascii", "replace")
+        self.methods[method] = self.methods.get(method, 0) + 1
         self.requests += 1
         self.refused += refused
         self.per_second.setdefault(int(now - self.started), [0, 0])[refused] += 1
@@ -118,6 +123,7 @@ class Stats:
             "requests": self.requests,
             "refused": self.refused,
             "continues": self.continues,
+            "methods": self.methods,
             "bytes_up": self.bytes_up,
             "bytes_down": self.bytes_down,
             "per_second": [self.per_second.get(second, [0, 0]) for second in range(max(self.per_second, default=-1) + 1)],
@@ -235,11 +241,11 @@ class Listener:
         self.server = await self.loop.create_server(lambda: ClientSide(self), "127.0.0.1", port)
         return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
-    def admit(self) -> bool:
+    def admit(self, first_bytes: bytes) -> bool:
         """Count a request; whether the provider takes it (else it is refused with 503 SlowDown)."""
         now = self.loop.time()
         refused = self.bucket is not None and not self.bucket.take(now)
-        self.stats.request(now, refused)
+        self.stats.request(now, refused, first_bytes)
         return not refused
 
 
@@ -294,7 +300,7 @@ class ClientSide(asyncio.Protocol):
             return
         if self.refusal is None and self.awaiting_request:
             self.awaiting_request = False
-            if self.listener.admit():
+            if self.listener.admit(data):
                 self.up.push(data, self.listener.limits.delay)
                 return
             self.refusal = Refusal()

@@ -60,6 +60,7 @@ def test_every_request_on_a_kept_alive_connection_waits_the_round_trip(rclone_so
     assert two >= 0.300
     assert proxy.stats["listeners"][0]["connections"] == 1
     assert proxy.stats["listeners"][0]["requests"] == 3
+    assert proxy.stats["listeners"][0]["methods"] == {"HEAD": 2, "GET": 1}
 
 
 def test_each_connection_is_capped_in_both_directions(rclone_source, bucket) -> None:
