@@ -26,7 +26,8 @@ extra round trip after each 100 Continue) on both endpoints. The engine keeps
 in_flight / (round trips per object x delay). rclone's checkers HEAD the
 source objects while its transfers GET and PUT: bound = the smaller of
 checkers / (HEADs per object x delay) and transfers / (other round trips per
-object x delay). Large objects: each object's GET is one connection, so no
+object x delay). CPU cap: objects/s if the cores did nothing but this run's
+client, servers and proxy. Large objects: each object's GET is one connection, so no
 object copies faster than the cap: bound = objects x MB / (ceil(objects /
 in_flight) x MB / cap).
 
@@ -80,17 +81,22 @@ def proxied(setup: Setup, endpoints: list[str]) -> Setup:
     )
 
 
-def measured_run(name: str, factory, setup: Setup, work: Path, busy: float, proxy_options: dict) -> Run:
+def measured_run(
+    name: str, factory, setup: Setup, work: Path, busy: float, proxy_options: dict, timeout: float | None
+) -> Run:
     """One contender between fresh servers behind a fresh proxy; the proxy's statistics in ``run.extra``.
 
-    A run that fails or leaves the destination incomplete is returned with ``verified`` False and the
-    reason in ``extra["failure"]`` (the throttled runs must report it, not stop the benchmark).
+    A run that fails, is stopped after ``timeout`` seconds or leaves the destination incomplete is
+    returned with ``verified`` False and the reason in ``extra["failure"]`` (the throttled runs must
+    report it, not stop the benchmark).
     """
     load = os.getloadavg()[0]
     with fresh_servers(setup, BUCKET, work / "destination"):  # removed after each run
         upstreams = [setup.source.endpoint_url, setup.destination.endpoint_url]
         with latency_proxy.running(upstreams, **proxy_options) as proxy:
             command, environment = factory(proxied(setup, proxy.endpoints))
+            if timeout:
+                command = ["timeout", f"{timeout:g}", *command]
             try:
                 run = run_measured(name, setup, command, environment, BUCKET, busy, keep_last_line=name == "engine")
             except SystemExit as failure:
@@ -167,14 +173,16 @@ def subset(setup: Setup, count: int) -> Setup:
 # Sections --------------------------------------------------------------------------------------
 
 
-def run_rounds(arguments, setup: Setup, work: Path, proxy_options: dict, label: str) -> list[tuple[str, int, Run]]:
+def run_rounds(
+    arguments, setup: Setup, work: Path, proxy_options: dict, label: str, timeout: float | None = None
+) -> list[tuple[str, int, Run]]:
     factories = list(contenders(arguments))
     results = []
     for repeat in range(arguments.repeat):
         shift = repeat % len(factories)
         for name, in_flight, factory in factories[shift:] + factories[:shift]:
             busy = settle(arguments.settle)
-            run = measured_run(name, factory, setup, work, busy, proxy_options)
+            run = measured_run(name, factory, setup, work, busy, proxy_options, timeout)
             run.extra["label"] = label
             results.append((name, in_flight, run))
             print(f"[{label}] {name}: {describe(run)}", flush=True)
@@ -199,7 +207,7 @@ def small(arguments, stack: ExitStack) -> list[dict]:
             f"{min(arguments.slowdown_objects, len(setup.keys))} objects"
         )
         throttled = subset(setup, arguments.slowdown_objects)
-        for name, in_flight, run in run_rounds(arguments, throttled, work, options, label):
+        for name, in_flight, run in run_rounds(arguments, throttled, work, options, label, arguments.slowdown_timeout):
             rows.append(
                 row(name, in_flight, run, arguments.slowdown_delay_ms)
                 | {"settled": settled_rates(run), "bound_objects_per_second": throttle_bound(run, arguments.slowdown_rps)}
@@ -221,6 +229,13 @@ def large(arguments, stack: ExitStack) -> list[dict]:
     return rows
 
 
+def cpu_cap(run: Run) -> float:
+    """Objects/s if the cores did nothing but this run's client, servers and proxy (as bench_copy's CPU cap,
+    with the proxy's CPU added)."""
+    spent = run.cpu_seconds + run.server_cpu_seconds + run.extra["proxy"]["cpu_seconds"]
+    return os.cpu_count() * run.objects / spent if spent else math.inf
+
+
 def row(name: str, in_flight: int, run: Run, delay_ms: float) -> dict:
     proxy = run.extra["proxy"]
     return {
@@ -240,6 +255,7 @@ def row(name: str, in_flight: int, run: Run, delay_ms: float) -> dict:
         "round_trips_per_object": round(round_trips(run)[0], 3),
         "bound_objects_per_second": round(bound(name, in_flight, run, delay_ms), 1),
         "proxy_cpu_ms_per_request": proxy["cpu_ms_per_request"],
+        "cpu_cap_objects_per_second": round(cpu_cap(run), 1),
         "refused": sum(listener["refused"] for listener in proxy["listeners"]),
         "busy_percent": round(run.busy),
         "load": round(run.extra["load"], 2),
@@ -249,17 +265,18 @@ def row(name: str, in_flight: int, run: Run, delay_ms: float) -> dict:
 
 def table(rows: list[dict]) -> None:
     print(
-        "\n| case | contender | objects/s | bound/s | MB/s | client CPU ms/object | servers ms/object "
+        "\n| case | contender | objects/s | bound/s | CPU cap/s | MB/s | client CPU ms/object | servers ms/object "
         "| proxy ms/request | round trips/object | peak RSS MB | refused | load |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         bound_text = f"{r['bound_mb_s']:.0f} MB/s" if "bound_mb_s" in r else f"{r['bound_objects_per_second']:.0f}"
         rate = f"{r['objects_per_second']:.0f}" if r["verified"] else "FAILED"
         if "settled" in r:
             rate += " (settled {:.0f} + {:.0f} requests/s)".format(*r["settled"])
         print(
-            f"| {r['label']} | {r['contender']} | {rate} | {bound_text} | {r['mb_per_second']} "
+            f"| {r['label']} | {r['contender']} | {rate} | {bound_text} | {r['cpu_cap_objects_per_second']:.0f} "
+            f"| {r['mb_per_second']} "
             f"| {r['client_cpu_ms_per_object']:.3f} | {r['server_cpu_ms_per_object']:.3f} "
             f"| {r['proxy_cpu_ms_per_request']} | {r['round_trips_per_object']:.2f} | {r['peak_rss_mb']} "
             f"| {r['refused']} | {r['load']} |"
@@ -269,7 +286,9 @@ def table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=4000, help="small objects (two per media row); 0 to skip")
-    parser.add_argument("--delays", type=lambda text: [float(x) for x in text.split(",")], default=[0.0, 30.0, 100.0])
+    parser.add_argument(
+        "--delays", type=lambda text: [float(x) for x in text.split(",") if x], default=[0.0, 30.0, 100.0]
+    )
     parser.add_argument("--rclone-transfers", type=lambda text: [int(x) for x in text.split(",")], default=[64, 256])
     parser.add_argument("--batch-objects", type=int, default=5000, help="objects per copy_batch call of the engine")
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender and case, taking turns")
@@ -281,6 +300,7 @@ def main() -> None:
     parser.add_argument("--slowdown-burst", type=float, default=10.0)
     parser.add_argument("--slowdown-delay-ms", type=float, default=30.0)
     parser.add_argument("--slowdown-objects", type=int, default=1000, help="the first N small objects")
+    parser.add_argument("--slowdown-timeout", type=float, default=300, help="a throttled run is stopped after this")
     parser.add_argument("--settle", type=float, default=5, help="seconds to wait for a quiet machine before a run")
     parser.add_argument("--work-dir", default="/dev/shm" if Path("/dev/shm").is_dir() else None)
     parser.add_argument("--json", help="also write every row here")
