@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from mastodon_s3_sync_tests.conftest import unique_bucket
+from mastodon_s3_sync_tests.support.migration import unique_bucket
 
 _spec = importlib.util.spec_from_file_location(
     "latency_proxy", Path(__file__).resolve().parent.parent / "benchmarks" / "latency_proxy.py"
