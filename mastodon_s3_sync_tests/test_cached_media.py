@@ -9,9 +9,6 @@ younger ones 1461 + 95873 + 2513 + 2841 + 274 = 102,962 bytes, thumbnails 1164 +
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import datetime
 
 import psycopg2
@@ -21,6 +18,7 @@ from mastodon_s3_sync_demo.fake_instance.seeding import create_schema, insert_ro
 
 from mastodon_s3_sync.core.cached_media import Figures, cached_media
 from mastodon_s3_sync.core.database import MastodonDatabase
+from mastodon_s3_sync_tests.support.cli import run_wide
 
 NOW = datetime(2024, 3, 9, 15, 30)
 
@@ -31,7 +29,9 @@ def seed_rows(database_url: str) -> None:
     create_schema(database_url)
     insert_rows(database_url, build_fake_instance())
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
-        cursor.execute("UPDATE accounts SET last_webfingered_at = %s WHERE id IN (1234, 4321, 105585102028813107)", (T0,))
+        cursor.execute(
+            "UPDATE accounts SET last_webfingered_at = %s WHERE id IN (1234, 4321, 105585102028813107)", (T0,)
+        )
         cursor.execute("UPDATE accounts SET last_webfingered_at = '2024-03-08' WHERE id = 113775634022404369")
     connection.close()
 
@@ -81,14 +81,7 @@ def test_plan_prints_the_trimming_report_and_the_url_change(database_url, tmp_pa
             "DESTINATION_S3_ENDPOINT": "https://acct.r2.cloudflarestorage.com",
         }
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "mastodon_s3_sync", "plan", "--days", "3650"],
-        env={**os.environ, "COLUMNS": "200"},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_wide("plan", "--days", "3650", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Cached remote media (cache/) by age of the row" in result.stdout
     assert "  tootctl media remove --days 3650: 0 rows, 0 B of originals\n" in result.stdout, "nothing that old"

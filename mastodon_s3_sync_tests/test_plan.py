@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from dagster import AssetKey, DagsterInstance
 
 from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.planning import DERIVATIVE_SIZE_RATIO, PlanRates, plan_table
+from mastodon_s3_sync_tests.support.cli import run_wide
 from mastodon_s3_sync_tests.support.migration import make_migration
 
 
@@ -50,14 +47,7 @@ def test_plan_command_reports_and_records_observations(
     migration = make_migration(database_url, rclone_source, rclone_destination)
     variables = {"DATABASE_URL": migration.database_url, "DAGSTER_HOME": str(tmp_path / "home")}
     environment(variables)  # no bucket variables: plan needs only the database
-    result = subprocess.run(
-        [sys.executable, "-m", "mastodon_s3_sync", "plan"],
-        env={**os.environ, "COLUMNS": "200"},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_wide("plan", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "media_attachments" in result.stdout and "total" in result.stdout
     assert migration.destination_keys() == set(), "plan copies nothing"

@@ -38,3 +38,16 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def run_wide(*arguments: str, cwd: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the command line in this process's environment, as in a 200-column terminal (its tables
+    unwrapped, so a test can look for whole lines)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mastodon_s3_sync", *arguments],
+        env={**os.environ, "COLUMNS": "200"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
