@@ -122,6 +122,7 @@ def copy_items_for(
             fallback_destination_key=(
                 destination.full_key(media_object.fallback_key) if media_object.fallback_key else None
             ),
+            content_type=media_object.content_type,
         )
         for media_object, acl in zip(objects, acls)
     ]
