@@ -4,7 +4,6 @@ README's reference generated from it."""
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 import pytest
@@ -138,8 +137,14 @@ def test_directory_access_errors(tmp_path) -> None:
     (tmp_path / "file").write_text("")
     (tmp_path / "read-only").mkdir(mode=0o555)
     cases = [
-        ({"SOURCE_PAPERCLIP_ROOT_PATH": str(tmp_path / "nope")}, f"SOURCE_PAPERCLIP_ROOT_PATH: {tmp_path}/nope does not exist"),
-        ({"SOURCE_PAPERCLIP_ROOT_PATH": str(tmp_path / "file")}, f"SOURCE_PAPERCLIP_ROOT_PATH: {tmp_path}/file is not a directory"),
+        (
+            {"SOURCE_PAPERCLIP_ROOT_PATH": str(tmp_path / "nope")},
+            f"SOURCE_PAPERCLIP_ROOT_PATH: {tmp_path}/nope does not exist",
+        ),
+        (
+            {"SOURCE_PAPERCLIP_ROOT_PATH": str(tmp_path / "file")},
+            f"SOURCE_PAPERCLIP_ROOT_PATH: {tmp_path}/file is not a directory",
+        ),
     ]
     if os.geteuid() != 0:  # root writes anywhere
         cases.append(
