@@ -15,6 +15,8 @@ from mastodon_s3_sync.core.configured import configured
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.transfer.disk import mastodon_file_mode, process_umask
 from mastodon_s3_sync.core.verification import verify_table
+from mastodon_s3_sync.definitions.definitions import build_definitions
+from mastodon_s3_sync.execution.runs import refresh_acls_in_process
 from mastodon_s3_sync_tests.support.acl import public_read
 from mastodon_s3_sync_tests.support.buckets import boto
 from mastodon_s3_sync_tests.support.cli import run_cli
@@ -54,6 +56,13 @@ def test_disk_instance_to_a_bucket_through_the_command_line(database_url, moto, 
         grants = client.get_object_acl(Bucket=bucket, Key=obj.key)["Grants"]
         assert public_read(grants) == (obj.acl_kind == "permission"), obj.key
 
+    planned = run_cli("plan", environment=environment, cwd=tmp_path, dagster_home=tmp_path / "home")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert f"Media URLs WILL CHANGE: https://mastodon.example/system/... -> {moto.endpoint_url}/{bucket}/..." in (
+        planned.stdout.replace("\n", " ")
+    )
+    assert "location /system/" in planned.stdout, "the nginx rule that keeps the old URLs working"
+
     verified = run_cli("verify", environment=environment, cwd=tmp_path, dagster_home=tmp_path / "home")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "verified: complete" in verified.stdout
@@ -71,7 +80,7 @@ def test_disk_instance_to_a_bucket_through_the_command_line(database_url, moto, 
 
 
 def test_bucket_to_a_directory_through_the_dagster_runs(
-    database_url, rclone_source, rclone_destination, environment, sync_once, tmp_path
+    database_url, rclone_source, rclone_destination, environment, sync_once, dagster_instance, tmp_path
 ):
     migration = make_migration(database_url, rclone_source, rclone_destination)
     root = tmp_path / "system"
@@ -97,6 +106,11 @@ def test_bucket_to_a_directory_through_the_dagster_runs(
         assert verification.complete, verification.findings
         assert not verification.acl_applicable, "a file has no ACL: not applicable, not unchecked"
         assert verification.counts.get("missing_at_source", 0) == len(migration.instance.missing_for(table))
+
+    refresh = refresh_acls_in_process(build_definitions(), dagster_instance)
+    assert refresh.error is None and refresh.metadata == {}, "a directory: no ACL to refresh, and no failure"
+    checked = run_cli("check", cwd=tmp_path, dagster_home=tmp_path / "home")
+    assert checked.returncode == 2 and "DESTINATION_PAPERCLIP_ROOT_PATH names a directory" in checked.stderr
 
     some = Path(files[migration.instance.expected[0].key])
     some.write_bytes(bytes(some.stat().st_size))  # same size, other content

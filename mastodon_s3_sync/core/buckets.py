@@ -19,6 +19,7 @@ from typing import Any
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
+from mastodon_s3_sync.core.public_urls import DISK, MediaHome
 from mastodon_s3_sync.core.transfer.batch import TransferSettings
 from mastodon_s3_sync.core.transfer.disk import DiskRoot
 from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
@@ -153,6 +154,10 @@ class MediaBucket:
     def full_key(self, key: str) -> str:
         return with_key_prefix(self.key_prefix, key)
 
+    def media_home(self, alias_host: str | None, web_domain: str | None = None) -> MediaHome:
+        """Where its media is served (for ``public_urls.url_change``)."""
+        return MediaHome.of_bucket(self, alias_host)
+
     @property
     def listing_prefix(self) -> str:
         """What every key of this bucket's media starts with."""
@@ -189,7 +194,6 @@ class MediaDirectory:
     root_path: str
     side: str = "SOURCE"
     key_prefix: None = None
-    is_directory = True
 
     @property
     def variable(self) -> str:
@@ -232,6 +236,10 @@ class MediaDirectory:
 
     def full_key(self, key: str) -> str:
         return key
+
+    def media_home(self, alias_host: str | None, web_domain: str | None = None) -> MediaHome:
+        """Served by the instance itself at ``/system/...`` (``PAPERCLIP_ROOT_URL``)."""
+        return MediaHome(DISK, web_domain=web_domain)
 
     @property
     def listing_prefix(self) -> str:

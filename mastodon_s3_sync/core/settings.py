@@ -370,6 +370,15 @@ def disk_root_of_instance(env_file: Path, paperclip_root_path: str | None) -> st
     return str(rails_root / configured)
 
 
+def instance_web_domain(environ: Mapping[str, str] | None = None) -> str | None:
+    """The instance's host (``WEB_DOMAIN``, else ``LOCAL_DOMAIN``) as its ``MASTODON_ENV_FILE`` says, if set."""
+    env_file = (os.environ if environ is None else environ).get("MASTODON_ENV_FILE")
+    if not env_file or not Path(env_file).is_file():
+        return None
+    values = dotenv_values(env_file)
+    return values.get("WEB_DOMAIN") or values.get("LOCAL_DOMAIN") or None
+
+
 def load_environment(environ: dict[str, str] | None = None) -> None:
     """Fill ``environ`` (default ``os.environ``) from ``./.env`` and ``MASTODON_ENV_FILE``."""
     target = os.environ if environ is None else environ
