@@ -10,6 +10,7 @@ import stat
 
 import pytest
 
+from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.mastodon.layout import CACHE_CONTROL
 from mastodon_s3_sync.core.transfer import proof
 from mastodon_s3_sync.core.transfer.disk import (
@@ -23,6 +24,7 @@ from mastodon_s3_sync.core.transfer.disk import (
 from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter
 from mastodon_s3_sync.core.transfer.listing import list_objects
 from mastodon_s3_sync.core.transfer.s3 import S3Error
+from mastodon_s3_sync.execution.compute_logs import SharedComputeLogManager
 
 
 def end(root, hash_above: int = 1 << 20) -> DiskEnd:
@@ -196,3 +198,12 @@ def test_get_and_head_state_what_mastodon_would_have_stored(tmp_path) -> None:
     assert head.headers == {"Cache-Control": CACHE_CONTROL, "Content-Type": "image/png"}
     assert head.stated_md5 == hashlib.md5(b"png").hexdigest() and head.size == 3
     assert run(disk.head("nothing.png")) is None
+
+
+def test_several_hosts_refuse_a_directory_destination(monkeypatch, tmp_path) -> None:
+    """Each Celery host would write to its own disk; the compute logs' bucket is the destination's too."""
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_BUCKET", "dagster-logs")
+    monkeypatch.setenv("DESTINATION_PAPERCLIP_ROOT_PATH", str(tmp_path))
+    monkeypatch.delenv("DESTINATION_S3_BUCKET", raising=False)
+    with pytest.raises(ConfigError, match="without CELERY_BROKER_URL"):
+        SharedComputeLogManager()
