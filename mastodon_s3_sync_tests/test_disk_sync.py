@@ -107,7 +107,15 @@ def test_bucket_to_a_directory_through_the_dagster_runs(
         assert not verification.acl_applicable, "a file has no ACL: not applicable, not unchecked"
         assert verification.counts.get("missing_at_source", 0) == len(migration.instance.missing_for(table))
 
-    refresh = refresh_acls_in_process(build_definitions(), dagster_instance)
+    definitions = build_definitions()
+    checks = definitions.resolve_job_def("verify_destination").execute_in_process(
+        instance=dagster_instance, raise_on_error=False
+    )
+    evaluations = [e.event_specific_data for e in checks.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert len(evaluations) == len(TABLES) and all(evaluation.passed for evaluation in evaluations)
+    assert all(evaluation.metadata["acl_applicable"].value is False for evaluation in evaluations)
+
+    refresh = refresh_acls_in_process(definitions, dagster_instance)
     assert refresh.error is None and refresh.metadata == {}, "a directory: no ACL to refresh, and no failure"
     checked = run_cli("check", cwd=tmp_path, dagster_home=tmp_path / "home")
     assert checked.returncode == 2 and "DESTINATION_PAPERCLIP_ROOT_PATH names a directory" in checked.stderr
