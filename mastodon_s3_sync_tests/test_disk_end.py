@@ -207,3 +207,21 @@ def test_several_hosts_refuse_a_directory_destination(monkeypatch, tmp_path) -> 
     monkeypatch.delenv("DESTINATION_S3_BUCKET", raising=False)
     with pytest.raises(ConfigError, match="without CELERY_BROKER_URL"):
         SharedComputeLogManager()
+
+
+def test_a_batch_reads_each_expected_file_once(tmp_path) -> None:
+    """``verify`` lists, then HEADs a disk source: the MD5 the listing read is reused while the file is
+    unchanged (size and mtime), and forgotten with the next batch."""
+    for key in ("a.png", "b.png"):
+        write(tmp_path, key, b"1234")
+    disk = end(tmp_path)
+    disk.expect({"a.png": "image/png"})
+    run(disk.list_page("", None, None))
+    for key in ("a.png", "b.png"):
+        stamp = (tmp_path / key).stat().st_mtime_ns
+        (tmp_path / key).write_bytes(b"5678")
+        os.utime(tmp_path / key, ns=(stamp, stamp))
+    assert run(disk.head("a.png")).stated_md5 == hashlib.md5(b"1234").hexdigest(), "not read again"
+    assert run(disk.head("b.png")).stated_md5 == hashlib.md5(b"5678").hexdigest(), "not expected: not kept"
+    disk.expect({"a.png": "image/png"})
+    assert run(disk.head("a.png")).stated_md5 == hashlib.md5(b"5678").hexdigest()

@@ -156,15 +156,14 @@ class _Verifier:
         source_keys = [self.source_bucket.full_key(o.key) for o in objects]
         destination_keys = [self.destination_bucket.full_key(o.key) for o in objects]
         if isinstance(self.source, DiskEnd):  # a file has no Content-Type: the rows say it
-            self.source.content_types = {
-                key: o.content_type
-                for o in objects
-                for key in (
-                    self.source_bucket.full_key(o.key),
-                    o.fallback_key and self.source_bucket.full_key(o.fallback_key),
-                )
-                if key
-            }
+            self.source.expect(
+                {
+                    self.source_bucket.full_key(key): o.content_type
+                    for o in objects
+                    for key in (o.key, o.fallback_key)
+                    if key
+                }
+            )
         source_listed, destination_listed = await asyncio.gather(
             _retried(lambda: list_objects(self.source, source_keys)),
             _retried(lambda: list_objects(self.destination, destination_keys)),
@@ -223,7 +222,9 @@ class _Verifier:
             return found(Problem.MISSING_AT_DESTINATION)
         if destination.size != source.size:
             return found(Problem.WRONG_SIZE, f"source {source.size} bytes, destination {destination.size}")
-        heads = await self._heads(source_key, destination_key) if self.thorough else None
+        # A file stores no headers: nothing a HEAD of a directory destination could add
+        thorough = self.thorough and not isinstance(self.destination, DiskEnd)
+        heads = await self._heads(source_key, destination_key) if thorough else None
         if heads is not None and None in heads:
             return found(Problem.MISSING_AT_DESTINATION if heads[1] is None else Problem.MISSING_AT_SOURCE)
         content = await self._content_problem(
@@ -231,7 +232,7 @@ class _Verifier:
         )
         if content:
             return found(Problem.WRONG_CONTENT, content)
-        if heads is None or isinstance(self.destination, DiskEnd):  # files store no headers
+        if heads is None:
             return None
         source_head, destination_head = heads
         differing = [

@@ -29,7 +29,7 @@ import hashlib
 import os
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +141,9 @@ class DiskEnd:
         """Never throttles; kept for the batch's statistics, as an ``S3Client``'s."""
         self.hash_above = hash_above
         self.content_types: dict[str, str | None] = {}
-        """Key -> the Content-Type Mastodon would have stored with it on S3 (set by the caller)."""
+        """Key -> the Content-Type Mastodon would have stored with it on S3 (``expect``)."""
+        self._md5s: dict[str, tuple[int, int, str]] = {}
+        """Key -> (size, mtime in ns, MD5) of the expected keys listed: a HEAD after the listing reads nothing."""
         self.requests: Counter[str] = Counter()
         self.file_mode = mastodon_file_mode(process_umask())
         self._uploads: dict[str, _Upload] = {}
@@ -154,6 +156,12 @@ class DiskEnd:
         if not self._inside(path.resolve()):
             raise UnsafeKey(key, f"the path resolves outside {self.root} through a symlink")
         return path
+
+    def expect(self, content_types: Mapping[str, str | None]) -> None:
+        """The keys a batch is about to read, with the Content-Type the rows give each; the last batch's
+        are forgotten."""
+        self.content_types = dict(content_types)
+        self._md5s.clear()
 
     def _inside(self, resolved: Path) -> bool:
         return resolved == self.root or resolved.is_relative_to(self.root)
@@ -187,7 +195,7 @@ class DiskEnd:
             return []
         if self._inside(start_path.resolve()):
             self._walk(start_path, start, prefix, after, max_keys, found)
-        return [ListedObject(key, *_size_and_md5(path)) for key, path in found]
+        return [ListedObject(key, *self._size_and_md5(key, path)) for key, path in found]
 
     def _walk(self, directory: Path, key_prefix: str, prefix: str, after: str, limit: int, found: list) -> bool:
         """Add the files under ``directory`` (whose keys start with ``key_prefix``) to ``found`` in key
@@ -248,11 +256,24 @@ class DiskEnd:
         self.requests["Head"] += 1
         path = self.path_of(key)
         try:
-            size, md5 = await asyncio.to_thread(_size_and_md5, path)
+            size, md5 = await asyncio.to_thread(self._size_and_md5, key, path)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         headers = {name.title(): value for name, value in self._headers(key, size).items() if name != "content-length"}
         return ObjectHead(size, headers, md5, md5, md5)
+
+    def _size_and_md5(self, key: str, path: Path) -> tuple[int, str]:
+        """The file's size and MD5, read once per batch for an expected key."""
+        with open(path, "rb") as file:
+            status = os.fstat(file.fileno())
+            size, mtime = status.st_size, status.st_mtime_ns
+            cached = self._md5s.get(key)
+            if cached is not None and cached[:2] == (size, mtime):
+                return size, cached[2]
+            md5 = _md5_of_file(file)
+        if key in self.content_types:
+            self._md5s[key] = (size, mtime, md5)
+        return size, md5
 
     async def head_first_part(self, key: str) -> tuple[int, int] | None:
         return None  # a file has no part layout
@@ -374,11 +395,6 @@ def _md5_of_file(file) -> str:
     while chunk := file.read(READ_SIZE):
         digest.update(chunk)
     return digest.hexdigest()
-
-
-def _size_and_md5(path: Path) -> tuple[int, str]:
-    with open(path, "rb") as file:
-        return os.fstat(file.fileno()).st_size, _md5_of_file(file)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -64,10 +64,9 @@ async def copy_batch_async(
 ) -> BatchResult:
     async with open_clients(source, destination, settings) as (source_client, destination_client):
         if isinstance(source_client, DiskEnd):  # a file has no Content-Type: the rows say it
-            for item in items:
-                source_client.content_types[item.source_key] = item.content_type
-                if item.fallback_source_key:
-                    source_client.content_types[item.fallback_source_key] = item.content_type
+            keys = [(item.source_key, item.content_type) for item in items]
+            keys += [(item.fallback_source_key, item.content_type) for item in items if item.fallback_source_key]
+            source_client.expect(dict(keys))
         return await BatchCopy(source_client, destination_client, settings, on_progress, fresh_acls).run(items)
 
 
