@@ -211,8 +211,9 @@ class BatchCopy:
 
     async def _make_private(self, result: ItemResult, item: CopyItem) -> None:
         """A skipped object that must be private is made so (one PutObjectAcl), where the destination
-        keeps ACLs: never on one that does not (rclone's server would take it for an empty PutObject)."""
-        if await self._acl(item) != providers.PRIVATE:
+        keeps ACLs: never on one that does not (rclone's server would take it for an empty PutObject), nor
+        on a directory (files have no ACLs)."""
+        if not isinstance(self.destination, S3Client) or await self._acl(item) != providers.PRIVATE:
             return
         if self._acl_support is None:
             self._acl_support = asyncio.ensure_future(
