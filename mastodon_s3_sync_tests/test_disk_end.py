@@ -225,3 +225,24 @@ def test_a_batch_reads_each_expected_file_once(tmp_path) -> None:
     assert run(disk.head("b.png")).stated_md5 == hashlib.md5(b"5678").hexdigest(), "not expected: not kept"
     disk.expect({"a.png": "image/png"})
     assert run(disk.head("a.png")).stated_md5 == hashlib.md5(b"5678").hexdigest()
+
+
+def test_a_file_is_proven_against_a_multipart_etag_by_hashing_it_in_parts(tmp_path) -> None:
+    body = os.urandom(12 * 1024 * 1024 + 5)
+    write(tmp_path, "v.mp4", body)
+    disk = end(tmp_path)
+
+    def etag(part_size: int) -> str:
+        return proof.parts_etag(
+            [hashlib.md5(body[at : at + part_size]).digest() for at in range(0, len(body), part_size)]
+        )
+
+    mib = 1024 * 1024
+    assert run(disk.makes_etag("v.mp4", etag(5 * mib))), "Mastodon's aws-sdk uploads: 5 MiB parts"
+    assert run(disk.makes_etag("v.mp4", f'"{etag(8 * mib).upper()}"')), "rclone's 8 MiB, quoted"
+    assert run(disk.makes_etag("v.mp4", etag(3 * mib))), "an even split in whole MiB"
+    assert not run(disk.makes_etag("v.mp4", etag(2_831_155))), "an odd layout proves nothing"
+    assert not run(disk.makes_etag("v.mp4", hashlib.md5(body).hexdigest())), "not a multipart ETag"
+    assert not run(disk.makes_etag("gone.mp4", etag(5 * mib)))
+    (tmp_path / "v.mp4").write_bytes(body[:-1] + b"!")
+    assert not run(disk.makes_etag("v.mp4", etag(5 * mib)))

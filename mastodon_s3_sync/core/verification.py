@@ -272,6 +272,12 @@ class _Verifier:
         )
         if same_etag and providers.multipart_parts(source.etag) is not None:
             return None  # the same multipart ETag: the same parts
+        if (
+            isinstance(self.destination, DiskEnd)
+            and providers.multipart_parts(source.etag) is not None
+            and await _retried(lambda: self.destination.makes_etag(destination_key, source.etag))
+        ):
+            return None  # the file, hashed in the source's parts, makes the source's multipart ETag
         source_head, destination_head = heads or await self._heads(source_key, destination_key)
         if source_head is None or destination_head is None:
             result.content_unproven += 1  # gone since the listing: the next verify says so

@@ -34,6 +34,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.mastodon.layout import CACHE_CONTROL
 from mastodon_s3_sync.core.transfer import proof
 from mastodon_s3_sync.core.transfer.http import Buffer
@@ -274,6 +275,43 @@ class DiskEnd:
         if key in self.content_types:
             self._md5s[key] = (size, mtime, md5)
         return size, md5
+
+    async def makes_etag(self, key: str, etag: str | None) -> bool:
+        """Whether the file, hashed in parts of one of ``proof.part_size_candidates``, makes the multipart
+        ``etag`` (a source's): its content proven by a local read, whatever uploaded the source."""
+        path = self.path_of(key)
+
+        def hash_parts() -> bool:
+            with open(path, "rb") as file:
+                sizes = proof.part_size_candidates(etag, os.fstat(file.fileno()).st_size)
+                if not sizes:
+                    return False
+                digests: dict[int, list[bytes]] = {size: [] for size in sizes}
+                running = {size: hashlib.md5() for size in sizes}
+                filled = dict.fromkeys(sizes, 0)
+                while chunk := file.read(READ_SIZE):
+                    view = memoryview(chunk)
+                    for size in sizes:
+                        offset = 0
+                        while offset < len(view):
+                            take = min(size - filled[size], len(view) - offset)
+                            running[size].update(view[offset : offset + take])
+                            offset, filled[size] = offset + take, filled[size] + take
+                            if filled[size] == size:
+                                digests[size].append(running[size].digest())
+                                running[size], filled[size] = hashlib.md5(), 0
+            wanted = providers.normalized_etag(etag)
+            for size in sizes:
+                parts = digests[size] + ([running[size].digest()] if filled[size] else [])
+                if proof.parts_etag(parts) == wanted:
+                    return True
+            return False
+
+        self.requests["Read"] += 1
+        try:
+            return await asyncio.to_thread(hash_parts)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return False
 
     async def head_first_part(self, key: str) -> tuple[int, int] | None:
         return None  # a file has no part layout
