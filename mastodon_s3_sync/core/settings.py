@@ -10,7 +10,7 @@ variable, and the README's configuration reference is rendered from it
 Values come from the process environment, a ``.env`` in the working directory
 (as ``dagster dev`` loads it) and, when ``MASTODON_ENV_FILE`` names the
 instance's ``.env.production``, its database and S3 settings (translated to the
-``SOURCE_*`` names). Explicitly set variables always win. Nothing here runs at
+``SOURCE_*`` names), or for a disk instance its directory (``SOURCE_PAPERCLIP_ROOT_PATH``). Explicitly set variables always win. Nothing here runs at
 import time.
 """
 
