@@ -146,6 +146,7 @@ class DiskEnd:
         self._md5s: dict[str, tuple[int, int, str]] = {}
         """Key -> (size, mtime in ns, MD5) of the expected keys listed: a HEAD after the listing reads nothing."""
         self.requests: Counter[str] = Counter()
+        """File operations by kind, counted as an ``S3Client`` counts its requests."""
         self.file_mode = mastodon_file_mode(process_umask())
         self._uploads: dict[str, _Upload] = {}
 
@@ -181,7 +182,7 @@ class DiskEnd:
     ) -> tuple[list[ListedObject], str | None]:
         """Files whose keys start with ``prefix``, after ``start_after`` (or the token: the last key of
         the page before), in key order, with their MD5s; the last key as the next token when full."""
-        self.requests["List"] += 1
+        self.requests["ListFiles"] += 1
         after = continuation_token or start_after or ""
         page = await asyncio.to_thread(self._list, prefix, after, max_keys)
         return page, page[-1].key if len(page) == max_keys else None
@@ -235,7 +236,7 @@ class DiskEnd:
     @asynccontextmanager
     async def get(self, key: str) -> AsyncIterator[_FileBody | None]:
         """The file to read (with the headers Mastodon would have stored it with), or None."""
-        self.requests["Get"] += 1
+        self.requests["ReadFile"] += 1
         path = self.path_of(key)
         try:
             file = await asyncio.to_thread(open, path, "rb")
@@ -254,7 +255,7 @@ class DiskEnd:
 
     async def head(self, key: str) -> ObjectHead | None:
         """Size, the derived headers and the file's MD5 (read here), or None when there is no file."""
-        self.requests["Head"] += 1
+        self.requests["StatFile"] += 1
         path = self.path_of(key)
         try:
             size, md5 = await asyncio.to_thread(self._size_and_md5, key, path)
@@ -307,7 +308,7 @@ class DiskEnd:
                     return True
             return False
 
-        self.requests["Read"] += 1
+        self.requests["HashFileInParts"] += 1
         try:
             return await asyncio.to_thread(hash_parts)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -320,7 +321,7 @@ class DiskEnd:
 
     async def put(self, key: str, body: Buffer | list[Buffer], headers: dict[str, str]) -> str | None:
         """Write the file atomically; its MD5 (as written) is the ETag."""
-        self.requests["Put"] += 1
+        self.requests["WriteFile"] += 1
         path = self.path_of(key)
         chunks = body if isinstance(body, list) else [body]
         return await asyncio.to_thread(self._write, key, path, chunks, headers.get("Content-MD5"))
@@ -358,12 +359,12 @@ class DiskEnd:
         return digest.hexdigest()
 
     async def delete(self, key: str) -> None:
-        self.requests["Delete"] += 1
+        self.requests["DeleteFile"] += 1
         path = self.path_of(key)
         await asyncio.to_thread(path.unlink, True)
 
     async def create_multipart_upload(self, key: str, headers: dict[str, str]) -> str:
-        self.requests["CreateMultipartUpload"] += 1
+        self.requests["StartParts"] += 1
         upload_id = uuid.uuid4().hex
         self._uploads[upload_id] = _Upload(self.path_of(key), {})
         return upload_id
@@ -372,7 +373,7 @@ class DiskEnd:
         self, key: str, upload_id: str, part_number: int, body: Buffer, headers: dict[str, str] | None = None
     ) -> str:
         """The part goes to a temporary file of its own; its MD5 is the ETag."""
-        self.requests["UploadPart"] += 1
+        self.requests["WritePart"] += 1
         upload = self._uploads[upload_id]
         content_md5 = (headers or {}).get("Content-MD5")
 
@@ -393,7 +394,7 @@ class DiskEnd:
 
     async def complete_multipart_upload(self, key: str, upload_id: str, etags: list[str]) -> str | None:
         """Join the parts, in order, into the file (atomically); the multipart ETag S3 would answer."""
-        self.requests["CompleteMultipartUpload"] += 1
+        self.requests["JoinParts"] += 1
         upload = self._uploads[upload_id]
         numbers = range(1, len(etags) + 1)
         if sorted(upload.parts) != list(numbers):
