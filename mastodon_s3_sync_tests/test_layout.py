@@ -824,6 +824,37 @@ def test_every_table_is_described() -> None:
     assert set(TABLES) == set(TABLE_NAMES)
 
 
+# ----------------------------------------------------------------------------- Content-Type, for files on disk
+
+
+@pytest.mark.parametrize(
+    ("style", "file_name", "row_type", "expected"),
+    [
+        ("original", "a.jpeg", "image/jpeg", "image/jpeg"),
+        ("original", "a.bin", "application/octet-stream", "application/octet-stream"),
+        ("original", "a.png", "image/gif", "image/gif"),  # the row decides for the original, not its name
+        ("original", "a.jpeg", None, None),  # no type in the row: none sent
+        ("original", "a.jpeg", "", None),
+        ("small", "a.jpeg", "image/jpeg", "image/jpeg"),
+        ("small", "a.JPG", "image/jpeg", "image/jpeg"),
+        ("small", "a.png", "image/gif", "image/png"),  # a derived style: its own file's extension
+        ("static", "a.png", "image/gif", "image/png"),
+        ("small", "a.webp", "image/webp", "image/webp"),
+        ("small", "a.gif", "image/gif", "image/gif"),
+        ("original", "a.mp4", "video/mp4", "video/mp4"),
+        ("small", "a.mp4", "video/quicktime", "video/mp4"),
+        ("original", "a.mp3", "audio/mpeg", "audio/mpeg"),
+        ("ico", "favicon.ico", "image/png", "image/vnd.microsoft.icon"),
+        ("@2x", "thumb.png", "image/jpeg", "image/png"),
+        ("small", "noextension", "image/jpeg", None),
+        ("small", ".hidden", "image/jpeg", None),  # Ruby's extname: a leading dot is no extension
+        ("small", "a.unknown", "image/jpeg", None),
+    ],
+)
+def test_style_content_type(style, file_name, row_type, expected) -> None:
+    assert layout.style_content_type(style, file_name, row_type) == expected
+
+
 # ----------------------------------------------------------------------------- the fake instance, row by row
 
 INSTANCE = build_fake_instance()
@@ -864,6 +895,8 @@ def test_fake_instance_rows_give_exactly_the_hand_written_keys(table: str) -> No
                     assert obj.expected_size == source.size
             else:
                 assert obj.expected_size is None
+            if source is not None:
+                assert obj.content_type == source.content_type, f"{obj.key}: what a file on disk is uploaded with"
 
 
 def test_fake_instance_orphans_are_never_computed_keys() -> None:

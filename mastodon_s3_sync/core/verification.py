@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.acl_support import probe_acl_support
-from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
+from mastodon_s3_sync.core.buckets import DestinationBucket, DestinationDirectory, SourceBucket, SourceDirectory
 from mastodon_s3_sync.core.copying import mostly_missing_error
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.errors import SourceMostlyMissing
@@ -28,6 +28,7 @@ from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import MediaObject, MediaTable
 from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, batched, referenced_objects
 from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.transfer.disk import DiskEnd
 from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
 from mastodon_s3_sync.core.transfer.listing import list_fallbacks, list_objects
 from mastodon_s3_sync.core.transfer.proof import different_content, etags_comparable
@@ -72,6 +73,8 @@ class TableVerification:
     on_finding: Callable[[Finding], None] | None = None
     acl_checked: bool = True
     """Whether the destination keeps ACLs (``probe_acl_support``), so that they were checked."""
+    acl_applicable: bool = True
+    """False for a directory destination: files have no ACLs (nor stored headers) to check."""
     acl_unreadable: int = 0
     """Objects whose ACL could not be read (GetObjectAcl failed after its retries, or answered no policy)."""
     content_unproven: int = 0
@@ -152,6 +155,15 @@ class _Verifier:
     async def verify(self, objects: Sequence[MediaObject], result: TableVerification) -> None:
         source_keys = [self.source_bucket.full_key(o.key) for o in objects]
         destination_keys = [self.destination_bucket.full_key(o.key) for o in objects]
+        if isinstance(self.source, DiskEnd):  # a file has no Content-Type: the rows say it
+            self.source.expect(
+                {
+                    self.source_bucket.full_key(key): o.content_type
+                    for o in objects
+                    for key in (o.key, o.fallback_key)
+                    if key
+                }
+            )
         source_listed, destination_listed = await asyncio.gather(
             _retried(lambda: list_objects(self.source, source_keys)),
             _retried(lambda: list_objects(self.destination, destination_keys)),
@@ -189,9 +201,7 @@ class _Verifier:
             )
         )
 
-    async def _check(
-        self, media_object, source_key, destination_key, source, destination, comparable, result
-    ):
+    async def _check(self, media_object, source_key, destination_key, source, destination, comparable, result):
         async with self.gate:
             if source is None and media_object.optional:
                 result.absent_optional += 1
@@ -212,10 +222,14 @@ class _Verifier:
             return found(Problem.MISSING_AT_DESTINATION)
         if destination.size != source.size:
             return found(Problem.WRONG_SIZE, f"source {source.size} bytes, destination {destination.size}")
-        heads = await self._heads(source_key, destination_key) if self.thorough else None
+        # A file stores no headers: nothing a HEAD of a directory destination could add
+        thorough = self.thorough and not isinstance(self.destination, DiskEnd)
+        heads = await self._heads(source_key, destination_key) if thorough else None
         if heads is not None and None in heads:
             return found(Problem.MISSING_AT_DESTINATION if heads[1] is None else Problem.MISSING_AT_SOURCE)
-        content = await self._content_problem(source_key, destination_key, source, destination, comparable, heads, result)
+        content = await self._content_problem(
+            source_key, destination_key, source, destination, comparable, heads, result
+        )
         if content:
             return found(Problem.WRONG_CONTENT, content)
         if heads is None:
@@ -258,6 +272,12 @@ class _Verifier:
         )
         if same_etag and providers.multipart_parts(source.etag) is not None:
             return None  # the same multipart ETag: the same parts
+        if (
+            isinstance(self.destination, DiskEnd)
+            and providers.multipart_parts(source.etag) is not None
+            and await _retried(lambda: self.destination.makes_etag(destination_key, source.etag))
+        ):
+            return None  # the file, hashed in the source's parts, makes the source's multipart ETag
         source_head, destination_head = heads or await self._heads(source_key, destination_key)
         if source_head is None or destination_head is None:
             result.content_unproven += 1  # gone since the listing: the next verify says so
@@ -328,8 +348,8 @@ async def _retried(operation):
 def verify_table(
     database: MastodonDatabase,
     table: MediaTable,
-    source: SourceBucket,
-    destination: DestinationBucket,
+    source: SourceBucket | SourceDirectory,
+    destination: DestinationBucket | DestinationDirectory,
     *,
     check_acl: bool = True,
     thorough: bool = True,
@@ -350,7 +370,8 @@ def verify_table(
         settings = TransferSettings(max_in_flight_per_endpoint=64)
         async with open_clients(source.engine_bucket(), destination.engine_bucket(), settings) as (src, dst):
             verifier = _Verifier(src, dst, source, destination, check_acl, thorough, deep)
-            if check_acl and thorough:
+            result.acl_applicable = not isinstance(dst, DiskEnd)
+            if check_acl and thorough and result.acl_applicable:
                 verifier.acl_supported = (await probe_acl_support(dst)).keeps_acls
             objects = referenced_objects(database, table, destination.acl_permission(), id_range)
             for batch in batched(objects, VERIFY_BATCH):

@@ -80,3 +80,40 @@ def with_key_prefix(prefix: str | None, key: str) -> str:
 CACHE_CONTROL = "public, max-age=315576000, immutable"
 """The Cache-Control Mastodon sends with every object it writes (``s3_headers`` in
 ``config/initializers/paperclip.rb``)."""
+
+
+EXTENSION_CONTENT_TYPES = {
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "avif": "image/avif",
+    "heic": "image/heic",
+    "heif": "image/heif",
+    "ico": "image/vnd.microsoft.icon",
+    "svg": "image/svg+xml",
+    "mp4": "video/mp4",
+    "m4v": "video/mp4",
+    "mov": "video/quicktime",
+    "webm": "video/webm",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "oga": "audio/ogg",
+    "opus": "audio/ogg",
+    "m4a": "audio/mp4",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "zip": "application/zip",
+}
+"""The types of the files Mastodon derives (styles with a format, thumbnails, transcodes) and of the
+originals it keeps, by extension, as Paperclip's content-type detection names them."""
+
+
+def style_content_type(style: str, file_name: str, original_content_type: str | None) -> str | None:
+    """The Content-Type Mastodon stores an object with on S3: the row's ``<att>_content_type`` for the
+    original; for a derived style, the type of its file's extension (Paperclip detects it on the
+    generated file). None when neither says one (S3 then serves its default)."""
+    if style == "original":
+        return original_content_type or None
+    return EXTENSION_CONTENT_TYPES.get(_ruby_extname(file_name).lower())

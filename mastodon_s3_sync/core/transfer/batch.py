@@ -71,6 +71,8 @@ class CopyItem:
     fallback_source_key: str | None = None
     """Tried when ``source_key`` is missing; then copied to ``fallback_destination_key``."""
     fallback_destination_key: str | None = None
+    content_type: str | None = None
+    """The Content-Type Mastodon gives the object, for a source that stores none (a directory)."""
 
 
 class Outcome(enum.StrEnum):

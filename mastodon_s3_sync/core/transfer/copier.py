@@ -45,6 +45,7 @@ from mastodon_s3_sync.core.transfer.batch import (
     describe_error,
 )
 from mastodon_s3_sync.core.transfer.budget import ByteBudget
+from mastodon_s3_sync.core.transfer.ends import ObjectDestination, ObjectSource
 from mastodon_s3_sync.core.transfer.http import Buffer, ConnectionLost
 from mastodon_s3_sync.core.transfer.listing import list_fallbacks, list_objects
 from mastodon_s3_sync.core.transfer.proof import Check, Decision
@@ -61,8 +62,8 @@ class _SourceMissing(Exception):
 class BatchCopy:
     def __init__(
         self,
-        source: S3Client,
-        destination: S3Client,
+        source: ObjectSource,
+        destination: ObjectDestination,
         settings: TransferSettings,
         on_progress,
         fresh_acls: FreshAcls | None = None,
@@ -71,7 +72,12 @@ class BatchCopy:
         self.destination = destination
         self.settings = settings
         self.budget = ByteBudget(settings.memory_budget)
-        self.server_side = settings.server_side_copy and source.bucket.same_account_as(destination.bucket)
+        self.server_side = (  # S3's only: a directory offers no server-side copy
+            settings.server_side_copy
+            and isinstance(source, S3Client)
+            and isinstance(destination, S3Client)
+            and source.bucket.same_account_as(destination.bucket)
+        )
         self.on_progress = on_progress
         self.verify = settings.verify_content
         self.source_listed: dict[str, ListedObject] = {}
@@ -205,8 +211,9 @@ class BatchCopy:
 
     async def _make_private(self, result: ItemResult, item: CopyItem) -> None:
         """A skipped object that must be private is made so (one PutObjectAcl), where the destination
-        keeps ACLs: never on one that does not (rclone's server would take it for an empty PutObject)."""
-        if await self._acl(item) != providers.PRIVATE:
+        keeps ACLs: never on one that does not (rclone's server would take it for an empty PutObject), nor
+        on a directory (files have no ACLs)."""
+        if not isinstance(self.destination, S3Client) or await self._acl(item) != providers.PRIVATE:
             return
         if self._acl_support is None:
             self._acl_support = asyncio.ensure_future(
