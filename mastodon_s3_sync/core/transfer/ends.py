@@ -34,8 +34,11 @@ class SourceBody(Protocol):
 
 
 class ObjectSource(Listable, Protocol):
-    def get(self, key: str) -> AbstractAsyncContextManager[SourceBody | None]:
-        """The object to read, or None when there is no such key."""
+    def get(
+        self, key: str, byte_range: tuple[int, int] | None = None, if_match: str | None = None
+    ) -> AbstractAsyncContextManager[SourceBody | None]:
+        """The object to read, or None when there is no such key; ``byte_range`` (first, last byte): that
+        part only (its headers say ``content-range``); ``if_match``: only while its ETag is that one."""
         ...
 
     async def head_first_part(self, key: str) -> tuple[int, int] | None:
