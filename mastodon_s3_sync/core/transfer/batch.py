@@ -34,8 +34,8 @@ class TransferSettings:
     memory_budget: int = Tuning.memory_megabytes * MiB
     """Bytes of object data held at once; bounds memory however large the objects are."""
     large_object_bandwidth: float = 125e6
-    """Bytes/s (a 1 Gbit/s link) the parts of one large object, copied in parallel, aim for together: as
-    many parts in flight as that takes at the throughput measured per connection, within the budget
+    """Bytes/s (a 1 Gbit/s link) the parts of the large objects being copied aim for together: as many
+    parts in flight as that takes at the throughput measured per connection, within the byte budget
     (``parallel_parts.lanes``)."""
     max_attempts: int = 5
     """Tries per request when it fails (5xx, network); a 4xx other than throttling fails at once."""

@@ -73,8 +73,8 @@ class BatchCopy:
         self.destination = destination
         self.settings = settings
         self.budget = ByteBudget(settings.memory_budget)
-        self.lane_rate = parallel_parts.LaneRate()
-        """The throughput of one lane of a large object's parts, measured over the batch's parts."""
+        self.lanes = parallel_parts.Lanes()
+        """What the large objects copied in parts share: the throughput measured per lane, their count."""
         self.server_side = settings.server_side_copy and source.bucket.same_account_as(destination.bucket)
         self.on_progress = on_progress
         self.verify = settings.verify_content
@@ -314,7 +314,7 @@ class BatchCopy:
                 if size >= 0:
                     return await parallel_parts.ParallelCopy(
                         self.source, source_key, response, stack.pop_all().aclose, self.destination,
-                        destination_key, size, headers, self.settings, self.budget, self.lane_rate,
+                        destination_key, size, headers, self.settings, self.budget, self.lanes,
                         md5_etags, source_md5, mirrored, on_rejected,
                     ).run()  # fmt: skip
                 return await multipart.upload_parts(

@@ -8,10 +8,12 @@ answer's ETag and Content-Range are checked too, as rclone's server ignores If-M
 and uploads it (UploadPart with its Content-MD5), then takes the next. While one lane uploads part
 N, another GETs part N+1. Part 1 comes from the copier's own GET, whose connection is then closed.
 
-How many lanes and how large the parts (``lanes``, ``part_size``, pure): enough lanes to carry
-``TransferSettings.large_object_bandwidth`` at the throughput one lane is measured at (a part's GET
-and upload, ``LaneRate``, over the batch's parts so far), at least two (a GET overlapping an
-upload), within half the byte budget and half the requests in flight; parts of the configured size,
+How many lanes and how large the parts (``lanes``, ``part_size``, pure): each object's share (among
+the large objects being copied) of the lanes it takes to carry ``TransferSettings.large_object_bandwidth``
+at the throughput one lane is measured at (a part's GET and upload, ``Lanes``, over the batch's
+parts so far), at least two (a GET overlapping an
+upload), within half the byte budget and half the requests in flight (all of that until a part has
+been measured); parts of the configured size,
 smaller (down to S3's 5 MiB) where an object has fewer parts than lanes, larger where 10,000 parts
 would not hold it; a mirrored source layout (``proof.mirrored_part_size``) is kept as given. The
 lane count is asked again after every part, so an object's lanes follow the rate as it is measured.
@@ -47,8 +49,6 @@ from mastodon_s3_sync.core.tuning import MiB
 
 MIN_PART = 5 * MiB
 """S3's smallest part (but the last)."""
-MAX_PART = 5 * 1024 * MiB
-"""S3's largest part."""
 HASH_IN_THREAD = multipart.HASH_IN_THREAD
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
@@ -62,34 +62,47 @@ class SourceChanged(ContentMismatch):
 
 def part_size(size: int, configured: int, lanes_wanted: int) -> int:
     """Parts of ``configured`` size; smaller, down to ``MIN_PART``, where ``size`` would make fewer parts
-    than ``lanes_wanted``; larger where ``proof.MAX_PARTS`` parts would not hold it; at most ``MAX_PART``."""
+    than ``lanes_wanted``; larger where ``proof.MAX_PARTS`` parts would not hold it (S3's largest object,
+    5 TiB, then has parts of 525 MiB, far below S3's largest part, 5 GiB)."""
     spread = -(-size // max(1, lanes_wanted))
-    return min(MAX_PART, max(MIN_PART, -(-size // proof.MAX_PARTS), min(configured, spread)))
+    return max(MIN_PART, -(-size // proof.MAX_PARTS), min(configured, spread))
 
 
 def lanes(
-    bandwidth: float, lane_rate: float | None, part_size: int, parts: int, memory_budget: int, in_flight: int
+    bandwidth: float,
+    lane_rate: float | None,
+    objects: int,
+    part_size: int,
+    parts: int,
+    memory_budget: int,
+    in_flight: int,
 ) -> int:
-    """Parts of one object in flight: enough to carry ``bandwidth`` (bytes/s) at ``lane_rate`` each (None:
-    not measured yet, two), at least two (a part's GET overlapping another's upload); at most one per
-    part, half the budget's parts and half the requests in flight (other objects go on meanwhile)."""
-    wanted = 2 if not lane_rate else max(2, math.ceil(bandwidth / lane_rate))
-    return max(1, min(wanted, parts, memory_budget // (2 * part_size), in_flight // 2))
+    """Parts of one of ``objects`` large objects in flight: their share of the lanes it takes to carry
+    ``bandwidth`` (bytes/s) at ``lane_rate`` each, at least two (a part's GET overlapping another's
+    upload); at most one per part, half the budget's parts and half the requests in flight (other
+    objects go on meanwhile). Not measured yet (None): that most, cut down once the first parts have
+    been measured (starting with two cost a slow link a part's time at a fraction of its speed)."""
+    most = max(1, min(parts, memory_budget // (2 * part_size), in_flight // 2))
+    if not lane_rate:
+        return most
+    return min(most, max(2, math.ceil(bandwidth / lane_rate / max(1, objects))))
 
 
-class LaneRate:
-    """Bytes/s of one lane (a part's GET, then its upload), averaged over the parts measured so far."""
+class Lanes:
+    """What a batch's large objects share: the bytes/s of one lane (a part's GET, then its upload),
+    averaged over the parts measured so far, and how many objects are being copied in parts now."""
 
     WEIGHT = 0.3
     """Of the newest part (an exponential moving average)."""
 
     def __init__(self) -> None:
-        self.value: float | None = None
+        self.rate: float | None = None
+        self.objects = 0
 
     def record(self, size: int, seconds: float) -> None:
         if seconds > 0:
             rate = size / seconds
-            self.value = rate if self.value is None else (1 - self.WEIGHT) * self.value + self.WEIGHT * rate
+            self.rate = rate if self.rate is None else (1 - self.WEIGHT) * self.rate + self.WEIGHT * rate
 
 
 # The copy -----------------------------------------------------------------------------------------
@@ -111,7 +124,7 @@ class ParallelCopy:
         headers: dict[str, str],
         settings: TransferSettings,
         budget: ByteBudget,
-        rate: LaneRate,
+        lanes: Lanes,
         destination_md5_etags: bool | None,
         source_md5: str | None,
         mirrored_part_size: int | None,
@@ -120,7 +133,7 @@ class ParallelCopy:
         self.source, self.source_key, self.destination, self.key = source, source_key, destination, key
         self.first: SourceBody | None = first
         self._close_first = close_first
-        self.size, self.headers, self.settings, self.budget, self.rate = size, headers, settings, budget, rate
+        self.size, self.headers, self.settings, self.budget, self.lanes = size, headers, settings, budget, lanes
         self.source_etag = first.headers.get("etag")
         self.destination_md5_etags, self.source_md5 = destination_md5_etags, source_md5
         self.on_rejected = on_rejected
@@ -140,10 +153,14 @@ class ParallelCopy:
 
     def _lanes(self, part_size: int, parts: int | None = None) -> int:
         parts = parts if parts is not None else -(-self.size // part_size)
-        budget, in_flight = self.settings.memory_budget, self.settings.max_in_flight_per_endpoint
-        return lanes(self.settings.large_object_bandwidth, self.rate.value, part_size, parts, budget, in_flight)
+        settings, shared = self.settings, self.lanes
+        return lanes(
+            settings.large_object_bandwidth, shared.rate, shared.objects, part_size, parts,
+            settings.memory_budget, settings.max_in_flight_per_endpoint,
+        )  # fmt: skip
 
     async def run(self) -> tuple[int, Check]:
+        self.lanes.objects += 1
         try:
             self.upload_id = await multipart.create(
                 self.destination, self.key, self.headers, self.destination_md5_etags, self.source_md5
@@ -163,6 +180,7 @@ class ParallelCopy:
                     raise _first(error) from error
                 raise
         finally:
+            self.lanes.objects -= 1
             await self._release_first()
         return self.size, check
 
@@ -194,7 +212,7 @@ class ParallelCopy:
 
         async def upload() -> None:
             self.etags[number - 1] = await self._with_retries(lambda: self._upload(number, body, digest))
-            self.rate.record(length, time.monotonic() - started)
+            self.lanes.record(length, time.monotonic() - started)
 
         if self.whole is None:
             await upload()
