@@ -189,7 +189,9 @@ class _Verifier:
             )
         )
 
-    async def _check(self, media_object, source_key, destination_key, source, destination, comparable, result):
+    async def _check(
+        self, media_object, source_key, destination_key, source, destination, comparable, result
+    ):
         async with self.gate:
             if source is None and media_object.optional:
                 result.absent_optional += 1
@@ -213,9 +215,7 @@ class _Verifier:
         heads = await self._heads(source_key, destination_key) if self.thorough else None
         if heads is not None and None in heads:
             return found(Problem.MISSING_AT_DESTINATION if heads[1] is None else Problem.MISSING_AT_SOURCE)
-        content = await self._content_problem(
-            source_key, destination_key, source, destination, comparable, heads, result
-        )
+        content = await self._content_problem(source_key, destination_key, source, destination, comparable, heads, result)
         if content:
             return found(Problem.WRONG_CONTENT, content)
         if heads is None:

@@ -3,12 +3,15 @@
 The batch starts with the listings (``listing.py``), from which ``proof.decide`` says, item by item,
 whether the destination already has it. A new object costs one GET and one PUT (``_copy``), the
 headers taken from the GET (a 404 says the source is missing); larger ones are copied as parts in
-parallel (``parallel_parts.py``: ranged GETs, a multipart upload). When both buckets share an endpoint and credentials, the copy
-is server-side (CopyObject, or UploadPartCopy above its limit). Where the source is read: ``_copy``
-(GET, and ranged GETs in ``parallel_parts``) and ``_copy_server_side`` (HEAD); where the
-destination is written: ``_put_checked``, ``parallel_parts`` and ``multipart.upload_parts`` (``ends.py`` says what each end must offer). Every copy is proven equal to its source (``proof`` says how); the
-destination's ETags are probed once per batch (``_probe_destination_etags``). An attempt whose
-bytes fail a check is tried again from its GET and counted (``ItemResult.rejected_attempts``).
+parallel (``parallel_parts.py``: ranged GETs, a multipart upload). When both buckets share an
+endpoint and credentials, the copy is server-side (CopyObject, or UploadPartCopy above its limit).
+Where the source is read: ``_copy`` (GET, and ranged GETs in ``parallel_parts``) and
+``_copy_server_side`` (HEAD); where the destination is written: ``_put_checked``,
+``parallel_parts`` and ``multipart.upload_parts`` (``ends.py`` says what each end must offer).
+Every copy is proven equal to its source (``proof`` says how); the destination's ETags are probed
+once per batch (``_probe_destination_etags``). An attempt whose bytes fail a check is tried again
+from its GET and counted (``ItemResult.rejected_attempts``); so is a part of a large object whose
+bytes fail one, tried again alone.
 
 Items missing at the source that have a fallback key (Mastodon's other ``cache/`` variant) are
 looked up together after the first pass (``listing.list_fallbacks``) and stay unfinished until then.

@@ -24,8 +24,9 @@ same bytes, so the bytes hashed are the bytes sent. The whole body's MD5 (checke
 source's stated MD5) needs the parts in order: each part's bytes are added to it in turn,
 concurrently with its upload, and held (within the budget, as the lane's reservation) until the
 parts before it have been added. A source that changed between ranges fails the attempt
-(``SourceChanged``), which the copier retries from its GET; a part that fails for good aborts the
-upload.
+(``SourceChanged``), which the copier retries from its GET (a source that answers no ETag cannot
+be watched so; its body's MD5, where stated, still is); a part that fails for good aborts the
+upload, and the copier tries the object again from its GET.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 
+from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.transfer import multipart, proof
 from mastodon_s3_sync.core.transfer.batch import TransferSettings
 from mastodon_s3_sync.core.transfer.budget import ByteBudget
 from mastodon_s3_sync.core.transfer.ends import ObjectDestination, ObjectSource, SourceBody
 from mastodon_s3_sync.core.transfer.http import ConnectionLost
+from mastodon_s3_sync.core.transfer.multipart import HASH_IN_THREAD
 from mastodon_s3_sync.core.transfer.proof import Check
 from mastodon_s3_sync.core.transfer.retries import BodyLengthMismatch, ContentMismatch, with_retries
 from mastodon_s3_sync.core.transfer.s3 import S3Error
@@ -49,7 +52,6 @@ from mastodon_s3_sync.core.tuning import MiB
 
 MIN_PART = 5 * MiB
 """S3's smallest part (but the last)."""
-HASH_IN_THREAD = multipart.HASH_IN_THREAD
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
@@ -247,13 +249,13 @@ class ParallelCopy:
             async with self.source.get(self.source_key, (start, last), self.source_etag) as response:
                 if response is None:
                     raise SourceChanged(f"GET {self.source_key}: gone since its first GET")
-                etag = response.headers.get("etag")
-                if self.source_etag is not None and etag != self.source_etag:
+                etag = providers.normalized_etag(response.headers.get("etag"))
+                if self.source_etag is not None and etag != providers.normalized_etag(self.source_etag):
                     raise SourceChanged(f"GET {self.source_key}: ETag {etag}, its first GET's was {self.source_etag}")
                 found = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
                 if found is None or tuple(map(int, found.groups())) != (start, last, self.size):
-                    raise S3Error(
-                        501, "RangeNotHonoured", f"asked bytes {start}-{last}/{self.size}, "
+                    raise S3Error(  # not retried: a server that ignores Range will again
+                        response.status, "RangeNotHonoured", f"asked bytes {start}-{last}/{self.size}, "
                         f"answered {response.headers.get('content-range')!r}", self.source_key,
                     )  # fmt: skip
                 return await response.read_up_to(length)
