@@ -1,8 +1,8 @@
 """The two ends of a copy, as the copier reads and writes them: ``ObjectSource`` and ``ObjectDestination``.
 
 ``S3Client`` is both. Another backend (a local disk, say) would implement these for the listings
-(``listing.py``), the streamed copy (``copier.BatchCopy._copy``: GET, then ``_put_checked`` or
-``multipart.upload_parts``) and the ETag probe; the server-side copy, ACLs and the ACL probe stay S3's.
+(``listing.py``), the streamed copy (``copier.BatchCopy._copy``: GET, then ``_put_checked``,
+``parallel_parts`` with ranged GETs, or ``multipart.upload_parts``) and the ETag probe; the server-side copy, ACLs and the ACL probe stay S3's.
 """
 
 from __future__ import annotations
