@@ -118,14 +118,14 @@ def copy_through(
 
 
 def test_parts_go_in_parallel_behind_a_capped_connection_and_are_proven(rclone_source, rclone_destination):
-    """Behind 20 ms and 10 MB/s per connection, 5 parts: the copy takes less time than one connection
+    """Behind 20 ms and 5 MB/s per connection, 5 parts: the copy takes less time than one connection
     needs for the object's GET alone, over more connections than a sequential copy opens (a first
     GET, then one kept alive), and ends proven: the source's MD5 checked and stored as md5chksum."""
     source = new_bucket(rclone_source, "src")
     destination = new_bucket(rclone_destination, "dst")
     body = os.urandom(24 * MiB + 3)
     put(rclone_source, source, "video.mp4", body)
-    rate = 10 * MB
+    rate = 5 * MB
 
     with latency_proxy.running(
         [rclone_source.endpoint_url, rclone_destination.endpoint_url], delay_ms=20, rate_mb_s=rate / MB
