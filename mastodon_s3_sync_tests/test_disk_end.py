@@ -200,6 +200,27 @@ def test_get_and_head_state_what_mastodon_would_have_stored(tmp_path) -> None:
     assert run(disk.head("nothing.png")) is None
 
 
+def test_a_ranged_read_gives_its_part_and_refuses_a_changed_file(tmp_path) -> None:
+    """The parallel parts' ranged GETs (If-Match on the first read's ETag) on a file."""
+    body = bytes(range(256)) * 40
+    write(tmp_path, "video.mp4", body)
+    disk = end(tmp_path, hash_above=50)
+    md5 = hashlib.md5(body).hexdigest()
+
+    async def ranged(first: int, last: int, if_match: str | None):
+        async with disk.get("video.mp4", (first, last), if_match) as part:
+            return part.headers, bytes(await part.read_up_to(1 << 20)), await part.read_up_to(10)
+
+    headers, data, after = run(ranged(1000, 4999, f'"{md5}"'))
+    assert data == body[1000:5000] and after == b"", "exactly the range, nothing past it"
+    assert headers["content-range"] == f"bytes 1000-4999/{len(body)}" and headers["content-length"] == "4000"
+    assert headers["etag"] == md5
+    write(tmp_path, "video.mp4", body[::-1])  # rewritten between two ranges
+    with pytest.raises(S3Error) as refused:
+        run(ranged(5000, 9999, md5))
+    assert refused.value.status == 412
+
+
 def test_several_hosts_refuse_a_directory_destination(monkeypatch, tmp_path) -> None:
     """Each Celery host would write to its own disk; the compute logs' bucket is the destination's too."""
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_BUCKET", "dagster-logs")

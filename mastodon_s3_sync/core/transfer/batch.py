@@ -33,6 +33,10 @@ class TransferSettings:
     part_size: int = Tuning.part_size_megabytes * MiB
     memory_budget: int = Tuning.memory_megabytes * MiB
     """Bytes of object data held at once; bounds memory however large the objects are."""
+    large_object_bandwidth: float = 125e6
+    """Bytes/s (a 1 Gbit/s link) the parts of the large objects being copied aim for together: as many
+    parts in flight as that takes at the throughput measured per connection, within the byte budget
+    (``parallel_parts.lanes``)."""
     max_attempts: int = 5
     """Tries per request when it fails (5xx, network); a 4xx other than throttling fails at once."""
     max_throttled_attempts: int = 30

@@ -104,14 +104,18 @@ def mastodon_file_mode(umask: int) -> int:
 class _FileBody:
     """A file being read, as ``ends.SourceBody``."""
 
-    def __init__(self, file, headers: dict[str, str]):
+    def __init__(self, file, headers: dict[str, str], limit: int):
         self.file = file
         self.headers = headers
+        self.remaining = limit
+        """Bytes left to read (the file's, or its requested range's)."""
 
     async def read_chunks(self) -> list[Buffer]:
-        return [await asyncio.to_thread(self.file.read)]
+        return [await self.read_up_to(self.remaining)]
 
     async def read_up_to(self, size: int) -> bytearray:
+        size = min(size, self.remaining)
+
         def read() -> bytearray:
             buffer = bytearray(size)
             view, filled = memoryview(buffer), 0
@@ -119,6 +123,7 @@ class _FileBody:
                 filled += count
             del view
             del buffer[filled:]
+            self.remaining -= filled
             return buffer
 
         return await asyncio.to_thread(read)
@@ -234,8 +239,12 @@ class DiskEnd:
         return False
 
     @asynccontextmanager
-    async def get(self, key: str) -> AsyncIterator[_FileBody | None]:
-        """The file to read (with the headers Mastodon would have stored it with), or None."""
+    async def get(
+        self, key: str, byte_range: tuple[int, int] | None = None, if_match: str | None = None
+    ) -> AsyncIterator[_FileBody | None]:
+        """The file to read (with the headers Mastodon would have stored it with), or None; a
+        ``byte_range`` (first, last byte) reads that part only, and ``if_match`` answers 412 once the
+        file's MD5 is another (read again only when its size or mtime moved)."""
         self.requests["ReadFile"] += 1
         path = self.path_of(key)
         try:
@@ -246,10 +255,17 @@ class DiskEnd:
         try:
             size = os.fstat(file.fileno()).st_size
             headers = self._headers(key, size)
-            if size > self.hash_above:
-                headers["etag"] = await asyncio.to_thread(_md5_of_file, file)
-                file.seek(0)
-            yield _FileBody(file, headers)
+            if if_match is not None or size > self.hash_above:
+                headers["etag"] = (await asyncio.to_thread(self._size_and_md5, key, path))[1]
+            if if_match is not None and providers.normalized_etag(if_match) != headers["etag"]:
+                raise S3Error(412, "PreconditionFailed", "the file changed since it was first read", key)
+            limit = size
+            if byte_range is not None:
+                first, last = byte_range[0], min(byte_range[1], size - 1)
+                file.seek(first)
+                limit = last - first + 1
+                headers |= {"content-length": str(limit), "content-range": f"bytes {first}-{last}/{size}"}
+            yield _FileBody(file, headers, limit)
         finally:
             file.close()
 

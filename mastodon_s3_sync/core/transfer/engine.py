@@ -7,7 +7,8 @@ The engine, by concern (one module each):
 - ``proof.py``: the content-proof rules as pure functions: skip or copy again, what an ETag
   proves, how each copy is proven equal to its source (``Check``), the part layouts;
 - ``copier.py``: the batch copier: skip, GET and PUT, server-side copy, fallbacks, ACLs;
-- ``multipart.py``: streamed multipart uploads and server-side part copies;
+- ``parallel_parts.py``: large objects copied as parts in parallel (ranged GETs, UploadPart);
+- ``multipart.py``: multipart uploads (create, upload a part, complete), server-side part copies;
 - ``ends.py``: what the copier reads from (``ObjectSource``) and writes to (``ObjectDestination``):
   a bucket (``s3.py``) or a directory (``disk.py``);
 - ``uploads.py``: stale unfinished multipart uploads, found and aborted;
