@@ -129,7 +129,7 @@ def test_a_root_path_selects_a_directory(tmp_path) -> None:
     resources = configured(environ, only=("source_s3", "destination_s3"))
     source, destination = resources["source_s3"], resources["destination_s3"]
     assert (source.root, destination.root) == (tmp_path / "a", tmp_path)
-    assert destination.acl_permission() is None, "files have no ACLs"
+    assert destination.acl_permission() == "public-read", "file modes: private media 0600, the rest 0666 less the umask"
     assert source.full_key("accounts/avatars/x.png") == "accounts/avatars/x.png", "no key prefix on disk"
 
 

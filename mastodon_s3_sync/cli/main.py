@@ -116,7 +116,6 @@ def _print_url_change() -> None:
 def command_sync(arguments: argparse.Namespace) -> int:
     from mastodon_s3_sync.cli.progress import TerminalProgress, live_board
     from mastodon_s3_sync.core import settings
-    from mastodon_s3_sync.core.buckets import MediaDirectory
     from mastodon_s3_sync.core.progress import PROGRESS
     from mastodon_s3_sync.definitions.definitions import build_definitions
     from mastodon_s3_sync.execution.instance import ensure_dagster_home, in_process_instance
@@ -150,8 +149,7 @@ def command_sync(arguments: argparse.Namespace) -> int:
             table_progress=table_progress,
         )
         fix_all = arguments.assets if arguments.fix_acls else ()
-        to_directory = isinstance(resources["destination_s3"], MediaDirectory)  # files have no ACLs
-        refresh = ("media_attachments" in arguments.assets or fix_all) and not to_directory
+        refresh = "media_attachments" in arguments.assets or fix_all
         acls = refresh_acls_in_process(definitions, instance, fix_all) if refresh else None
     failed = False
     for result in results:
@@ -167,8 +165,6 @@ def command_sync(arguments: argparse.Namespace) -> int:
     if acls is not None:
         print(acl_summary(acls))
         failed = failed or acls.error is not None
-    elif to_directory:
-        print("ACLs: not applicable: the destination is a directory, and files have no ACLs")
     return EXIT_INCOMPLETE if failed else 0
 
 

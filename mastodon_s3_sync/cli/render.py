@@ -110,8 +110,6 @@ def verify_table_view(results: Sequence[TableVerification]) -> Table:
 
 
 def _acl_cell(result: TableVerification) -> str:
-    if not result.acl_applicable:
-        return "not applicable (disk)"
     if not result.acl_checked:
         return "not kept"
     return f"{result.acl_unreadable:,} not read" if result.acl_unreadable else "checked"

@@ -4,7 +4,8 @@ destination, the ACL and storage class. Field names follow dagster-aws's ``S3Res
 
 Either end may be a directory instead (``MediaDirectory``: Mastodon's ``PAPERCLIP_ROOT_PATH``,
 set as ``*_PAPERCLIP_ROOT_PATH``), which offers the same calls: no key prefix, no multipart
-uploads left behind, and no ACLs (``acl_permission`` is None: nothing to set or check).
+uploads left behind, and ACLs kept as file modes, as Mastodon's filesystem storage keeps them
+(``layout.file_mode``: private media ``0600 & ~umask``, the rest ``0666 & ~umask``).
 """
 
 from __future__ import annotations
@@ -254,7 +255,6 @@ class SourceDirectory(MediaDirectory):
 @dataclass(frozen=True)
 class DestinationDirectory(MediaDirectory):
     side: str = "DESTINATION"
-    permission: str = ""
     storage_class: None = None
 
     def check_access(self) -> None:
@@ -262,9 +262,10 @@ class DestinationDirectory(MediaDirectory):
         if not os.access(self.root, os.W_OK):
             raise ConfigError(f"{self.variable}: {self.root} is not writable by this user")
 
-    def acl_permission(self) -> None:
-        """Files have no ACLs: the web server serves what is there (Mastodon's own checks decide)."""
-        return None
+    def acl_permission(self) -> str:
+        """Public media are readable by the web server, and what Mastodon makes private
+        (``MediaTable.acl_for``) is given its private mode (``layout.file_mode``)."""
+        return providers.DEFAULT_PERMISSION
 
 
 MediaEnd = MediaBucket | MediaDirectory

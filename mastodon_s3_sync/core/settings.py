@@ -87,7 +87,9 @@ def _bucket_variables(side: str, section: str) -> list[Variable]:
                 "; read only"
                 if side == "SOURCE"
                 else "; files are written under a temporary name and renamed, with Paperclip's modes "
-                "(0666 and directories 0777, less the umask: 0644 and 0755 under umask 022), and have no ACLs"
+                "(0666 and directories 0777, less the umask: 0644 and 0755 under umask 022); what Mastodon keeps "
+                "private (media of suspended accounts and of deleted-but-kept statuses) is 0600 less the umask, "
+                "as Mastodon chmods it on disk, and `verify`, the ACL refresh and `--fix-acls` check and set these modes"
             ),
             resource,
             "paperclip_root_path",

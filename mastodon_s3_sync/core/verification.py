@@ -1,5 +1,6 @@
 """Verify: every referenced object that exists at the source is at the destination,
-with the source's size and content, Content-Type and Cache-Control, and the ACL Mastodon would set.
+with the source's size and content, Content-Type and Cache-Control (on a bucket: a file stores no
+headers), and the ACL Mastodon would set (on a directory: the file's mode, ``layout.file_mode``).
 
 An object counts as right only when its content is proven: equal plain-MD5 ETags or equal
 multipart ETags (from the listings, no extra request), else the destination's stated MD5
@@ -35,7 +36,6 @@ from mastodon_s3_sync.core.transfer.proof import different_content, etags_compar
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, with_retries
 from mastodon_s3_sync.core.transfer.s3 import ListedObject, ObjectHead, S3Client, S3Error
 
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 CHECKED_HEADERS = ("Content-Type", "Cache-Control")
 VERIFY_BATCH = 2000
 PROVE_COMMAND = "mastodon-s3-sync verify --deep"
@@ -72,9 +72,8 @@ class TableVerification:
     findings: list[Finding] = field(default_factory=list)
     on_finding: Callable[[Finding], None] | None = None
     acl_checked: bool = True
-    """Whether the destination keeps ACLs (``probe_acl_support``), so that they were checked."""
-    acl_applicable: bool = True
-    """False for a directory destination: files have no ACLs (nor stored headers) to check."""
+    """Whether the destination keeps ACLs (``probe_acl_support``; a directory's are file modes), so that
+    they were checked."""
     acl_unreadable: int = 0
     """Objects whose ACL could not be read (GetObjectAcl failed after its retries, or answered no policy)."""
     content_unproven: int = 0
@@ -122,7 +121,7 @@ class TableVerification:
 
 
 def acl_problem(expected_acl: str | None, grants: list[tuple[str, str]]) -> str | None:
-    public = any(who == ALL_USERS and permission in ("READ", "FULL_CONTROL") for who, permission in grants)
+    public = any(who == providers.ALL_USERS and permission in ("READ", "FULL_CONTROL") for who, permission in grants)
     if expected_acl == "public-read" and not public:
         return "expected public-read, the object is not readable by everyone"
     if expected_acl == providers.PRIVATE and public:
@@ -232,16 +231,15 @@ class _Verifier:
         )
         if content:
             return found(Problem.WRONG_CONTENT, content)
-        if heads is None:
-            return None
-        source_head, destination_head = heads
-        differing = [
-            f"{name}: {destination_head.headers.get(name)!r} instead of {source_head.headers.get(name)!r}"
-            for name in CHECKED_HEADERS
-            if source_head.headers.get(name) != destination_head.headers.get(name)
-        ]
-        if differing:
-            return found(Problem.WRONG_HEADERS, "; ".join(differing))
+        if heads is not None:
+            source_head, destination_head = heads
+            differing = [
+                f"{name}: {destination_head.headers.get(name)!r} instead of {source_head.headers.get(name)!r}"
+                for name in CHECKED_HEADERS
+                if source_head.headers.get(name) != destination_head.headers.get(name)
+            ]
+            if differing:
+                return found(Problem.WRONG_HEADERS, "; ".join(differing))
         if self.acl_supported and media_object.acl:
             grants = await self._grants(destination_key)
             if grants is None:
@@ -370,8 +368,7 @@ def verify_table(
         settings = TransferSettings(max_in_flight_per_endpoint=64)
         async with open_clients(source.engine_bucket(), destination.engine_bucket(), settings) as (src, dst):
             verifier = _Verifier(src, dst, source, destination, check_acl, thorough, deep)
-            result.acl_applicable = not isinstance(dst, DiskEnd)
-            if check_acl and thorough and result.acl_applicable:
+            if check_acl and thorough:
                 verifier.acl_supported = (await probe_acl_support(dst)).keeps_acls
             objects = referenced_objects(database, table, destination.acl_permission(), id_range)
             for batch in batched(objects, VERIFY_BATCH):

@@ -23,7 +23,6 @@ from dagster import (
 from pydantic import Field
 
 from mastodon_s3_sync.core.acl_refresh import MEDIA, AclRefresh, AclState, AclWrites, fix_all_acls, refresh_acls
-from mastodon_s3_sync.core.buckets import MediaDirectory
 from mastodon_s3_sync.core.errors import SyncError
 from mastodon_s3_sync.core.mastodon.tables import TABLES
 from mastodon_s3_sync.core.transfer.batch import TransferSettings
@@ -88,9 +87,6 @@ def refresh_acls_op(
     sync_tuning: SyncTuningResource,
 ):
     destination, database, tuning = destination_s3.client(), mastodon_db.client(), sync_tuning.client()
-    if isinstance(destination, MediaDirectory):
-        context.log.info(f"The destination is a directory ({destination.root}): files have no ACLs, none to refresh")
-        return
     settings = TransferSettings.tuned(tuning, None)
     key = state_key(destination)
     previous = AclState.loads(context.instance.run_storage.get_cursor_values({key}).get(key))

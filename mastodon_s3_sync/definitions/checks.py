@@ -69,7 +69,6 @@ def build_destination_check(table: str) -> AssetChecksDefinition:
                 **{problem.value: MetadataValue.int(counts[problem]) for problem in Problem},
                 "content_unproven": MetadataValue.int(result.content_unproven),
                 "acl_checked": MetadataValue.bool(result.acl_checked),
-                "acl_applicable": MetadataValue.bool(result.acl_applicable),
                 "acl_unreadable": MetadataValue.int(result.acl_unreadable),
                 "scope": MetadataValue.text(f"partition {context.partition_key}" if in_partition else "whole table"),
                 "problems": MetadataValue.md(problems_markdown(problems, len(problems))),

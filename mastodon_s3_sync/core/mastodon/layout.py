@@ -8,6 +8,8 @@ from __future__ import annotations
 import posixpath
 import re
 
+from mastodon_s3_sync.core.providers import PRIVATE
+
 ID_PARTITION_LIMIT = 1_000_000_000
 _THREE_DIGITS = re.compile(r"\d{3}")
 
@@ -117,3 +119,30 @@ def style_content_type(style: str, file_name: str, original_content_type: str | 
     if style == "original":
         return original_content_type or None
     return EXTENSION_CONTENT_TYPES.get(_ruby_extname(file_name).lower())
+
+
+PUBLIC_FILE_MODE = 0o666
+PRIVATE_FILE_MODE = 0o600
+_GROUP_OR_OTHER_READ = 0o044
+
+
+def file_mode(key: str, acl: str | None, umask: int) -> int:
+    """The mode Mastodon's filesystem storage gives the file at ``key`` (under ``PAPERCLIP_ROOT_PATH``)
+    whose ACL on S3 would be ``acl``: what a web server may serve is what Mastodon keeps private.
+
+    Paperclip writes every file ``0666 & ~umask`` (``flush_writes`` in kt-paperclip's
+    storage/filesystem.rb). Media made private is chmodded ``0600 & ~umask``:
+    ``SuspendAccountService#privatize_media_attachments!`` (suspension) and
+    ``UpdateMediaAttachmentsPermissionsService`` (``:private`` for the media of a status a moderator
+    deleted, ``:public``, ``0666 & ~umask``, on unsuspension), both on ``:filesystem`` storage.
+    Backups are private on S3 only (an ACL set at upload); on disk nothing chmods them and the web
+    server serves the users' downloads, so they keep ``0666 & ~umask``.
+    """
+    private = acl == PRIVATE and not key.startswith("backups/")
+    return (PRIVATE_FILE_MODE if private else PUBLIC_FILE_MODE) & ~umask
+
+
+def mode_is_private(mode: int) -> bool:
+    """Whether a file of this mode is private as Mastodon makes it (``file_mode``): readable by its
+    owner only, so neither the web server's group nor anyone else may read it."""
+    return not mode & _GROUP_OR_OTHER_READ

@@ -19,9 +19,9 @@ looked up together after the first pass (``listing.list_fallbacks``) and stay un
 ACLs: each item carries the ACL its PUT sends. Given ``fresh_acls``, the caller's source of current
 ACLs, no copy starts with an ACL older than ``TransferSettings.acl_max_age``: past it, the ACLs of
 the batch's unfinished items are asked for again. A skipped object (already at the destination)
-whose ACL must be ``private`` gets one PutObjectAcl, where the destination keeps ACLs
-(``probe_acl_support``, once per batch, on the first such object): it may have been put there
-public by another tool, or before a change.
+whose ACL must be ``private`` gets one PutObjectAcl (a chmod on a directory), where the destination
+keeps ACLs (``probe_acl_support``, once per batch, on the first such object): it may have been put
+there public by another tool, or before a change.
 """
 
 from __future__ import annotations
@@ -218,9 +218,9 @@ class BatchCopy:
 
     async def _make_private(self, result: ItemResult, item: CopyItem) -> None:
         """A skipped object that must be private is made so (one PutObjectAcl), where the destination
-        keeps ACLs: never on one that does not (rclone's server would take it for an empty PutObject), nor
-        on a directory (files have no ACLs)."""
-        if not isinstance(self.destination, S3Client) or await self._acl(item) != providers.PRIVATE:
+        keeps ACLs (a directory keeps them as file modes): never on one that does not (rclone's server would
+        take it for an empty PutObject)."""
+        if await self._acl(item) != providers.PRIVATE:
             return
         if self._acl_support is None:
             self._acl_support = asyncio.ensure_future(

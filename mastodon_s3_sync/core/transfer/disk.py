@@ -19,7 +19,10 @@ temporary files too, joined into one at completion. Paths never leave the root: 
 empty, ``.`` or ``..`` segment or a leading ``/`` is refused (``UnsafeKey``), and so is one whose
 path resolves outside the root through a symlink; listings follow no symlink out of the root.
 
-The server-side copy, ACLs and the ACL probe are S3's only: this end offers none of them.
+ACLs are file modes, as Mastodon's filesystem storage keeps them (``layout.file_mode``): a file is
+written with the mode of the canned ACL its PUT sends (``x-amz-acl``: ``private`` media ``0600 & ~umask``,
+the rest ``0666 & ~umask``), ``put_acl`` chmods it, and ``get_acl_grants`` reads the mode back as
+grants (readable by group or others: AllUsers READ). The server-side copy is S3's only.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import stat
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mastodon_s3_sync.core import providers
-from mastodon_s3_sync.core.mastodon.layout import CACHE_CONTROL
+from mastodon_s3_sync.core.mastodon.layout import CACHE_CONTROL, file_mode, mode_is_private
 from mastodon_s3_sync.core.transfer import proof
 from mastodon_s3_sync.core.transfer.http import Buffer
 from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter
@@ -94,13 +98,6 @@ def process_umask() -> int:
     return mask
 
 
-def mastodon_file_mode(umask: int) -> int:
-    """Paperclip's mode for a file it writes: ``0666 & ~umask`` (``flush_writes`` in kt-paperclip's
-    storage/filesystem.rb); directories are ``mkdir_p``'s, ``0777 & ~umask``. 0644 and 0755 under
-    the usual umask 022: readable by the web server."""
-    return 0o666 & ~umask
-
-
 class _FileBody:
     """A file being read, as ``ends.SourceBody``."""
 
@@ -132,6 +129,8 @@ class _FileBody:
 @dataclass
 class _Upload:
     path: Path
+    mode: int
+    """The joined file's (from the ACL the upload was started with)."""
     parts: dict[int, tuple[Path, bytes]]
     """Part number -> its temporary file and MD5."""
 
@@ -152,7 +151,9 @@ class DiskEnd:
         """Key -> (size, mtime in ns, MD5) of the expected keys listed: a HEAD after the listing reads nothing."""
         self.requests: Counter[str] = Counter()
         """File operations by kind, counted as an ``S3Client`` counts its requests."""
-        self.file_mode = mastodon_file_mode(process_umask())
+        self.umask = process_umask()
+        """Applied to the modes Mastodon gives files, as Paperclip applies the process's (directories:
+        ``mkdir_p``'s ``0777 & ~umask``)."""
         self._uploads: dict[str, _Upload] = {}
 
     # Paths ----------------------------------------------------------------------------------------
@@ -335,17 +336,22 @@ class DiskEnd:
 
     # Writing --------------------------------------------------------------------------------------
 
+    def _mode(self, key: str, headers: dict[str, str]) -> int:
+        """The mode Mastodon gives the file, from the canned ACL the copy sends (``x-amz-acl``)."""
+        return file_mode(key, headers.get("x-amz-acl"), self.umask)
+
     async def put(self, key: str, body: Buffer | list[Buffer], headers: dict[str, str]) -> str | None:
-        """Write the file atomically; its MD5 (as written) is the ETag."""
+        """Write the file atomically, with the mode of its ACL; its MD5 (as written) is the ETag."""
         self.requests["WriteFile"] += 1
         path = self.path_of(key)
         chunks = body if isinstance(body, list) else [body]
-        return await asyncio.to_thread(self._write, key, path, chunks, headers.get("Content-MD5"))
+        mode = self._mode(key, headers)
+        return await asyncio.to_thread(self._write, key, path, chunks, headers.get("Content-MD5"), mode)
 
-    def _write(self, key: str, path: Path, chunks: list[Buffer], content_md5: str | None) -> str:
+    def _write(self, key: str, path: Path, chunks: list[Buffer], content_md5: str | None, mode: int) -> str:
         temporary = self._temporary(path, key, "put")
         try:
-            md5 = self._write_temporary(temporary, chunks, key, content_md5)
+            md5 = self._write_temporary(temporary, chunks, key, content_md5, mode)
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)
@@ -359,8 +365,10 @@ class DiskEnd:
         self.path_of(key)  # a symlink may have appeared on the way
         return path.parent / f"{TEMPORARY_PREFIX}{what}-{uuid.uuid4().hex}"
 
-    def _write_temporary(self, temporary: Path, chunks: list[Buffer], key: str, content_md5: str | None) -> str:
-        """Write, hash, check the Content-MD5, fsync, set Mastodon's mode; the MD5 in hex."""
+    def _write_temporary(
+        self, temporary: Path, chunks: list[Buffer], key: str, content_md5: str | None, mode: int
+    ) -> str:
+        """Write, hash, check the Content-MD5, fsync, set ``mode``; the MD5 in hex."""
         digest = hashlib.md5()
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with open(descriptor, "wb") as file:
@@ -371,7 +379,7 @@ class DiskEnd:
                 raise S3Error(400, "BadDigest", "the bytes written are not the Content-MD5 sent", key)
             file.flush()
             os.fsync(file.fileno())
-            os.fchmod(file.fileno(), self.file_mode)
+            os.fchmod(file.fileno(), mode)
         return digest.hexdigest()
 
     async def delete(self, key: str) -> None:
@@ -382,7 +390,7 @@ class DiskEnd:
     async def create_multipart_upload(self, key: str, headers: dict[str, str]) -> str:
         self.requests["StartParts"] += 1
         upload_id = uuid.uuid4().hex
-        self._uploads[upload_id] = _Upload(self.path_of(key), {})
+        self._uploads[upload_id] = _Upload(self.path_of(key), self._mode(key, headers), {})
         return upload_id
 
     async def upload_part(
@@ -396,7 +404,7 @@ class DiskEnd:
         def write() -> str:
             temporary = self._temporary(upload.path, key, f"part-{upload_id}-{part_number}")
             try:
-                md5 = self._write_temporary(temporary, [body], key, content_md5)
+                md5 = self._write_temporary(temporary, [body], key, content_md5, upload.mode)
             except BaseException:
                 temporary.unlink(missing_ok=True)
                 raise
@@ -427,7 +435,7 @@ class DiskEnd:
                                 file.write(chunk)
                     file.flush()
                     os.fsync(file.fileno())
-                    os.fchmod(file.fileno(), self.file_mode)
+                    os.fchmod(file.fileno(), upload.mode)
                 os.replace(temporary, upload.path)
             except BaseException:
                 temporary.unlink(missing_ok=True)
@@ -443,6 +451,43 @@ class DiskEnd:
         upload = self._uploads.pop(upload_id, None)
         for temporary, _ in upload.parts.values() if upload else ():
             temporary.unlink(missing_ok=True)
+
+    # ACLs: file modes -------------------------------------------------------------------------------
+
+    async def put_acl(self, key: str, acl: str) -> bool:
+        """Give the file the mode of the canned ACL ``acl`` (one chmod, atomic); False when there is no
+        such file, as PutObjectAcl answers 404."""
+        self.requests["ChmodFile"] += 1
+        path = self.path_of(key)
+        mode = file_mode(key, acl, self.umask)
+
+        def chmod() -> bool:
+            try:
+                descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            try:
+                if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                    return False  # a directory or a device is no object
+                os.fchmod(descriptor, mode)
+                return True
+            finally:
+                os.close(descriptor)
+
+        return await asyncio.to_thread(chmod)
+
+    async def get_acl_grants(self, key: str) -> list[tuple[str, str]]:
+        """The file's mode as GetObjectAcl's grants: READ for AllUsers unless only its owner may read it
+        (``layout.mode_is_private``); ``NoSuchKey`` when there is no file."""
+        self.requests["StatFile"] += 1
+        path = self.path_of(key)
+        try:
+            status = await asyncio.to_thread(os.stat, path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise S3Error(404, "NoSuchKey", "there is no such file", key) from None
+        if not stat.S_ISREG(status.st_mode):
+            raise S3Error(404, "NoSuchKey", "there is no such file", key)
+        return [] if mode_is_private(status.st_mode) else [(providers.ALL_USERS, "READ")]
 
 
 def _md5_of_file(file) -> str:

@@ -1,8 +1,9 @@
 """The two ends of a copy, as the copier reads and writes them: ``ObjectSource`` and ``ObjectDestination``.
 
-``S3Client`` is both. Another backend (a local disk, say) would implement these for the listings
-(``listing.py``), the streamed copy (``copier.BatchCopy._copy``: GET, then ``_put_checked``,
-``parallel_parts`` with ranged GETs, or ``multipart.upload_parts``) and the ETag probe; the server-side copy, ACLs and the ACL probe stay S3's.
+``S3Client`` is both, and so is ``disk.DiskEnd``: these serve the listings (``listing.py``), the streamed
+copy (``copier.BatchCopy._copy``: GET, then ``_put_checked``, ``parallel_parts`` with ranged GETs, or
+``multipart.upload_parts``), the ETag probe and a skipped object made private (``put_acl``: a chmod on
+disk); the server-side copy stays S3's, and ``acl_support.probe_acl_support`` answers for either end.
 """
 
 from __future__ import annotations
@@ -62,3 +63,7 @@ class ObjectDestination(Listable, Protocol):
     async def complete_multipart_upload(self, key: str, upload_id: str, etags: list[str]) -> str | None: ...
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None: ...
+
+    async def put_acl(self, key: str, acl: str) -> bool:
+        """Set the object's canned ACL, its body untouched; False when there is no such object."""
+        ...
