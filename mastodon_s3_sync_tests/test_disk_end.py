@@ -10,6 +10,7 @@ import stat
 
 import pytest
 
+from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.mastodon.layout import CACHE_CONTROL
 from mastodon_s3_sync.core.transfer import proof
@@ -19,7 +20,6 @@ from mastodon_s3_sync.core.transfer.disk import (
     DiskRoot,
     UnsafeKey,
     key_segments,
-    mastodon_file_mode,
 )
 from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter
 from mastodon_s3_sync.core.transfer.listing import list_objects
@@ -66,11 +66,6 @@ def test_key_segments(key, segments) -> None:
             key_segments(key)
     else:
         assert key_segments(key) == segments
-
-
-@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
-def test_mastodon_file_mode(umask, mode) -> None:
-    assert mastodon_file_mode(umask) == mode
 
 
 def test_symlinks_out_of_the_root_are_refused_and_not_listed(tmp_path) -> None:
@@ -132,6 +127,69 @@ def test_put_is_atomic_with_mastodons_modes(tmp_path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
     assert os.listdir(path.parent) == ["z.png"], "no temporary file left"
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def mode_of(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_files_get_the_mode_of_their_acl_and_put_acl_chmods_them(tmp_path, umask_022) -> None:
+    """Private media 0600 as Mastodon chmods it on disk, backups and the rest 0644; a chmod sets the
+    mode of a file already there, and its grants read the mode back."""
+    disk = end(tmp_path)
+    private, public, backup = (
+        "media_attachments/files/1/original/a.png",
+        "accounts/avatars/a.png",
+        "backups/dumps/b.zip",
+    )
+    run(disk.put(private, [b"p"], {"x-amz-acl": "private"}))
+    run(disk.put(public, [b"q"], {"x-amz-acl": "public-read"}))
+    run(disk.put(backup, [b"b"], {"x-amz-acl": "private"}))
+
+    async def upload_private() -> None:
+        upload_id = await disk.create_multipart_upload("v/video.mp4", {"x-amz-acl": "private"})
+        etag = await disk.upload_part("v/video.mp4", upload_id, 1, b"v")
+        await disk.complete_multipart_upload("v/video.mp4", upload_id, [etag])
+
+    run(upload_private())
+    paths = {key: tmp_path.joinpath(*key.split("/")) for key in (private, public, backup, "v/video.mp4")}
+    assert {key: mode_of(path) for key, path in paths.items()} == {
+        private: 0o600, public: 0o644, backup: 0o644, "v/video.mp4": 0o600
+    }  # fmt: skip
+    public_grants = [(providers.ALL_USERS, "READ")]
+    assert [run(disk.get_acl_grants(key)) for key in (private, public, backup)] == [[], public_grants, public_grants]
+
+    assert run(disk.put_acl(public, "private")) and mode_of(paths[public]) == 0o600
+    assert run(disk.put_acl(private, "public-read")) and mode_of(paths[private]) == 0o644
+    assert run(disk.get_acl_grants(public)) == [] and run(disk.get_acl_grants(private)) == public_grants
+    paths[backup].chmod(0o640)  # readable by the web server's group: not private
+    assert run(disk.get_acl_grants(backup)) == public_grants
+    assert run(disk.put_acl(backup, "private")) and mode_of(paths[backup]) == 0o644, "backups are never chmodded"
+    assert not run(disk.put_acl("accounts/avatars/missing.png", "private")), "no such file, as a 404"
+    assert not run(disk.put_acl("accounts", "private")) and mode_of(tmp_path / "accounts") == 0o755, "no directory"
+    with pytest.raises(S3Error) as missing:
+        run(disk.get_acl_grants("accounts/avatars/missing.png"))
+    assert missing.value.code == "NoSuchKey"
+
+
+def test_put_acl_never_leaves_the_root(tmp_path, umask_022) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    write(outside, "secret/x.png", b"secret")
+    (outside / "secret" / "x.png").chmod(0o644)
+    root.mkdir()
+    (root / "escape").symlink_to(outside / "secret")
+    disk = end(root)
+    for key in ("escape/x.png", "../outside/secret/x.png"):
+        with pytest.raises(UnsafeKey):
+            run(disk.put_acl(key, "private"))
+    assert mode_of(outside / "secret" / "x.png") == 0o644
 
 
 def test_a_write_whose_bytes_are_not_the_content_md5_leaves_nothing(tmp_path) -> None:

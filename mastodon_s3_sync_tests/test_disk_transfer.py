@@ -16,7 +16,7 @@ import pytest
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.mastodon.layout import CACHE_CONTROL
 from mastodon_s3_sync.core.transfer.batch import CopyItem, Outcome
-from mastodon_s3_sync.core.transfer.disk import TEMPORARY_PREFIX, DiskRoot, mastodon_file_mode, process_umask
+from mastodon_s3_sync.core.transfer.disk import TEMPORARY_PREFIX, DiskRoot, process_umask
 from mastodon_s3_sync.core.transfer.engine import copy_batch, copy_batch_async
 from mastodon_s3_sync.core.tuning import MiB
 from mastodon_s3_sync_tests.support.acl import public_read
@@ -69,16 +69,19 @@ def test_bucket_to_directory_proves_every_byte_and_resumes(rclone_source, tmp_pa
     assert len(faulted) >= 8 and set(LARGE) <= faulted, "small and multipart copies both disturbed"
     assert {item.source_key for item in result.results if item.rejected_attempts} == faulted
     assert files_under(root) == bodies, "every byte the source's, and no temporary file left"
-    mode = mastodon_file_mode(process_umask())
+    mode = 0o666 & ~process_umask()  # Paperclip's, for a copy that sends no ACL
     for key in bodies:
         path = root / key
         assert stat.S_IMODE(path.stat().st_mode) == mode, key
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o777 & ~process_umask(), key
 
-    private = [dataclasses.replace(item, acl="private") for item in items]  # no ACL to assert on a file
+    private = [dataclasses.replace(item, acl="private") for item in items]  # now private: Mastodon's chmod
     again = copy_batch(source, DiskRoot(str(root)), private, SETTINGS)
     assert {item.outcome for item in again.results} == {Outcome.SKIPPED}, [i.error for i in again.results]
-    assert not any(item.acl_fixed for item in again.results)
+    assert all(item.acl_fixed for item in again.results), "each file made private where it is"
+    assert {key: stat.S_IMODE((root / key).stat().st_mode) for key in bodies} == dict.fromkeys(
+        bodies, 0o600 & ~process_umask()
+    )
     assert "GetObject" not in again.requests, "a listing and local reads decide: nothing downloaded"
 
     changed, short = "media/001/original/x.png", "media/002/original/x.png"

@@ -953,3 +953,36 @@ def test_only_the_legacy_favicon_ico_is_optional() -> None:
         "32": False,
         "48": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "acl", "umask", "mode"),
+    [
+        # Paperclip writes 0666 & ~umask; Mastodon chmods private media 0600 & ~umask on disk
+        ("media_attachments/files/000/000/001/original/a.png", "private", 0o022, 0o600),
+        ("media_attachments/files/000/000/001/small/a.png", "private", 0o002, 0o600),
+        ("cache/media_attachments/files/000/000/001/original/a.png", "private", 0o022, 0o600),
+        ("media_attachments/files/000/000/001/original/a.png", "public-read", 0o022, 0o644),
+        ("media_attachments/files/000/000/001/original/a.png", "public-read", 0o002, 0o664),
+        ("media_attachments/files/000/000/001/original/a.png", None, 0o022, 0o644),
+        ("accounts/avatars/000/000/001/original/a.png", "public-read", 0o077, 0o600),
+        ("accounts/avatars/000/000/001/original/a.png", "private", 0o022, 0o600),
+        ("media_attachments/files/000/000/001/original/a.png", "private", 0o177, 0o600),
+        ("media_attachments/files/000/000/001/original/a.png", "private", 0o277, 0o400),
+        # backups: private on S3 only, never chmodded on disk (nginx serves the downloads)
+        ("backups/dumps/000/000/001/original/archive.zip", "private", 0o022, 0o644),
+        ("backups/dumps/000/000/001/original/archive.zip", "private", 0o002, 0o664),
+        ("backups/dumps/000/000/001/original/archive.zip", None, 0o022, 0o644),
+        ("cache/backups/x.zip", "private", 0o022, 0o600),
+    ],
+)
+def test_file_mode(key, acl, umask, mode) -> None:
+    assert layout.file_mode(key, acl, umask) == mode
+
+
+@pytest.mark.parametrize(
+    ("mode", "private"),
+    [(0o600, True), (0o400, True), (0o700, True), (0o644, False), (0o640, False), (0o604, False), (0o664, False)],
+)
+def test_mode_is_private(mode, private) -> None:
+    assert layout.mode_is_private(mode) is private
