@@ -164,13 +164,13 @@ def test_files_get_the_mode_of_their_acl_and_put_acl_chmods_them(tmp_path, umask
         private: 0o600, public: 0o644, backup: 0o644, "v/video.mp4": 0o600
     }  # fmt: skip
     public_grants = [(providers.ALL_USERS, "READ")]
-    assert [run(disk.get_acl_grants(key)) for key in (private, public, backup)] == [[], public_grants, public_grants]
+    assert [run(disk.get_acl_grants(key)) for key in (private, public, backup)] == [[], public_grants, []]
 
     assert run(disk.put_acl(public, "private")) and mode_of(paths[public]) == 0o600
     assert run(disk.put_acl(private, "public-read")) and mode_of(paths[private]) == 0o644
     assert run(disk.get_acl_grants(public)) == [] and run(disk.get_acl_grants(private)) == public_grants
-    paths[backup].chmod(0o640)  # readable by the web server's group: not private
-    assert run(disk.get_acl_grants(backup)) == public_grants
+    paths[public].chmod(0o640)  # readable by the web server's group: not private
+    assert run(disk.get_acl_grants(public)) == public_grants
     assert run(disk.put_acl(backup, "private")) and mode_of(paths[backup]) == 0o644, "backups are never chmodded"
     assert not run(disk.put_acl("accounts/avatars/missing.png", "private")), "no such file, as a 404"
     assert not run(disk.put_acl("accounts", "private")) and mode_of(tmp_path / "accounts") == 0o755, "no directory"

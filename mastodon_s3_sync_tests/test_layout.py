@@ -986,3 +986,17 @@ def test_file_mode(key, acl, umask, mode) -> None:
 )
 def test_mode_is_private(mode, private) -> None:
     assert layout.mode_is_private(mode) is private
+
+
+@pytest.mark.parametrize(
+    ("key", "mode", "private"),
+    [
+        ("media_attachments/files/000/000/001/original/a.png", 0o600, True),
+        ("media_attachments/files/000/000/001/original/a.png", 0o644, False),
+        ("cache/accounts/avatars/000/000/001/original/a.png", 0o640, False),
+        ("backups/dumps/000/000/001/original/archive.zip", 0o644, True),  # what Mastodon leaves it
+        ("backups/dumps/000/000/001/original/archive.zip", 0o600, True),
+    ],
+)
+def test_file_is_private(key, mode, private) -> None:
+    assert layout.file_is_private(key, mode) is private

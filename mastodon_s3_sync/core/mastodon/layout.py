@@ -124,6 +124,8 @@ def style_content_type(style: str, file_name: str, original_content_type: str | 
 PUBLIC_FILE_MODE = 0o666
 PRIVATE_FILE_MODE = 0o600
 _GROUP_OR_OTHER_READ = 0o044
+_NEVER_CHMODDED = "backups/"
+"""Backups: private on S3 by an ACL set at upload; on disk Mastodon never chmods them."""
 
 
 def file_mode(key: str, acl: str | None, umask: int) -> int:
@@ -138,7 +140,7 @@ def file_mode(key: str, acl: str | None, umask: int) -> int:
     Backups are private on S3 only (an ACL set at upload); on disk nothing chmods them and the web
     server serves the users' downloads, so they keep ``0666 & ~umask``.
     """
-    private = acl == PRIVATE and not key.startswith("backups/")
+    private = acl == PRIVATE and not key.startswith(_NEVER_CHMODDED)
     return (PRIVATE_FILE_MODE if private else PUBLIC_FILE_MODE) & ~umask
 
 
@@ -146,3 +148,10 @@ def mode_is_private(mode: int) -> bool:
     """Whether a file of this mode is private as Mastodon makes it (``file_mode``): readable by its
     owner only, so neither the web server's group nor anyone else may read it."""
     return not mode & _GROUP_OR_OTHER_READ
+
+
+def file_is_private(key: str, mode: int) -> bool:
+    """The reverse of ``file_mode``: whether the file at ``key`` stands for a private object. A backup
+    always does (its mode says nothing: Mastodon leaves it ``0666 & ~umask``), any other file when
+    ``mode_is_private``."""
+    return key.startswith(_NEVER_CHMODDED) or mode_is_private(mode)

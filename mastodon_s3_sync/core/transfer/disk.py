@@ -22,7 +22,7 @@ path resolves outside the root through a symlink; listings follow no symlink out
 ACLs are file modes, as Mastodon's filesystem storage keeps them (``layout.file_mode``): a file is
 written with the mode of the canned ACL its PUT sends (``x-amz-acl``: ``private`` media ``0600 & ~umask``,
 the rest ``0666 & ~umask``), ``put_acl`` chmods it, and ``get_acl_grants`` reads the mode back as
-grants (readable by group or others: AllUsers READ). The server-side copy is S3's only.
+grants (readable by group or others: AllUsers READ; a backup reads as private whatever its mode). The server-side copy is S3's only.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mastodon_s3_sync.core import providers
-from mastodon_s3_sync.core.mastodon.layout import CACHE_CONTROL, file_mode, mode_is_private
+from mastodon_s3_sync.core.mastodon.layout import CACHE_CONTROL, file_is_private, file_mode
 from mastodon_s3_sync.core.transfer import proof
 from mastodon_s3_sync.core.transfer.http import Buffer
 from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter
@@ -477,8 +477,9 @@ class DiskEnd:
         return await asyncio.to_thread(chmod)
 
     async def get_acl_grants(self, key: str) -> list[tuple[str, str]]:
-        """The file's mode as GetObjectAcl's grants: READ for AllUsers unless only its owner may read it
-        (``layout.mode_is_private``); ``NoSuchKey`` when there is no file."""
+        """The file's mode as GetObjectAcl's grants: READ for AllUsers unless it stands for a private
+        object (``layout.file_is_private``: only its owner may read it, or a backup); ``NoSuchKey`` when
+        there is no file."""
         self.requests["StatFile"] += 1
         path = self.path_of(key)
         try:
@@ -487,7 +488,7 @@ class DiskEnd:
             raise S3Error(404, "NoSuchKey", "there is no such file", key) from None
         if not stat.S_ISREG(status.st_mode):
             raise S3Error(404, "NoSuchKey", "there is no such file", key)
-        return [] if mode_is_private(status.st_mode) else [(providers.ALL_USERS, "READ")]
+        return [] if file_is_private(key, status.st_mode) else [(providers.ALL_USERS, "READ")]
 
 
 def _md5_of_file(file) -> str:
