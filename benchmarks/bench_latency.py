@@ -157,7 +157,9 @@ def settled_rates(run: Run) -> list[float]:
 def throttle_bound(run: Run, rate: float) -> float:
     """Objects/s a provider letting ``rate`` requests/s through per endpoint allows, given the requests
     per object each endpoint took."""
-    busiest = max((listener["requests"] - listener["refused"]) / run.objects for listener in run.extra["proxy"]["listeners"])
+    busiest = max(
+        (listener["requests"] - listener["refused"]) / run.objects for listener in run.extra["proxy"]["listeners"]
+    )
     return rate / busiest
 
 
@@ -212,7 +214,10 @@ def small(arguments, stack: ExitStack) -> list[dict]:
         for name, in_flight, run in run_rounds(arguments, throttled, work, options, label, arguments.slowdown_timeout):
             rows.append(
                 row(name, in_flight, run, arguments.slowdown_delay_ms)
-                | {"settled": settled_rates(run), "bound_objects_per_second": throttle_bound(run, arguments.slowdown_rps)}
+                | {
+                    "settled": settled_rates(run),
+                    "bound_objects_per_second": throttle_bound(run, arguments.slowdown_rps),
+                }
             )
     return rows
 
