@@ -153,9 +153,10 @@ def healthy(arguments, stack, work: Path, database_url: str, rclone_s3_server) -
     (root / "verify-destination").symlink_to(root / "verify-source")
     os.environ["RCLONE_COPY_LINKS"] = "true"  # rclone_s3_server passes the environment on to rclone
     loaded = 0
+    previous: tuple[int, int, VerifyRun] | None = None
     print(
         f"{'rows':>9} {'objects':>9} {'seed s':>6} {'seconds':>8} {'objects/s':>9} {'verify ms/obj':>13} "
-        f"{'servers ms/obj':>14} {'peak RSS MB':>11} {'RSS kB/1000 obj':>15} {'2M rows, servers elsewhere':>26}"
+        f"{'servers ms/obj':>14} {'2M rows, servers elsewhere':>26} {'peak RSS MB':>11} {'RSS kB/1000 obj':>15}"
     )
     for rows in sorted(int(size) for size in arguments.rows.split(",")):
         seeding = time.monotonic()
@@ -191,18 +192,37 @@ def healthy(arguments, stack, work: Path, database_url: str, rclone_s3_server) -
             }
             run = run_verify(environment)
         assert run.exit_code == 0 and run.lines[-1:] == ["verified: complete"], run.lines[-5:]
-        verify_ms, servers_ms = 1000 * run.cpu_seconds / objects, 1000 * run.server_cpu_seconds / objects
-        projected = PROJECTED_ROWS * objects / rows * verify_ms / 1000 / 60
         growth = run.rss_growth
         print(
-            f"{rows:>9,} {objects:>9,} {seeded:>6.0f} {run.seconds:>8.1f} {objects / run.seconds:>9,.0f} "
-            f"{verify_ms:>13.3f} {servers_ms:>14.3f} {run.peak_rss / 1e6:>11.0f} "
-            f"{'n/a' if growth is None else f'{growth:.2f}':>15} {f'{projected:.1f} min':>26}",
+            f"{rows:>9,} {objects:>9,} {seeded:>6.0f} {_figures(rows, objects, run.seconds, run.cpu_seconds, run.server_cpu_seconds)} "
+            f"{run.peak_rss / 1e6:>11.0f} {'n/a' if growth is None else f'{growth:.2f}':>15}",
             flush=True,
         )
+        if previous:  # the difference between two sizes: verify's start (imports, plan query) left out
+            rows_before, objects_before, before = previous
+            figures = _figures(
+                rows - rows_before,
+                objects - objects_before,
+                run.seconds - before.seconds,
+                run.cpu_seconds - before.cpu_seconds,
+                run.server_cpu_seconds - before.server_cpu_seconds,
+            )
+            print(f"{'the ' + format(objects - objects_before, ',') + ' more':>26} {figures}", flush=True)
+        previous = rows, objects, run
         assert growth is None or growth <= FLAT_KB_PER_1000, (
             f"RSS grows {growth:.2f} kB per 1,000 objects: {run.rss_samples}"
         )
+
+
+def _figures(rows: int, objects: int, seconds: float, cpu_seconds: float, server_cpu_seconds: float) -> str:
+    """Seconds, objects/s, verify's and the servers' CPU per object, and how long ``PROJECTED_ROWS``
+    would take with verify's CPU alone (the servers elsewhere, on one core: verify runs on one thread)."""
+    verify_ms, servers_ms = 1000 * cpu_seconds / objects, 1000 * server_cpu_seconds / objects
+    projected = PROJECTED_ROWS * objects / rows * verify_ms / 1000 / 60
+    return (
+        f"{seconds:>8.1f} {objects / seconds:>9,.0f} {verify_ms:>13.3f} {servers_ms:>14.3f} "
+        f"{f'{projected:.1f} min':>26}"
+    )
 
 
 def main() -> None:
