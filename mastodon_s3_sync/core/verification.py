@@ -37,10 +37,12 @@ from mastodon_s3_sync.core.transfer.s3 import ListedObject, ObjectHead, S3Client
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 CHECKED_HEADERS = ("Content-Type", "Cache-Control")
 VERIFY_BATCH = 2000
-CHECKS_IN_FLIGHT = 64
+IN_FLIGHT_PER_ENDPOINT = 64
+CHECKS_IN_FLIGHT = 2 * IN_FLIGHT_PER_ENDPOINT
 """Objects checked at once, each by one coroutine that sends its requests one after the other (the
-source's HEAD, then the destination's): a fixed set of coroutines per batch rather than a task per
-object and another per HEAD, whose creation and scheduling cost as much CPU as the HEADs."""
+source's HEAD, then the destination's), so about ``IN_FLIGHT_PER_ENDPOINT`` at each end: against a
+provider's latency the requests in flight bound the rate. A fixed set of coroutines per batch rather
+than a task per object and another per HEAD, whose creation and scheduling cost as much CPU as the HEADs."""
 PROVE_COMMAND = "mastodon-s3-sync verify --deep"
 
 
@@ -350,7 +352,7 @@ def verify_table(
     result = TableVerification(table.name, on_finding=on_finding)
 
     async def run() -> None:
-        settings = TransferSettings(max_in_flight_per_endpoint=64)
+        settings = TransferSettings(max_in_flight_per_endpoint=IN_FLIGHT_PER_ENDPOINT)
         async with open_clients(source.engine_bucket(), destination.engine_bucket(), settings) as (src, dst):
             verifier = _Verifier(src, dst, source, destination, check_acl, thorough, deep)
             if check_acl and thorough:
