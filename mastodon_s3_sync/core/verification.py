@@ -38,6 +38,12 @@ from mastodon_s3_sync.core.transfer.s3 import ListedObject, ObjectHead, S3Client
 
 CHECKED_HEADERS = ("Content-Type", "Cache-Control")
 VERIFY_BATCH = 2000
+IN_FLIGHT_PER_ENDPOINT = 64
+CHECKS_IN_FLIGHT = 2 * IN_FLIGHT_PER_ENDPOINT
+"""Objects checked at once, each by one coroutine that sends its requests one after the other (the
+source's HEAD, then the destination's), so about ``IN_FLIGHT_PER_ENDPOINT`` at each end: against a
+provider's latency the requests in flight bound the rate. A fixed set of coroutines per batch rather
+than a task per object and another per HEAD, whose creation and scheduling cost as much CPU as the HEADs."""
 PROVE_COMMAND = "mastodon-s3-sync verify --deep"
 
 
@@ -149,7 +155,6 @@ class _Verifier:
         self.check_acl = check_acl
         self.acl_supported = False
         """Set from ``probe_acl_support`` before the first batch, when ACLs are checked."""
-        self.gate = asyncio.Semaphore(32)
 
     async def verify(self, objects: Sequence[MediaObject], result: TableVerification) -> None:
         source_keys = [self.source_bucket.full_key(o.key) for o in objects]
@@ -193,21 +198,21 @@ class _Verifier:
                     return (*fallback, *fallbacks[fallback])
             return source_key, destination_key, source, destination_listed.get(destination_key)
 
-        await asyncio.gather(
-            *(
-                self._check(o, *located(o, source_key, destination_key), comparable, result)
-                for o, source_key, destination_key in zip(objects, source_keys, destination_keys)
-            )
-        )
+        checks = zip(objects, source_keys, destination_keys)
+
+        async def checker() -> None:
+            for o, source_key, destination_key in checks:
+                await self._check(o, *located(o, source_key, destination_key), comparable, result)
+
+        await asyncio.gather(*(checker() for _ in range(min(CHECKS_IN_FLIGHT, len(objects)))))
 
     async def _check(self, media_object, source_key, destination_key, source, destination, comparable, result):
-        async with self.gate:
-            if source is None and media_object.optional:
-                result.absent_optional += 1
-                return
-            finding = await self._finding(
-                media_object, source_key, destination_key, source, destination, comparable, result
-            )
+        if source is None and media_object.optional:
+            result.absent_optional += 1
+            return
+        finding = await self._finding(
+            media_object, source_key, destination_key, source, destination, comparable, result
+        )
         if finding is not None:
             result.add(finding)
 
@@ -251,9 +256,9 @@ class _Verifier:
         return None
 
     async def _heads(self, source_key: str, destination_key: str) -> tuple[ObjectHead | None, ObjectHead | None]:
-        return await asyncio.gather(
-            _retried(lambda: self.source.head(source_key)), _retried(lambda: self.destination.head(destination_key))
-        )
+        """The source's HEAD, then the destination's: in turn, as ``CHECKS_IN_FLIGHT`` says why."""
+        source_head = await _retried(lambda: self.source.head(source_key))
+        return source_head, await _retried(lambda: self.destination.head(destination_key))
 
     async def _content_problem(
         self, source_key, destination_key, source: ListedObject, destination: ListedObject, comparable, heads, result
@@ -365,7 +370,7 @@ def verify_table(
     result = TableVerification(table.name, on_finding=on_finding)
 
     async def run() -> None:
-        settings = TransferSettings(max_in_flight_per_endpoint=64)
+        settings = TransferSettings(max_in_flight_per_endpoint=IN_FLIGHT_PER_ENDPOINT)
         async with open_clients(source.engine_bucket(), destination.engine_bucket(), settings) as (src, dst):
             verifier = _Verifier(src, dst, source, destination, check_acl, thorough, deep)
             if check_acl and thorough:
