@@ -1,4 +1,4 @@
-"""The batch copier: one batch of items, ``concurrency`` at a time, each skipped, copied or found missing.
+"""The batch copier: one batch of items, as many at a time as the limiters allow, each skipped, copied or found missing.
 
 The batch starts with the listings (``listing.py``), from which ``proof.decide`` says, item by item,
 whether the destination already has it. A new object costs one GET and one PUT (``_copy``), the
@@ -45,7 +45,7 @@ from mastodon_s3_sync.core.transfer.batch import (
     describe_error,
 )
 from mastodon_s3_sync.core.transfer.budget import ByteBudget
-from mastodon_s3_sync.core.transfer.http import Buffer, ConnectionLost
+from mastodon_s3_sync.core.transfer.http import MOST_UNREAD, Buffer, ConnectionLost
 from mastodon_s3_sync.core.transfer.listing import list_fallbacks, list_objects
 from mastodon_s3_sync.core.transfer.proof import Check, Decision
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, BodyLengthMismatch, ContentMismatch, with_retries
@@ -92,7 +92,7 @@ class BatchCopy:
         self._acl_support: asyncio.Future[AclSupport] | None = None
 
     async def run(self, items: Sequence[CopyItem]) -> BatchResult:
-        """List what the destination has, then copy with ``concurrency`` workers."""
+        """List what the destination has, then copy (``_in_workers``)."""
         self.destination_listed = await self._list("destination", self.destination, [i.destination_key for i in items])
         present = [item.source_key for item in items if item.destination_key in self.destination_listed]
         self.source_listed = await self._list("source", self.source, present)
@@ -146,15 +146,17 @@ class BatchCopy:
         )
 
     async def _in_workers(self, handle: Callable[[int], Awaitable[None]], positions: Sequence[int]) -> None:
-        """``handle`` every position, ``concurrency`` at a time."""
+        """``handle`` every position, as many at a time as the endpoints' limiters let requests be in flight
+        (workers up to ``max_in_flight_per_endpoint``: a worker waiting for a slot holds no bytes)."""
         pending = iter(positions)
 
         async def worker() -> None:
             for position in pending:
                 await handle(position)
 
+        most = max(self.settings.concurrency, self.settings.max_in_flight_per_endpoint)
         async with asyncio.TaskGroup() as workers:
-            for _ in range(min(self.settings.concurrency, len(positions))):
+            for _ in range(min(most, len(positions))):
                 workers.create_task(worker())
 
     async def _lookup_fallbacks(
@@ -285,8 +287,9 @@ class BatchCopy:
     # Through here: GET, then PUT or a multipart upload ------------------------------------------
 
     async def _copy(self, source_key: str, destination_key: str, acl: str | None) -> tuple[int, Check]:
-        """GET, then PUT the body with the GET's headers, or stream it through a multipart upload."""
-        async with self.source.get(source_key) as response:
+        """GET, then PUT the body with the GET's headers, or stream it through a multipart upload. What the
+        GET's response may buffer unread is reserved before it is sent (``budget.py``)."""
+        async with self.budget.reserve(MOST_UNREAD) as held, self.source.get(source_key) as response:
             if response is None:
                 raise _SourceMissing()
             size = int(response.headers.get("content-length", -1))
@@ -312,18 +315,18 @@ class BatchCopy:
                     source_etag,
                     source_md5,
                 )
-            async with self.budget.reserve(size):
-                try:
-                    chunks = await response.read_chunks()
-                except ConnectionLost as error:
-                    raise BodyLengthMismatch(f"GET {source_key}: body cut short ({error})") from error
-                received = sum(len(chunk) for chunk in chunks)
-                if received != size:
-                    raise BodyLengthMismatch(f"GET {source_key}: {received} bytes, Content-Length {size}")
-                if not self.verify:
-                    await self.destination.put(destination_key, chunks, headers)
-                    return size, Check.SIZE
-                return size, await self._put_checked(destination_key, chunks, headers, source_md5)
+            await held.resize(size)
+            try:
+                chunks = await response.read_chunks()
+            except ConnectionLost as error:
+                raise BodyLengthMismatch(f"GET {source_key}: body cut short ({error})") from error
+            received = sum(len(chunk) for chunk in chunks)
+            if received != size:
+                raise BodyLengthMismatch(f"GET {source_key}: {received} bytes, Content-Length {size}")
+            if not self.verify:
+                await self.destination.put(destination_key, chunks, headers)
+                return size, Check.SIZE
+            return size, await self._put_checked(destination_key, chunks, headers, source_md5)
 
     async def _put_checked(
         self, key: str, chunks: list[Buffer], headers: dict[str, str], source_md5: str | None

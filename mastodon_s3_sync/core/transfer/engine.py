@@ -33,7 +33,7 @@ async def open_clients(source: Bucket, destination: Bucket, settings: TransferSe
     """Two S3 clients sharing one connection pool; their limiters live as long as they do."""
 
     def new_limiter() -> EndpointLimiter:
-        return EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second)
+        return EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second, settings.concurrency)
 
     pool = ConnectionPool()
     source_limiter = new_limiter()

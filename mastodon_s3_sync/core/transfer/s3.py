@@ -303,8 +303,20 @@ class S3Client:
 
     @asynccontextmanager
     async def get(self, key: str) -> AsyncIterator[Response | None]:
-        """GetObject with the body left to stream (the caller reads what it wants); None if there is no such key."""
+        """GetObject with the body left to stream (the caller reads what it wants); None if there is no such key.
+
+        The request's slot is free again once the whole body has arrived, read or not: a copy's PUT then
+        waits for a slot of its own, never for one its GET holds (on an endpoint that is both ends)."""
         response, epoch = await self._send("GetObject", "GET", key, None, None, None)
+        released = False
+
+        def free_slot() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.limiter.release()
+
+        response.when_complete(free_slot)
         try:
             if response.status != 200:
                 error = self._error(response, await response.read(), key, epoch)
@@ -316,7 +328,7 @@ class S3Client:
                 yield response
         finally:
             response.release()
-            self.limiter.release()
+            free_slot()
 
     async def list_page(
         self, prefix: str, start_after: str | None, continuation_token: str | None, max_keys: int = 1000

@@ -1,0 +1,119 @@
+"""How many requests an endpoint may have in flight: the control law, as pure logic (no clock, no I/O).
+
+Over a network, objects/s are bounded by requests in flight / (round trips per object x latency):
+64 requests at 100 ms allow 320 requests/s whatever the CPU could do. So the limit grows while
+growing it pays, and only then. ``EndpointLimiter`` counts the endpoint's completions in windows
+(``window_size`` of them, after a warm-up of ``warm_up`` completions that lets the requests
+sent under the old limit drain) and hands each window to ``InFlightControl.decide``:
+
+- **Startup**: the limit doubles while the completions per second rise with it (at least half
+  of the added requests show up as throughput, ``GAIN``). The first doubling that does not pay
+  is undone: the bottleneck is then the CPU or the server, not the latency.
+- **Probe**: after ``HOLD_WINDOWS`` windows at the limit found, one step of ``PROBE_STEP`` is
+  tried again (the latency or the load may have changed), kept only if it pays.
+- **Throttled** (503 SlowDown, 429): the limit halves, then grows back by one per window of
+  ``limit`` completions (AIMD, as TCP does) up to where it was, then probes as above.
+
+A window in which requests did not wait for a slot says nothing about the limit (the work, not
+the limit, set the pace): the limit holds and no baseline is taken from it. The limit never
+goes below one, above ``ceiling`` (a setting, so a small provider is not flooded), nor below
+``start`` but by a throttle: the starting value is today's fixed one, which loopback copies reach
+their CPU's limit with.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+GAIN = 0.5
+"""The share of a step's added requests that must show up as completions per second for the step to stay."""
+PROBE_STEP = 1.25
+HOLD_WINDOWS = 10
+WINDOW_SECONDS = 0.2
+"""A window lasts at least this long, so that timer noise does not decide."""
+
+
+class Phase(enum.Enum):
+    STARTUP = "startup"
+    HOLD = "hold"
+    PROBE = "probe"
+    RECOVER = "recover"
+    """Growing back by one per window after a throttle."""
+
+
+@dataclass(frozen=True)
+class Window:
+    completions: int
+    seconds: float
+    saturated: bool
+    """Requests waited for a slot during the window: the limit set the pace."""
+
+    @property
+    def rate(self) -> float:
+        return self.completions / max(self.seconds, 1e-9)
+
+
+class InFlightControl:
+    def __init__(self, start: int, ceiling: int):
+        self.ceiling = max(1, ceiling)
+        self.floor = min(max(1, start), self.ceiling)
+        self.limit = float(self.floor)
+        self.phase = Phase.STARTUP
+        self.base: tuple[float, float] | None = None
+        """(limit, completions/s) before the step being tried."""
+        self.held = 0
+        self.recover_to = 0.0
+
+    @property
+    def allowed(self) -> int:
+        return max(1, int(self.limit))
+
+    def warm_up(self) -> int:
+        """Completions ignored after a change: the requests sent under the old limit."""
+        return self.allowed if self.phase in (Phase.STARTUP, Phase.PROBE) else 0
+
+    def window_size(self) -> int:
+        """Completions measured per window (at least ``WINDOW_SECONDS`` of them, which the limiter sees to)."""
+        return max(8, 2 * self.allowed)
+
+    def decide(self, window: Window) -> int:
+        """The limit for the next window, given the last one's completions."""
+        if self.phase is Phase.RECOVER:
+            self.limit = min(self.recover_to, self.limit + window.completions / self.limit)
+            if self.limit >= self.recover_to:
+                self._hold()
+        elif self.phase is Phase.HOLD:
+            self.held -= window.saturated
+            if self.held <= 0 and self.limit < self.ceiling:
+                self._step(window.rate, PROBE_STEP, Phase.PROBE)
+        elif self.base is None:  # no step being tried (the first window)
+            if window.saturated:
+                self._step(window.rate, self._factor(), self.phase)
+        elif window.saturated and window.rate >= self.base[1] * (1 + GAIN * (self.limit / self.base[0] - 1)):
+            if self.limit >= self.ceiling:
+                self._hold()
+            else:
+                self._step(window.rate, self._factor(), self.phase)
+        else:  # the step did not pay, or its room went unused: back to the limit before it
+            self.limit = self.base[0]
+            self._hold()
+        return self.allowed
+
+    def throttled(self) -> int:
+        """The provider asked to slow down (once per window of requests, the limiter sees to that)."""
+        self.recover_to = max(self.floor, self.limit) if self.phase is not Phase.RECOVER else self.recover_to
+        self.limit = max(1.0, self.limit / 2)
+        self.phase, self.base = Phase.RECOVER, None
+        return self.allowed
+
+    def _step(self, rate: float, factor: float, phase: Phase) -> None:
+        self.base = (self.limit, rate)
+        self.limit = min(float(self.ceiling), max(self.limit + 1, self.limit * factor))
+        self.phase = phase
+
+    def _factor(self) -> float:
+        return 2.0 if self.phase is Phase.STARTUP else PROBE_STEP
+
+    def _hold(self) -> None:
+        self.phase, self.base, self.held = Phase.HOLD, None, HOLD_WINDOWS
