@@ -26,10 +26,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-GAIN = 0.5
-"""The share of a step's added requests that must show up as completions per second for the step to stay."""
+GAIN = 0.3
+"""The share of a step's added requests that must show up as completions per second for the step to stay..."""
+LEAST_GAIN = 0.1
+"""...and at least this much more completions per second (a small step's gain would be noise)."""
 PROBE_STEP = 1.25
-HOLD_WINDOWS = 10
+HOLD_WINDOWS = 5
 WINDOW_SECONDS = 0.2
 """A window lasts at least this long, so that timer noise does not decide."""
 
@@ -89,12 +91,14 @@ class InFlightControl:
                 self._step(window.rate, PROBE_STEP, Phase.PROBE)
         elif self.base is None:  # no step being tried (the first window)
             if window.saturated:
-                self._step(window.rate, self._factor(), self.phase)
-        elif window.saturated and window.rate >= self.base[1] * (1 + GAIN * (self.limit / self.base[0] - 1)):
+                self._step(window.rate, 2.0, self.phase)
+        elif window.saturated and window.rate >= self.base[1] * (
+            1 + max(LEAST_GAIN, GAIN * (self.limit / self.base[0] - 1))
+        ):
             if self.limit >= self.ceiling:
                 self._hold()
-            else:
-                self._step(window.rate, self._factor(), self.phase)
+            else:  # it paid: double again, a probe that paid too (the latency or the load changed)
+                self._step(window.rate, 2.0, Phase.STARTUP)
         else:  # the step did not pay, or its room went unused: back to the limit before it
             self.limit = self.base[0]
             self._hold()
@@ -111,9 +115,6 @@ class InFlightControl:
         self.base = (self.limit, rate)
         self.limit = min(float(self.ceiling), max(self.limit + 1, self.limit * factor))
         self.phase = phase
-
-    def _factor(self) -> float:
-        return 2.0 if self.phase is Phase.STARTUP else PROBE_STEP
 
     def _hold(self) -> None:
         self.phase, self.base, self.held = Phase.HOLD, None, HOLD_WINDOWS

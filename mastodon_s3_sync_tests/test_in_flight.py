@@ -1,0 +1,161 @@
+"""The in-flight control law (``core/transfer/in_flight.py``), fed windows of completions, and the byte
+budget's resizable reservations (``core/transfer/budget.py``): pure logic, no server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mastodon_s3_sync.core.transfer.budget import ByteBudget
+from mastodon_s3_sync.core.transfer.in_flight import InFlightControl, Phase, Window
+
+
+def latency_bound(rtt: float, cap: float):
+    """Completions/s of an endpoint whose round trip is ``rtt`` and whose CPU allows ``cap`` requests/s."""
+    return lambda limit: min(limit / rtt, cap)
+
+
+def run(control: InFlightControl, rate_of, windows: int, saturated: bool = True) -> list[int]:
+    """The limits the law sets over ``windows`` windows of 0.5 s each at the rate ``rate_of(limit)``."""
+    limits = []
+    for _ in range(windows):
+        limits.append(control.decide(Window(int(rate_of(control.allowed) * 0.5), 0.5, saturated)))
+    return limits
+
+
+@pytest.mark.parametrize(
+    ("rtt", "cap", "ceiling", "settles_at"),
+    [
+        # loopback: the CPU, not the round trip, bounds it at 64 already: the limit stays where it started
+        (0.001, 1200.0, 512, 64),
+        # 100 ms: 64 in flight allow 640 requests/s; the CPU allows 1,200: 128 reaches it
+        (0.1, 1200.0, 512, 128),
+        # 100 ms, CPU to spare: doubling pays up to the ceiling
+        (0.1, 100_000.0, 512, 512),
+        # the ceiling holds however much growing would pay
+        (0.1, 100_000.0, 100, 100),
+        # 30 ms, 1,200/s: 64 allow 2,133/s already: stays
+        (0.03, 1200.0, 512, 64),
+    ],
+)
+def test_the_limit_grows_while_throughput_follows_and_settles_where_it_stops(rtt, cap, ceiling, settles_at):
+    control = InFlightControl(64, ceiling)
+    limits = run(control, latency_bound(rtt, cap), 6)
+    assert limits[-1] == settles_at
+    assert control.phase is Phase.HOLD
+    assert max(limits) <= ceiling
+
+
+def test_a_plateau_is_probed_again_after_holding_and_a_probe_that_pays_stays():
+    control = InFlightControl(64, 512)
+    run(control, latency_bound(0.1, 1200.0), 4)
+    assert control.allowed == 128
+    # the latency grew (another route): 128 in flight now give 426/s; the next probe finds room
+    limits = run(control, latency_bound(0.3, 1200.0), 16)
+    # the hold ends: a step of 1.25 pays, so doubling resumes; 512 is well past the 360 that reach the
+    # CPU's cap at 0.3 s: undone; after the next hold, a step of 1.25 to 400 pays, 800 (the ceiling) not
+    assert limits == [128, 128, 128, 160, 320, 512, 320, 320, 320, 320, 320, 400, 512, 400, 400, 400]
+
+
+def test_windows_without_waiting_requests_teach_nothing():
+    control = InFlightControl(64, 512)
+    assert run(control, latency_bound(0.1, 100_000.0), 5, saturated=False) == [64] * 5
+    control.decide(Window(320, 0.5, True))  # a step to 128 is tried...
+    assert control.allowed == 128
+    assert control.decide(Window(640, 0.5, False)) == 64  # ...its room went unused: undone
+
+
+@pytest.mark.parametrize(
+    ("start", "throttles", "expected"),
+    [
+        (64, 1, 32),
+        (64, 2, 16),
+        (64, 7, 1),
+        (1, 1, 1),
+    ],
+)
+def test_throttling_halves_the_limit(start, throttles, expected):
+    control = InFlightControl(start, 512)
+    for _ in range(throttles):
+        control.throttled()
+    assert control.allowed == expected
+    assert control.phase is Phase.RECOVER
+
+
+def test_after_a_throttle_the_limit_grows_back_by_one_per_window_of_limit_completions_then_holds():
+    control = InFlightControl(64, 512)
+    control.decide(Window(1000, 0.5, True))  # startup: 128
+    control.throttled()
+    assert control.allowed == 64
+    limits = [control.decide(Window(control.allowed, 0.5, True)) for _ in range(64)]
+    assert limits[:3] == [65, 66, 67]
+    assert limits[-1] == 128  # where it was throttled, no further
+    assert control.phase is Phase.HOLD
+
+
+def test_a_provider_that_throttles_above_a_rate_keeps_the_limit_near_it():
+    """Requests/s = limit / 30 ms, SlowDown whenever that passes 100/s (3 in flight)."""
+    control = InFlightControl(64, 512)
+    limits = []
+    for _ in range(300):
+        if control.allowed / 0.03 > 100:
+            control.throttled()
+        else:
+            control.decide(Window(max(1, int(control.allowed / 0.03 * 0.2)), 0.2, True))
+        limits.append(control.allowed)
+    # a sawtooth around the 3 the rate allows (as TCP's): never back to where it started
+    assert max(limits[50:]) <= 8
+    assert 2 <= sum(limits[50:]) / 250 <= 6
+
+
+def test_a_fixed_limit_never_moves():
+    control = InFlightControl(16, 16)
+    assert run(control, latency_bound(0.1, 100_000.0), 30) == [16] * 30
+
+
+# The byte budget --------------------------------------------------------------------------------
+
+
+def test_a_reservation_resized_beyond_the_room_waits_for_it_and_shrinking_makes_room():
+    async def scenario() -> list[str]:
+        budget, events = ByteBudget(100), []
+
+        async def first():
+            async with budget.reserve(60) as held:
+                await asyncio.sleep(0.01)
+                await held.resize(20)
+                events.append(f"first shrank, used {budget.used}")
+                await asyncio.sleep(0.01)
+
+        async def second():
+            await asyncio.sleep(0.001)
+            async with budget.reserve(30) as held:
+                await held.resize(80)
+                events.append(f"second grew, used {budget.used}")
+
+        await asyncio.gather(first(), second())
+        events.append(f"peak {budget.peak}, used {budget.used}")
+        return events
+
+    assert asyncio.run(scenario()) == ["first shrank, used 50", "second grew, used 100", "peak 100, used 0"]
+
+
+def test_when_every_holder_waits_to_grow_the_last_one_proceeds():
+    """Two GETs each hold their provisional 40 of 100 and both learn their objects are 70: neither could
+    ever grow, so the second proceeds over the budget, by less than one object."""
+
+    async def scenario() -> tuple[int, int]:
+        budget = ByteBudget(100)
+        both_hold = asyncio.Barrier(2)
+
+        async def get():
+            async with budget.reserve(40) as held:
+                await both_hold.wait()
+                await held.resize(70)
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(asyncio.gather(get(), get()), 5)
+        return budget.peak, budget.used
+
+    assert asyncio.run(scenario()) == (110, 0)
