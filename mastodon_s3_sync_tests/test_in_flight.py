@@ -11,17 +11,20 @@ from mastodon_s3_sync.core.transfer.budget import ByteBudget
 from mastodon_s3_sync.core.transfer.in_flight import InFlightControl, Phase, Window
 
 
-def latency_bound(rtt: float, cap: float):
-    """Completions/s of an endpoint whose round trip is ``rtt`` and whose CPU allows ``cap`` requests/s."""
-    return lambda limit: min(limit / rtt, cap)
+def endpoint(rtt: float, cap: float):
+    """Windows of 0.5 s at ``limit`` in flight to an endpoint ``rtt`` seconds away whose CPU (or server)
+    answers at most ``cap`` requests/s: beyond ``cap`` requests wait in its queue (Little's law)."""
+
+    def window(limit: int, saturated: bool = True) -> Window:
+        rate = min(limit / rtt, cap)
+        return Window(int(rate * 0.5), 0.5, saturated, limit / rate, rtt)
+
+    return window
 
 
-def run(control: InFlightControl, rate_of, windows: int, saturated: bool = True) -> list[int]:
-    """The limits the law sets over ``windows`` windows of 0.5 s each at the rate ``rate_of(limit)``."""
-    limits = []
-    for _ in range(windows):
-        limits.append(control.decide(Window(int(rate_of(control.allowed) * 0.5), 0.5, saturated)))
-    return limits
+def run(control: InFlightControl, window_at, windows: int, saturated: bool = True) -> list[int]:
+    """The limits the law sets over ``windows`` windows (``window_at(limit)``)."""
+    return [control.decide(window_at(control.allowed, saturated)) for _ in range(windows)]
 
 
 @pytest.mark.parametrize(
@@ -41,29 +44,47 @@ def run(control: InFlightControl, rate_of, windows: int, saturated: bool = True)
 )
 def test_the_limit_grows_while_throughput_follows_and_settles_where_it_stops(rtt, cap, ceiling, settles_at):
     control = InFlightControl(64, ceiling)
-    limits = run(control, latency_bound(rtt, cap), 6)
+    limits = run(control, endpoint(rtt, cap), 6)
     assert limits[-1] == settles_at
     assert control.phase is Phase.HOLD
     assert max(limits) <= ceiling
 
 
-def test_a_plateau_is_probed_again_after_holding_and_a_probe_that_pays_stays():
+def test_a_plateau_is_probed_again_after_holding_and_a_probe_that_pays_resumes_doubling():
     control = InFlightControl(64, 512)
-    run(control, latency_bound(0.1, 1200.0), 4)
+    run(control, endpoint(0.1, 1200.0), 4)
     assert control.allowed == 128
-    # the latency grew (another route): 128 in flight now give 426/s; the next probe finds room
-    limits = run(control, latency_bound(0.3, 1200.0), 16)
-    # the hold ends: a step of 1.25 pays, so doubling resumes; 512 is well past the 360 that reach the
-    # CPU's cap at 0.3 s: undone; after the next hold, a step of 1.25 to 400 pays, 800 (the ceiling) not
-    assert limits == [128, 128, 128, 160, 320, 512, 320, 320, 320, 320, 320, 400, 512, 400, 400, 400]
+    # the machine's other work stopped: the CPU now answers 3,000/s, which 300 in flight reach at 100 ms
+    limits = run(control, endpoint(0.1, 3000.0), 13)
+    # the hold ends: a step of 1.25 pays, so doubling resumes; at 512 the requests queue (170 ms): undone;
+    # after the next hold, a step of 1.25 (400) queues too: undone
+    assert limits == [128, 128, 128, 160, 320, 512, 320, 320, 320, 320, 320, 400, 320]
+
+
+def test_a_longer_round_trip_is_taken_for_a_queue():
+    """The least round trip is the limiter's whole life's (a batch's): one that grows, as a queue's does,
+    holds the limit where it is."""
+    control = InFlightControl(64, 512)
+    run(control, endpoint(0.1, 1200.0), 4)
+    assert set(run(control, endpoint(0.3, 100_000.0), 20)) == {128}
+
+
+def test_throughput_that_rises_by_chance_while_requests_queue_does_not_grow_the_limit():
+    """Loopback, the CPU shared with other work: completions/s jump by half from one window to the next,
+    but every round trip is 60 times the least (a queue): the limit stays where it started."""
+    control = InFlightControl(64, 512)
+    rates = [800, 1200, 700, 1100, 600, 1300] * 4
+    limits = [control.decide(Window(rate // 2, 0.5, True, 64 / rate, 0.001)) for rate in rates]
+    assert set(limits) == {64}
 
 
 def test_windows_without_waiting_requests_teach_nothing():
     control = InFlightControl(64, 512)
-    assert run(control, latency_bound(0.1, 100_000.0), 5, saturated=False) == [64] * 5
-    control.decide(Window(320, 0.5, True))  # a step to 128 is tried...
+    at_100_ms = endpoint(0.1, 100_000.0)
+    assert run(control, at_100_ms, 5, saturated=False) == [64] * 5
+    control.decide(at_100_ms(64))  # a step to 128 is tried...
     assert control.allowed == 128
-    assert control.decide(Window(640, 0.5, False)) == 64  # ...its room went unused: undone
+    assert control.decide(at_100_ms(128, saturated=False)) == 64  # ...its room went unused: undone
 
 
 @pytest.mark.parametrize(
@@ -85,10 +106,10 @@ def test_throttling_halves_the_limit(start, throttles, expected):
 
 def test_after_a_throttle_the_limit_grows_back_by_one_per_window_of_limit_completions_then_holds():
     control = InFlightControl(64, 512)
-    control.decide(Window(1000, 0.5, True))  # startup: 128
+    control.decide(Window(1000, 0.5, True, 0.1, 0.1))  # startup: 128
     control.throttled()
     assert control.allowed == 64
-    limits = [control.decide(Window(control.allowed, 0.5, True)) for _ in range(64)]
+    limits = [control.decide(Window(control.allowed, 0.5, True, 0.1, 0.1)) for _ in range(64)]
     assert limits[:3] == [65, 66, 67]
     assert limits[-1] == 128  # where it was throttled, no further
     assert control.phase is Phase.HOLD
@@ -102,7 +123,7 @@ def test_a_provider_that_throttles_above_a_rate_keeps_the_limit_near_it():
         if control.allowed / 0.03 > 100:
             control.throttled()
         else:
-            control.decide(Window(max(1, int(control.allowed / 0.03 * 0.2)), 0.2, True))
+            control.decide(Window(max(1, int(control.allowed / 0.03 * 0.2)), 0.2, True, 0.03, 0.03))
         limits.append(control.allowed)
     # a sawtooth around the 3 the rate allows (as TCP's): never back to where it started
     assert max(limits[50:]) <= 8
@@ -111,7 +132,7 @@ def test_a_provider_that_throttles_above_a_rate_keeps_the_limit_near_it():
 
 def test_a_fixed_limit_never_moves():
     control = InFlightControl(16, 16)
-    assert run(control, latency_bound(0.1, 100_000.0), 30) == [16] * 30
+    assert run(control, endpoint(0.1, 100_000.0), 30) == [16] * 30
 
 
 # The byte budget --------------------------------------------------------------------------------
@@ -141,9 +162,9 @@ def test_a_reservation_resized_beyond_the_room_waits_for_it_and_shrinking_makes_
     assert asyncio.run(scenario()) == ["first shrank, used 50", "second grew, used 100", "peak 100, used 0"]
 
 
-def test_when_every_holder_waits_to_grow_the_last_one_proceeds():
+def test_when_every_holder_waits_to_grow_the_first_in_line_proceeds():
     """Two GETs each hold their provisional 40 of 100 and both learn their objects are 70: neither could
-    ever grow, so the second proceeds over the budget, by less than one object."""
+    ever grow, so the first in line proceeds over the budget, by less than one object."""
 
     async def scenario() -> tuple[int, int]:
         budget = ByteBudget(100)

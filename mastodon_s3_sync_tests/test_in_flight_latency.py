@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from mastodon_s3_sync.core.transfer.batch import BatchResult, CopyItem, Outcome, TransferSettings
 from mastodon_s3_sync.core.transfer.engine import copy_batch, open_clients, run_async
+from mastodon_s3_sync.core.transfer.retries import with_retries
 from mastodon_s3_sync.core.transfer.s3 import Bucket
 from mastodon_s3_sync.core.tuning import MiB
 from mastodon_s3_sync_tests.support.buckets import new_bucket
@@ -19,13 +20,16 @@ from mastodon_s3_sync_tests.support.latency import latency_proxy
 
 
 def seeded(server, prefix: str, count: int, size: int) -> tuple[Bucket, list[str]]:
-    """A new bucket with ``count`` objects of ``size`` bytes, put by the engine's own client."""
+    """A new bucket with ``count`` objects of ``size`` bytes, put by the engine's own client (retried as a copy is)."""
     bucket = new_bucket(server, prefix)
     keys = [f"media/{index:05d}.png" for index in range(count)]
 
     async def put_all() -> None:
         async with open_clients(bucket, bucket, TransferSettings()) as (client, _):
-            await asyncio.gather(*(client.put(key, [key.encode().ljust(size, b".")], {}) for key in keys))
+            bodies = {key: key.encode().ljust(size, b".") for key in keys}
+            await asyncio.gather(
+                *(with_retries(lambda key=key: client.put(key, [bodies[key]], {}), 5, 30) for key in keys)
+            )
 
     run_async(put_all())
     return bucket, keys

@@ -121,6 +121,10 @@ class BatchProgress:
     """Attempts whose bytes failed a content check (and were tried again)."""
     checks: Counter[str] = field(default_factory=Counter)
     """Copied objects by how they were proven (``Check``)."""
+    in_flight: int = 0
+    """Requests in flight the busier endpoint's limiter allows now (it follows the round trip)..."""
+    max_in_flight: int = 0
+    """...up to this ceiling (``max_in_flight_per_endpoint``)."""
     started: float = field(default_factory=time.monotonic)
 
     @property

@@ -117,7 +117,7 @@ class BatchCopy:
             progress.record(result)
             if self.on_progress and time.monotonic() - last_report >= self.settings.progress_interval:
                 last_report = time.monotonic()
-                self.on_progress(progress)
+                self.on_progress(self._with_in_flight(progress))
 
         async def first_pass(position: int) -> None:
             item = items[position]
@@ -136,7 +136,7 @@ class BatchCopy:
 
             await self._in_workers(fallback_pass, list(fallbacks))
         if self.on_progress:
-            self.on_progress(progress)
+            self.on_progress(self._with_in_flight(progress))
         return BatchResult(
             results,  # type: ignore[arg-type]
             progress,
@@ -145,19 +145,44 @@ class BatchCopy:
             self.source.requests + self.destination.requests,
         )
 
+    def _with_in_flight(self, progress: BatchProgress) -> BatchProgress:
+        progress.in_flight = max(self.source.limiter.allowed_in_flight, self.destination.limiter.allowed_in_flight)
+        progress.max_in_flight = self.settings.max_in_flight_per_endpoint
+        return progress
+
     async def _in_workers(self, handle: Callable[[int], Awaitable[None]], positions: Sequence[int]) -> None:
-        """``handle`` every position, as many at a time as the endpoints' limiters let requests be in flight
-        (workers up to ``max_in_flight_per_endpoint``: a worker waiting for a slot holds no bytes)."""
+        """``handle`` every position, ``_objects_at_once`` at a time: workers are added as the limiters' limits
+        grow and leave as they shrink."""
         pending = iter(positions)
+        running = 0
 
         async def worker() -> None:
-            for position in pending:
-                await handle(position)
+            nonlocal running
+            try:
+                for position in pending:
+                    await handle(position)
+                    wanted = self._objects_at_once()
+                    while running < wanted:
+                        start()
+                    if running > wanted:
+                        return
+            finally:
+                running -= 1
 
-        most = max(self.settings.concurrency, self.settings.max_in_flight_per_endpoint)
+        def start() -> None:
+            nonlocal running
+            running += 1
+            workers.create_task(worker())
+
         async with asyncio.TaskGroup() as workers:
-            for _ in range(min(most, len(positions))):
-                workers.create_task(worker())
+            for _ in range(min(self._objects_at_once(), len(positions))):
+                start()
+
+    def _objects_at_once(self) -> int:
+        """Objects enough to use the requests in flight both ends' limiters allow (an object has one request
+        in flight at a time, at one end or the other), and at least ``concurrency``."""
+        limiters = {id(limiter): limiter for limiter in (self.source.limiter, self.destination.limiter)}
+        return max(self.settings.concurrency, sum(limiter.allowed_in_flight for limiter in limiters.values()))
 
     async def _lookup_fallbacks(
         self, items: Sequence[CopyItem]

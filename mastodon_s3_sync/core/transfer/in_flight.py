@@ -1,29 +1,33 @@
 """How many requests an endpoint may have in flight: the control law, as pure logic (no clock, no I/O).
 
 Over a network, objects/s are bounded by requests in flight / (round trips per object x latency):
-64 requests at 100 ms allow 320 requests/s whatever the CPU could do. So the limit grows while
-growing it pays, and only then. ``EndpointLimiter`` counts the endpoint's completions in windows
-(``window_size`` of them, after a warm-up of ``warm_up`` completions that lets the requests
-sent under the old limit drain) and hands each window to ``InFlightControl.decide``:
+64 requests at 100 ms allow 640 requests/s whatever the CPU could do. So the limit grows while
+growing it pays, and only then. ``EndpointLimiter`` counts the endpoint's completions and their
+round trips (sending to the answer's headers) in windows (``window_size`` completions, after a
+warm-up of ``warm_up`` that lets the requests sent under the old limit drain) and hands each
+window to ``InFlightControl.decide``. A step pays when the completions per second rise with it
+(by ``GAIN`` of the step, at least ``LEAST_GAIN``) while the round trip stays within ``QUEUEING``
+times the least seen: requests that wait in a queue (the CPU's, the server's) say the bottleneck
+is not the latency, and a throughput that rises by chance (the machine's other load) does not
+count then.
 
-- **Startup**: the limit doubles while the completions per second rise with it (at least half
-  of the added requests show up as throughput, ``GAIN``). The first doubling that does not pay
-  is undone: the bottleneck is then the CPU or the server, not the latency.
-- **Probe**: after ``HOLD_WINDOWS`` windows at the limit found, one step of ``PROBE_STEP`` is
-  tried again (the latency or the load may have changed), kept only if it pays.
+- **Startup**: the limit doubles while that pays. The first doubling that does not is undone.
+- **Hold**, then **probe**: after ``HOLD_WINDOWS`` windows at the limit found, a step of
+  ``PROBE_STEP`` is tried (the latency or the load may have changed); one that pays resumes the
+  doubling.
 - **Throttled** (503 SlowDown, 429): the limit halves, then grows back by one per window of
-  ``limit`` completions (AIMD, as TCP does) up to where it was, then probes as above.
+  ``limit`` completions (AIMD, as TCP does) up to where it was, then holds and probes as above.
 
-A window in which requests did not wait for a slot says nothing about the limit (the work, not
-the limit, set the pace): the limit holds and no baseline is taken from it. The limit never
-goes below one, above ``ceiling`` (a setting, so a small provider is not flooded), nor below
-``start`` but by a throttle: the starting value is today's fixed one, which loopback copies reach
-their CPU's limit with.
+A step whose window had no request waiting for a slot is undone (its room went unused). The limit
+never goes below one, above ``ceiling`` (a setting, so a small provider is not flooded), nor below
+``start`` but by a throttle: the starting value is the fixed one of before, with which loopback
+copies reach their CPU's limit.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 GAIN = 0.3
@@ -32,6 +36,9 @@ LEAST_GAIN = 0.1
 """...and at least this much more completions per second (a small step's gain would be noise)."""
 PROBE_STEP = 1.25
 HOLD_WINDOWS = 5
+QUEUEING = 1.5
+"""Round trips longer than this many times the least seen mean requests wait in a queue (the CPU's, the
+server's): more of them in flight would only wait longer. No step is tried then, nor kept."""
 WINDOW_SECONDS = 0.2
 """A window lasts at least this long, so that timer noise does not decide."""
 
@@ -50,6 +57,9 @@ class Window:
     seconds: float
     saturated: bool
     """Requests waited for a slot during the window: the limit set the pace."""
+    round_trip: float
+    """Mean seconds from a request's sending to its answer's headers."""
+    least_round_trip: float
 
     @property
     def rate(self) -> float:
@@ -66,6 +76,7 @@ class InFlightControl:
         """(limit, completions/s) before the step being tried."""
         self.held = 0
         self.recover_to = 0.0
+        self.least_round_trip = math.inf
 
     @property
     def allowed(self) -> int:
@@ -81,20 +92,22 @@ class InFlightControl:
 
     def decide(self, window: Window) -> int:
         """The limit for the next window, given the last one's completions."""
+        self.least_round_trip = min(self.least_round_trip, window.least_round_trip)
+        unqueued = window.saturated and window.round_trip <= QUEUEING * self.least_round_trip
         if self.phase is Phase.RECOVER:
             self.limit = min(self.recover_to, self.limit + window.completions / self.limit)
             if self.limit >= self.recover_to:
                 self._hold()
         elif self.phase is Phase.HOLD:
             self.held -= window.saturated
-            if self.held <= 0 and self.limit < self.ceiling:
+            if self.held <= 0 and self.limit < self.ceiling and unqueued:
                 self._step(window.rate, PROBE_STEP, Phase.PROBE)
         elif self.base is None:  # no step being tried (the first window)
-            if window.saturated:
+            if unqueued:
                 self._step(window.rate, 2.0, self.phase)
-        elif window.saturated and window.rate >= self.base[1] * (
-            1 + max(LEAST_GAIN, GAIN * (self.limit / self.base[0] - 1))
-        ):
+            elif window.saturated:
+                self._hold()
+        elif unqueued and window.rate >= self.base[1] * (1 + max(LEAST_GAIN, GAIN * (self.limit / self.base[0] - 1))):
             if self.limit >= self.ceiling:
                 self._hold()
             else:  # it paid: double again, a probe that paid too (the latency or the load changed)

@@ -13,6 +13,7 @@ cut again) and, when the server sends Retry-After, holds new requests back that 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ class EndpointLimiter:
         self._skip = self.control.warm_up()
         self._window_started = time.monotonic()
         self._completions = 0
+        self._round_trips = 0.0
+        self._least_round_trip = math.inf
         self._waited = False
 
     @property
@@ -82,21 +85,31 @@ class EndpointLimiter:
         self._in_flight -= 1
         self._wake()
 
-    def succeeded(self) -> None:
-        """A request answered (not throttled): counted in the current window; a full window goes to the control law."""
+    def succeeded(self, round_trip: float) -> None:
+        """A request answered (not throttled) ``round_trip`` seconds after it was sent (to its headers): counted
+        in the current window; a full window goes to the control law."""
         if self._skip:
             self._skip -= 1
             if not self._skip:
                 self._new_window()
             return
         self._completions += 1
+        self._round_trips += round_trip
+        self._least_round_trip = min(self._least_round_trip, round_trip)
         if self._completions < self.control.window_size():
             return
         seconds = time.monotonic() - self._window_started
         if seconds < WINDOW_SECONDS:
             return
         before = self.control.allowed
-        self._set(self.control.decide(Window(self._completions, seconds, self._waited)))
+        window = Window(
+            self._completions,
+            seconds,
+            self._waited,
+            self._round_trips / self._completions,
+            self._least_round_trip,
+        )
+        self._set(self.control.decide(window))
         self._skip = self.control.warm_up() if self.control.allowed != before else 0
         self._new_window()
 
@@ -123,6 +136,8 @@ class EndpointLimiter:
     def _new_window(self) -> None:
         self._window_started = time.monotonic()
         self._completions = 0
+        self._round_trips = 0.0
+        self._least_round_trip = math.inf
         self._waited = bool(self._waiters)
 
     def _delay(self) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -247,19 +248,21 @@ class S3Client:
         query: dict[str, str] | None,
         headers: dict[str, str] | None,
         body: Buffer | list[Buffer] | None,
-    ) -> tuple[Response, int]:
-        """Send one signed request once the limiter allows; the caller releases response and slot."""
+    ) -> tuple[Response, int, float]:
+        """Send one signed request once the limiter allows; the caller releases response and slot.
+        Returns the response (its headers read), the limiter's window and when the request was sent."""
         path = f"{self._bucket_path}/{uri_encode(key, keep_slash=True)}" if key is not None else f"{self._bucket_path}/"
         encoded_query = canonical_query(query) if query else ""
         self.requests[operation] += 1
         epoch = await self.limiter.acquire()
+        sent = time.monotonic()
         try:
             if self._signer is not None:
                 signed = self._signer.sign(method, self._host, path, encoded_query, headers or {})
             else:
                 signed = {**(headers or {}), "Host": self._host}
             target = f"{path}?{encoded_query}" if encoded_query else path
-            return await self.pool.request(self._origin, method, target, signed, body), epoch
+            return await self.pool.request(self._origin, method, target, signed, body), epoch, sent
         except BaseException:
             self.limiter.release()
             raise
@@ -290,7 +293,7 @@ class S3Client:
         ok_statuses: tuple[int, ...] = (200,),
     ) -> tuple[Response, bytes]:
         """One request read to its end; raises ``S3Error`` unless the status is in ``ok_statuses``."""
-        response, epoch = await self._send(operation, method, key, query, headers, body)
+        response, epoch, sent = await self._send(operation, method, key, query, headers, body)
         try:
             data = await response.read()
         finally:
@@ -298,7 +301,7 @@ class S3Client:
             self.limiter.release()
         if response.status not in ok_statuses:
             raise self._error(response, data, key, epoch)
-        self.limiter.succeeded()
+        self.limiter.succeeded(time.monotonic() - sent)
         return response, data
 
     @asynccontextmanager
@@ -307,7 +310,7 @@ class S3Client:
 
         The request's slot is free again once the whole body has arrived, read or not: a copy's PUT then
         waits for a slot of its own, never for one its GET holds (on an endpoint that is both ends)."""
-        response, epoch = await self._send("GetObject", "GET", key, None, None, None)
+        response, epoch, sent = await self._send("GetObject", "GET", key, None, None, None)
         released = False
 
         def free_slot() -> None:
@@ -324,7 +327,7 @@ class S3Client:
                     raise error
                 yield None
             else:
-                self.limiter.succeeded()
+                self.limiter.succeeded(time.monotonic() - sent)
                 yield response
         finally:
             response.release()
@@ -361,7 +364,9 @@ class S3Client:
         """(part 1's length, the number of parts) of an object uploaded in parts (HEAD ?partNumber=1),
         or None when the server does not say (rclone answers the whole object, without a parts count)."""
         try:
-            response, _ = await self.request("HeadObject", "HEAD", key, query={"partNumber": "1"}, ok_statuses=(200, 206))
+            response, _ = await self.request(
+                "HeadObject", "HEAD", key, query={"partNumber": "1"}, ok_statuses=(200, 206)
+            )
         except S3Error as error:
             if error.is_not_found or error.status in (400, 416):
                 return None
