@@ -12,7 +12,8 @@ The engine, by concern (one module each):
 - ``uploads.py``: stale unfinished multipart uploads, found and aborted;
 - ``s3.py``, ``http.py``, ``sigv4.py``, ``limiter.py``, ``retries.py``, ``budget.py``: the S3
   client, HTTP/1.1 on httptools, request signing, the per-endpoint limiter, retries and backoff,
-  the byte budget that bounds memory.
+  the byte budget that bounds memory;
+- ``in_flight.py``: the limiter's control law, how many requests in flight (pure).
 """
 
 from __future__ import annotations
