@@ -11,7 +11,7 @@ import tracemalloc
 from dataclasses import replace
 
 from mastodon_s3_sync.core.transfer.batch import BatchResult, CopyItem, Outcome, TransferSettings
-from mastodon_s3_sync.core.transfer.engine import copy_batch, open_clients, run_async
+from mastodon_s3_sync.core.transfer.engine import copy_batch, copy_batch_async, open_clients, run_async
 from mastodon_s3_sync.core.transfer.retries import with_retries
 from mastodon_s3_sync.core.transfer.s3 import Bucket
 from mastodon_s3_sync.core.tuning import MiB
@@ -101,3 +101,20 @@ def test_the_byte_budget_bounds_the_bytes_held_however_many_requests_are_in_flig
 
     assert {item.outcome for item in result.results} == {Outcome.COPIED}
     assert peak < budget + 2 * MiB + 4 * MiB
+
+
+def test_one_endpoint_for_both_ends_never_waits_for_its_own_slots(rclone_source):
+    """GET and PUT on one endpoint (server-side copy off) share its limiter: a GET's slot is free once its
+    body has arrived, so four objects at once, four slots, do not each hold the slot their PUT waits for."""
+    source, keys = seeded(rclone_source, "shared", 40, 2000)
+    destination = new_bucket(rclone_source, "shared")
+    settings = TransferSettings(concurrency=4, max_in_flight_per_endpoint=4, server_side_copy=False)
+
+    async def copy() -> BatchResult:
+        items = [CopyItem(key, key) for key in keys]
+        return await asyncio.wait_for(copy_batch_async(source, destination, items, settings), 30)
+
+    result = run_async(copy())
+
+    assert {item.outcome for item in result.results} == {Outcome.COPIED}
+    assert result.requests["GetObject"] == result.requests["PutObject"] - 1 == len(keys)  # and the ETag probe

@@ -3,8 +3,8 @@ backoff on throttling.
 
 The limiter is shared by every task that talks to one endpoint. How many requests it lets be in
 flight is ``in_flight.InFlightControl``'s decision, from ``start`` up to ``max_in_flight``: the
-limiter counts the completions in windows and says whether requests waited for a slot, the control
-law grows the limit while that pays. Providers throttle differently (B2 and Wasabi answer 503, R2
+limiter counts the completions and their round trips in windows and says whether requests waited
+for a slot; the control law grows the limit while that pays. Providers throttle differently (B2 and Wasabi answer 503, R2
 429, DigitalOcean 503 SlowDown); all of them ask the client to slow down. A throttle answer halves
 the limit (once per window of requests: the answers to requests sent before the last cut do not
 cut again) and, when the server sends Retry-After, holds new requests back that long.

@@ -364,9 +364,7 @@ class S3Client:
         """(part 1's length, the number of parts) of an object uploaded in parts (HEAD ?partNumber=1),
         or None when the server does not say (rclone answers the whole object, without a parts count)."""
         try:
-            response, _ = await self.request(
-                "HeadObject", "HEAD", key, query={"partNumber": "1"}, ok_statuses=(200, 206)
-            )
+            response, _ = await self.request("HeadObject", "HEAD", key, query={"partNumber": "1"}, ok_statuses=(200, 206))
         except S3Error as error:
             if error.is_not_found or error.status in (400, 416):
                 return None
