@@ -181,8 +181,9 @@ class BatchCopy:
     def _objects_at_once(self) -> int:
         """Objects enough to use the requests in flight both ends' limiters allow (an object has one request
         in flight at a time, at one end or the other), and at least ``concurrency``."""
-        limiters = {id(limiter): limiter for limiter in (self.source.limiter, self.destination.limiter)}
-        return max(self.settings.concurrency, sum(limiter.allowed_in_flight for limiter in limiters.values()))
+        source, destination = self.source.limiter, self.destination.limiter
+        both = source.allowed_in_flight + (destination.allowed_in_flight if destination is not source else 0)
+        return max(self.settings.concurrency, both)
 
     async def _lookup_fallbacks(
         self, items: Sequence[CopyItem]
