@@ -113,6 +113,8 @@ def test_after_a_throttle_the_limit_grows_back_by_one_per_window_of_limit_comple
     assert limits[:3] == [65, 66, 67]
     assert limits[-1] == 128  # where it was throttled, no further
     assert control.phase is Phase.HOLD
+    # later probes that pay go on in steps of 1.25, not doubling: the provider's limit is near
+    assert run(control, endpoint(0.1, 100_000.0), 8)[-4:] == [160, 200, 250, 312]
 
 
 def test_a_provider_that_throttles_above_a_rate_keeps_the_limit_near_it():

@@ -16,7 +16,8 @@ count then.
   ``PROBE_STEP`` is tried (the latency or the load may have changed); one that pays resumes the
   doubling.
 - **Throttled** (503 SlowDown, 429): the limit halves, then grows back by one per window of
-  ``limit`` completions (AIMD, as TCP does) up to where it was, then holds and probes as above.
+  ``limit`` completions (AIMD, as TCP does) up to where it was, then holds and probes as above,
+  in steps of ``PROBE_STEP`` only from then on (the provider's limit is near).
 
 A step whose window had no request waiting for a slot is undone (its room went unused). The limit
 never goes below one, above ``ceiling`` (a setting, so a small provider is not flooded), nor below
@@ -110,6 +111,8 @@ class InFlightControl:
         elif unqueued and window.rate >= self.base[1] * (1 + max(LEAST_GAIN, GAIN * (self.limit / self.base[0] - 1))):
             if self.limit >= self.ceiling:
                 self._hold()
+            elif self.recover_to:  # once throttled, steps stay small (the provider has a limit near)
+                self._step(window.rate, PROBE_STEP, Phase.PROBE)
             else:  # it paid: double again, a probe that paid too (the latency or the load changed)
                 self._step(window.rate, 2.0, Phase.STARTUP)
         else:  # the step did not pay, or its room went unused: back to the limit before it
