@@ -68,6 +68,8 @@ class Window:
 
 
 class InFlightControl:
+    """One endpoint's limit of requests in flight, decided window by window (see the module's docstring)."""
+
     def __init__(self, start: int, ceiling: int):
         self.ceiling = max(1, ceiling)
         self.floor = min(max(1, start), self.ceiling)
@@ -76,8 +78,11 @@ class InFlightControl:
         self.base: tuple[float, float] | None = None
         """(limit, completions/s) before the step being tried."""
         self.held = 0
+        """Saturated windows still to wait before the next probe."""
         self.recover_to = 0.0
+        """Where the limit grows back to after a throttle; 0 until the first."""
         self.least_round_trip = math.inf
+        """Over the limiter's life (a batch): a route that grows longer reads as a queue."""
 
     @property
     def allowed(self) -> int:
