@@ -4,6 +4,7 @@ budget's resizable reservations (``core/transfer/budget.py``): pure logic, no se
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -104,13 +105,14 @@ def test_throttling_halves_the_limit(start, throttles, expected):
     assert control.phase is Phase.RECOVER
 
 
-def test_after_a_throttle_the_limit_grows_back_by_one_per_window_of_limit_completions_then_holds():
+def test_after_a_throttle_the_limit_grows_back_by_one_per_limit_completions_then_holds():
     control = InFlightControl(64, 512)
     control.decide(Window(1000, 0.5, True, 0.1, 0.1))  # startup: 128
     control.throttled()
     assert control.allowed == 64
-    limits = [control.decide(Window(control.allowed, 0.5, True, 0.1, 0.1)) for _ in range(64)]
-    assert limits[:3] == [65, 66, 67]
+    limits = [control.decide(Window(200, 0.5, True, 0.1, 0.1)) for _ in range(31)]
+    # one per ``limit`` completions, as TCP's congestion avoidance: limit^2 grows by 2 per completion
+    assert limits[:3] == [int(math.sqrt(64**2 + 2 * 200 * windows)) for windows in (1, 2, 3)] == [67, 69, 72]
     assert limits[-1] == 128  # where it was throttled, no further
     assert control.phase is Phase.HOLD
     # later probes that pay go on in steps of 1.25, not doubling: the provider's limit is near

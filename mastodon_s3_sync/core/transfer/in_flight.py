@@ -101,7 +101,8 @@ class InFlightControl:
         self.least_round_trip = min(self.least_round_trip, window.least_round_trip)
         unqueued = window.saturated and window.round_trip <= QUEUEING * self.least_round_trip
         if self.phase is Phase.RECOVER:
-            self.limit = min(self.recover_to, self.limit + window.completions / self.limit)
+            # one more per ``limit`` completions, summed over the window: d(limit)/d(completions) = 1 / limit
+            self.limit = min(self.recover_to, math.sqrt(self.limit**2 + 2 * window.completions))
             if self.limit >= self.recover_to:
                 self._hold()
         elif self.phase is Phase.HOLD:
