@@ -315,6 +315,7 @@ def engine_worker(spec_text: str) -> None:
     cpu_seconds = usage.ru_utime - cpu.ru_utime + usage.ru_stime - cpu.ru_stime
     summary = {"seconds": round(time.monotonic() - started, 3), "cpu_seconds": round(cpu_seconds, 3), **outcomes}
     summary["peak_in_flight"] = peaks
+    summary["batches_at_once"] = spec.get("batches_at_once", 1)
     print("copy-phase", json.dumps(summary), flush=True)
     if outcomes.get(Outcome.COPIED.value, 0) != len(keys):
         raise SystemExit(f"not everything was copied: {outcomes}")

@@ -165,10 +165,13 @@ def round_trips(run: Run) -> tuple[float, float]:
 
 
 def peak_in_flight(run: Run) -> list[int] | None:
-    """The most requests in flight the engine's limiters allowed (source, destination), from its copy-phase line."""
+    """The most requests in flight the engine's limiters allowed (source, destination), from its copy-phase line:
+    one batch's, times the batches copied at once (each has limiters of its own)."""
     if not run.note.startswith("copy-phase "):
         return None
-    return json.loads(run.note.removeprefix("copy-phase ")).get("peak_in_flight")
+    phase = json.loads(run.note.removeprefix("copy-phase "))
+    peaks = phase.get("peak_in_flight")
+    return [peak * phase.get("batches_at_once", 1) for peak in peaks] if peaks else None
 
 
 def bound(name: str, in_flight: int, run: Run, delay_ms: float) -> float:

@@ -329,6 +329,7 @@ class BatchCopy:
                     md5_etags = await self._destination_md5_etags(destination_key)
                     if source_md5 is None and md5_etags:
                         part_size = await self._mirrored_part_size(source_key, size, source_etag) or part_size
+                await held.resize(0)  # its parts reserve their own (holding this too could starve them)
                 return await multipart.upload_parts(
                     response,
                     self.destination,
