@@ -1,7 +1,7 @@
 """Requests in flight that follow the round trip, behind the benchmarks' latency proxy, between real
 rclone servers: the limit grows past its start where the latency bounds the copy, settles under a
-provider's rate when it answers SlowDown, and the byte budget bounds the bytes held however many
-requests are in flight."""
+provider's rate when it answers SlowDown, the byte budget bounds the bytes held however many
+requests are in flight, and an endpoint that is both ends never waits for slots its own GETs hold."""
 
 from __future__ import annotations
 
