@@ -28,6 +28,7 @@ system-packages:
 
 demo: $(INSTALLED)
 	$(PY) -m mastodon_s3_sync demo
+	$(PY) -m mastodon_s3_sync demo --from-disk
 
 demo-ui: $(INSTALLED)
 	$(PY) -m mastodon_s3_sync demo --ui

@@ -83,6 +83,13 @@ class Setup:
     """The current run's destination server: a fresh one per run."""
     expected_sizes: dict[str, int] | None = None
     """Key -> the source's size; when set, a run is verified key by key (else by count and total bytes)."""
+    from_disk: bool = False
+    """Copy from the seeded files themselves (``source_root``), as from a disk instance's ``public/system``."""
+
+    @property
+    def source_root(self) -> Path:
+        """The source server's files for the source bucket: a Paperclip root (no key prefix)."""
+        return self.work / "source" / self.source_bucket
 
     @property
     def keys_file(self) -> Path:
@@ -258,10 +265,12 @@ OUR_VARIABLES = ("SOURCE_", "DESTINATION_", "DB_", "SYNC_", "DAGSTER_", "DATABAS
 def dagster_environment(setup: Setup, bucket: str, extra: dict[str, str], home: Path | None = None) -> dict[str, str]:
     """The environment of a ``mastodon-s3-sync`` run between the current servers, in a fresh DAGSTER_HOME."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith(OUR_VARIABLES)}
-    for side, server, name in (
-        ("SOURCE", setup.source, setup.source_bucket),
-        ("DESTINATION", setup.destination, bucket),
-    ):
+    sides = [("DESTINATION", setup.destination, bucket)]
+    if setup.from_disk:
+        environment["SOURCE_PAPERCLIP_ROOT_PATH"] = str(setup.source_root)
+    else:
+        sides.append(("SOURCE", setup.source, setup.source_bucket))
+    for side, server, name in sides:
         environment |= {
             f"{side}_S3_BUCKET": name,
             f"{side}_S3_ENDPOINT": server.endpoint_url,
@@ -295,10 +304,13 @@ def rclone_environment(setup: Setup) -> dict[str, str]:
 
 
 def rclone_command(setup: Setup, bucket: str, transfers: int, no_traverse: bool) -> list[str]:
+    """From a disk source, rclone reads the files directly; ``-M`` (metadata) is left out there, as
+    a file's metadata (mode, owner, times) is not what a Mastodon bucket holds."""
+    source = str(setup.source_root) if setup.from_disk else f"src:{setup.source_bucket}"
     return [
-        str(RCLONE), "copy", "--files-from-raw", str(setup.keys_file), f"src:{setup.source_bucket}", f"dst:{bucket}",
-        "--transfers", str(transfers), "--checkers", str(transfers), "--no-check-dest", "-M", "--s3-no-head",
-        *(["--no-traverse"] if no_traverse else []),
+        str(RCLONE), "copy", "--files-from-raw", str(setup.keys_file), source, f"dst:{bucket}",
+        "--transfers", str(transfers), "--checkers", str(transfers), "--no-check-dest",
+        *([] if setup.from_disk else ["-M"]), "--s3-no-head", *(["--no-traverse"] if no_traverse else []),
     ]  # fmt: skip
 
 

@@ -877,6 +877,12 @@ def main() -> None:
     )
     parser.add_argument("--backfill", action="store_true", help="include the UI backfill")
     parser.add_argument(
+        "--from-disk",
+        action="store_true",
+        help="copy from the seeded files as a disk instance's public/system (SOURCE_PAPERCLIP_ROOT_PATH; rclone "
+        "from the same directory)",
+    )
+    parser.add_argument(
         "--backfill-from",
         choices=("asset", "job"),
         default="asset",
@@ -921,6 +927,7 @@ def main() -> None:
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-e2e-", dir=arguments.work_dir)))
         setup = seed(stack, arguments, work)
+        setup.from_disk = arguments.from_disk
         if arguments.backfill_partitions:
             arguments.partition_rows = rows_for(setup.row_counts, arguments.backfill_partitions)
         if arguments.backfill:

@@ -40,7 +40,9 @@ checkers / (HEADs per object x delay) and transfers / (other round trips per
 object x delay). CPU cap: objects/s if the cores did nothing but this run's
 client, servers and proxy. Large objects: each object's GET is one connection, so no
 object copies faster than the cap: bound = objects x MB / (ceil(objects /
-in_flight) x MB / cap).
+in_flight) x MB / cap) for rclone; the engine copies parts in parallel (a part's
+GET, then its upload), as many as the byte budget holds: bound = parts in
+flight x cap / 2 (``large_bound``). Their CPU cap is given in MB/s.
 
     .venv/bin/python benchmarks/bench_latency.py --objects 4000 --large-objects 4 --large-mb 100
 """
@@ -290,10 +292,29 @@ def large(arguments, stack: ExitStack) -> list[dict]:
     label = f"{arguments.large_objects} x {arguments.large_mb} MB, {arguments.cap_mb_s:g} MB/s per connection"
     rows = []
     for name, in_flight, run in run_rounds(arguments, setup, work, options, label):
-        big = arguments.large_objects * arguments.large_mb * MB
-        seconds = math.ceil(arguments.large_objects / in_flight) * arguments.large_mb / arguments.cap_mb_s
-        rows.append(row(name, in_flight, run, arguments.large_delay_ms) | {"bound_mb_s": big / MB / seconds})
+        rows.append(
+            row(name, in_flight, run, arguments.large_delay_ms)
+            | {
+                "bound_mb_s": large_bound(name, in_flight, arguments),
+                "cpu_cap_mb_s": cpu_cap(run) * run.bytes / MB / run.objects,
+            }
+        )
     return rows
+
+
+def large_bound(name: str, in_flight: int, arguments) -> float:
+    """MB/s the per-connection cap allows. rclone: each object's GET is one capped connection (its uploads
+    keep up), so no object copies faster than the cap. The engine copies parts in parallel, each part's
+    GET then its upload at the cap (cap / 2 per part in flight), as many parts as the byte budget holds
+    (``Tuning``'s memory and part size)."""
+    if name == "engine":
+        from mastodon_s3_sync.core.tuning import Tuning
+
+        parts = math.ceil(arguments.large_mb * MB / (Tuning.part_size_megabytes * MiB))
+        in_budget = Tuning.memory_megabytes // Tuning.part_size_megabytes
+        return min(arguments.large_objects * parts, in_budget) * arguments.cap_mb_s / 2
+    seconds = math.ceil(arguments.large_objects / in_flight) * arguments.large_mb / arguments.cap_mb_s
+    return arguments.large_objects * arguments.large_mb / seconds
 
 
 def cpu_cap(run: Run) -> float:
@@ -339,11 +360,12 @@ def table(rows: list[dict]) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         bound_text = f"{r['bound_mb_s']:.0f} MB/s" if "bound_mb_s" in r else f"{r['bound_objects_per_second']:.0f}"
+        cap_text = f"{r['cpu_cap_mb_s']:.0f} MB/s" if "cpu_cap_mb_s" in r else f"{r['cpu_cap_objects_per_second']:.0f}"
         rate = f"{r['objects_per_second']:.0f}" if r["verified"] else "FAILED"
         if "settled" in r:
             rate += " (settled {:.0f} + {:.0f} requests/s)".format(*r["settled"])
         print(
-            f"| {r['label']} | {r['contender']} | {rate} | {bound_text} | {r['cpu_cap_objects_per_second']:.0f} "
+            f"| {r['label']} | {r['contender']} | {rate} | {bound_text} | {cap_text} "
             f"| {r['mb_per_second']} "
             f"| {r['client_cpu_ms_per_object']:.3f} | {r['server_cpu_ms_per_object']:.3f} "
             f"| {r['proxy_cpu_ms_per_request']} | {r['round_trips_per_object']:.2f} "

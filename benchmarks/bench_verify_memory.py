@@ -101,7 +101,9 @@ def healthy(arguments, stack, work: Path, database_url: str, rclone_s3_server) -
             exit_code, seconds, peak, lines = run_verify(environment)
         verdict = lines[-1] if lines else ""
         assert exit_code == 0 and verdict == "verified: complete", lines[-5:]
-        print(f"{rows:>9,} {objects:>9,} {seeded:>7.0f} {peak:>12.0f} {seconds:>8.1f} {objects / seconds:>10,.0f}  {verdict}")
+        print(
+            f"{rows:>9,} {objects:>9,} {seeded:>7.0f} {peak:>12.0f} {seconds:>8.1f} {objects / seconds:>10,.0f}  {verdict}"
+        )
 
 
 def main() -> None:

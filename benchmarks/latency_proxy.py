@@ -126,7 +126,9 @@ class Stats:
             "methods": self.methods,
             "bytes_up": self.bytes_up,
             "bytes_down": self.bytes_down,
-            "per_second": [self.per_second.get(second, [0, 0]) for second in range(max(self.per_second, default=-1) + 1)],
+            "per_second": [
+                self.per_second.get(second, [0, 0]) for second in range(max(self.per_second, default=-1) + 1)
+            ],
         }
 
 
@@ -209,7 +211,7 @@ class Refusal:
                 self.close, self.remaining = True, 0
                 return True
             return False
-        head = bytes(self.head[:end + 2])
+        head = bytes(self.head[: end + 2])
         self.head_request = head.startswith(b"HEAD ")
         if NO_BODY_WAIT.search(head):  # the body would be sent only after an answer we won't give
             self.close, self.remaining = True, 0
@@ -220,9 +222,9 @@ class Refusal:
         return self.remaining <= 0
 
     def answer(self) -> bytes:
-        headers = (
-            b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
-            b"Content-Length: %d\r\n%s\r\n" % (len(SLOW_DOWN_BODY), b"Connection: close\r\n" if self.close else b"")
+        headers = b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n%s\r\n" % (
+            len(SLOW_DOWN_BODY),
+            b"Connection: close\r\n" if self.close else b"",
         )
         return headers if self.head_request else headers + SLOW_DOWN_BODY
 
@@ -234,7 +236,9 @@ class Listener:
         parts = urlsplit(upstream)
         self.loop, self.host, self.port, self.limits = loop, parts.hostname, parts.port, limits
         self.stats = Stats(started=loop.time())
-        self.bucket = TokenBucket(limits.slowdown_rate, limits.slowdown_burst, loop.time()) if limits.slowdown_rate else None
+        self.bucket = (
+            TokenBucket(limits.slowdown_rate, limits.slowdown_burst, loop.time()) if limits.slowdown_rate else None
+        )
         self.server: asyncio.Server | None = None
 
     async def start(self, port: int = 0) -> str:
@@ -385,7 +389,12 @@ class RunningProxy:
 
 @contextmanager
 def running(
-    upstreams: list[str], *, delay_ms: float = 0, rate_mb_s: float = 0, slowdown_rps: float = 0, slowdown_burst: float = 1
+    upstreams: list[str],
+    *,
+    delay_ms: float = 0,
+    rate_mb_s: float = 0,
+    slowdown_rps: float = 0,
+    slowdown_burst: float = 1,
 ) -> Iterator[RunningProxy]:
     """The proxy in a process of its own (its CPU apart from the client's) in front of ``upstreams``."""
     with tempfile.TemporaryDirectory(prefix="latency-proxy-") as directory:

@@ -17,7 +17,7 @@ from mastodon_s3_sync.core.verification import Problem, verify_table
 from mastodon_s3_sync.definitions.acl_refresh import build_acl_refresh_schedule, state_key
 from mastodon_s3_sync.definitions.definitions import build_definitions
 from mastodon_s3_sync.execution.runs import refresh_acls_in_process
-from mastodon_s3_sync_tests.support.acl import is_public
+from mastodon_s3_sync_tests.support.acl import is_public, moderate
 from mastodon_s3_sync_tests.support.cli import run_cli
 from mastodon_s3_sync_tests.support.database import run_statement
 from mastodon_s3_sync_tests.support.migration import make_migration
@@ -187,33 +187,6 @@ def test_a_destination_without_acls_is_never_sent_put_acl(
             resources["mastodon_db"], TABLES[MEDIA], resources["source_s3"], resources["destination_s3"]
         )
         assert verification.complete and not verification.acl_checked
-
-
-def moderate(migration, suspend: int, delete: int) -> set[str]:
-    """Suspend ``suspend`` accounts and delete ``delete`` statuses (``deleted_at``, as a moderator
-    does), each with public media of its own; returns the keys that must now be private."""
-    rows = {row["id"]: row for row in migration.instance.rows[MEDIA]}
-    public = [rows[o.row_id] for o in migration.instance.expected_for(MEDIA) if o.acl_kind == "permission"]
-    statuses = list(dict.fromkeys(row["status_id"] for row in public if row["status_id"]))[:delete]
-    accounts = list(dict.fromkeys(
-        row["account_id"] for row in public if row["status_id"] not in statuses))[:suspend]  # fmt: skip
-    assert (len(statuses), len(accounts)) == (delete, suspend)
-    for status in statuses:
-        run_statement(
-            migration.database_url, "UPDATE statuses SET deleted_at = now() AT TIME ZONE 'UTC' WHERE id = %s", (status,)
-        )
-    for account in accounts:
-        run_statement(
-            migration.database_url,
-            "UPDATE accounts SET suspended_at = now() AT TIME ZONE 'UTC' WHERE id = %s",
-            (account,),
-        )
-    return {
-        o.key
-        for o in migration.instance.expected_for(MEDIA)
-        if o.acl_kind == "permission"
-        and (rows[o.row_id]["status_id"] in statuses or rows[o.row_id]["account_id"] in accounts)
-    }
 
 
 def get_bucket_acl_answered(proxy: S3Proxy, bucket: str, times: int | None, error: tuple[int, str, str]):

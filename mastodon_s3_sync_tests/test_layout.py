@@ -824,6 +824,37 @@ def test_every_table_is_described() -> None:
     assert set(TABLES) == set(TABLE_NAMES)
 
 
+# ----------------------------------------------------------------------------- Content-Type, for files on disk
+
+
+@pytest.mark.parametrize(
+    ("style", "file_name", "row_type", "expected"),
+    [
+        ("original", "a.jpeg", "image/jpeg", "image/jpeg"),
+        ("original", "a.bin", "application/octet-stream", "application/octet-stream"),
+        ("original", "a.png", "image/gif", "image/gif"),  # the row decides for the original, not its name
+        ("original", "a.jpeg", None, None),  # no type in the row: none sent
+        ("original", "a.jpeg", "", None),
+        ("small", "a.jpeg", "image/jpeg", "image/jpeg"),
+        ("small", "a.JPG", "image/jpeg", "image/jpeg"),
+        ("small", "a.png", "image/gif", "image/png"),  # a derived style: its own file's extension
+        ("static", "a.png", "image/gif", "image/png"),
+        ("small", "a.webp", "image/webp", "image/webp"),
+        ("small", "a.gif", "image/gif", "image/gif"),
+        ("original", "a.mp4", "video/mp4", "video/mp4"),
+        ("small", "a.mp4", "video/quicktime", "video/mp4"),
+        ("original", "a.mp3", "audio/mpeg", "audio/mpeg"),
+        ("ico", "favicon.ico", "image/png", "image/vnd.microsoft.icon"),
+        ("@2x", "thumb.png", "image/jpeg", "image/png"),
+        ("small", "noextension", "image/jpeg", None),
+        ("small", ".hidden", "image/jpeg", None),  # Ruby's extname: a leading dot is no extension
+        ("small", "a.unknown", "image/jpeg", None),
+    ],
+)
+def test_style_content_type(style, file_name, row_type, expected) -> None:
+    assert layout.style_content_type(style, file_name, row_type) == expected
+
+
 # ----------------------------------------------------------------------------- the fake instance, row by row
 
 INSTANCE = build_fake_instance()
@@ -864,6 +895,8 @@ def test_fake_instance_rows_give_exactly_the_hand_written_keys(table: str) -> No
                     assert obj.expected_size == source.size
             else:
                 assert obj.expected_size is None
+            if source is not None:
+                assert obj.content_type == source.content_type, f"{obj.key}: what a file on disk is uploaded with"
 
 
 def test_fake_instance_orphans_are_never_computed_keys() -> None:
@@ -920,3 +953,50 @@ def test_only_the_legacy_favicon_ico_is_optional() -> None:
         "32": False,
         "48": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "acl", "umask", "mode"),
+    [
+        # Paperclip writes 0666 & ~umask; Mastodon chmods private media 0600 & ~umask on disk
+        ("media_attachments/files/000/000/001/original/a.png", "private", 0o022, 0o600),
+        ("media_attachments/files/000/000/001/small/a.png", "private", 0o002, 0o600),
+        ("cache/media_attachments/files/000/000/001/original/a.png", "private", 0o022, 0o600),
+        ("media_attachments/files/000/000/001/original/a.png", "public-read", 0o022, 0o644),
+        ("media_attachments/files/000/000/001/original/a.png", "public-read", 0o002, 0o664),
+        ("media_attachments/files/000/000/001/original/a.png", None, 0o022, 0o644),
+        ("accounts/avatars/000/000/001/original/a.png", "public-read", 0o077, 0o600),
+        ("accounts/avatars/000/000/001/original/a.png", "private", 0o022, 0o600),
+        ("media_attachments/files/000/000/001/original/a.png", "private", 0o177, 0o600),
+        ("media_attachments/files/000/000/001/original/a.png", "private", 0o277, 0o400),
+        # backups: private on S3 only, never chmodded on disk (nginx serves the downloads)
+        ("backups/dumps/000/000/001/original/archive.zip", "private", 0o022, 0o644),
+        ("backups/dumps/000/000/001/original/archive.zip", "private", 0o002, 0o664),
+        ("backups/dumps/000/000/001/original/archive.zip", None, 0o022, 0o644),
+        ("cache/backups/x.zip", "private", 0o022, 0o600),
+    ],
+)
+def test_file_mode(key, acl, umask, mode) -> None:
+    assert layout.file_mode(key, acl, umask) == mode
+
+
+@pytest.mark.parametrize(
+    ("mode", "private"),
+    [(0o600, True), (0o400, True), (0o700, True), (0o644, False), (0o640, False), (0o604, False), (0o664, False)],
+)
+def test_mode_is_private(mode, private) -> None:
+    assert layout.mode_is_private(mode) is private
+
+
+@pytest.mark.parametrize(
+    ("key", "mode", "private"),
+    [
+        ("media_attachments/files/000/000/001/original/a.png", 0o600, True),
+        ("media_attachments/files/000/000/001/original/a.png", 0o644, False),
+        ("cache/accounts/avatars/000/000/001/original/a.png", 0o640, False),
+        ("backups/dumps/000/000/001/original/archive.zip", 0o644, True),  # what Mastodon leaves it
+        ("backups/dumps/000/000/001/original/archive.zip", 0o600, True),
+    ],
+)
+def test_file_is_private(key, mode, private) -> None:
+    assert layout.file_is_private(key, mode) is private

@@ -73,11 +73,45 @@ def test_explicit_variables_win_and_resources_see_the_file(tmp_path):
     assert resources["mastodon_db"].db_pass == "p@ss word#1"
 
 
-def test_local_storage_instance_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="S3_ENABLED is not true"):
-        source_settings_from_mastodon_env(
-            write(tmp_path, ENV_PRODUCTION.replace("S3_ENABLED=true", "S3_ENABLED=false"))
-        )
+DISK_INSTANCE = ENV_PRODUCTION.replace("S3_ENABLED=true", "S3_ENABLED=false")
+
+
+@pytest.mark.parametrize(
+    ("extra", "root"),
+    [
+        ("", "{rails_root}/public/system"),  # paperclip.rb's default, :rails_root/public/system
+        ("PAPERCLIP_ROOT_PATH=/srv/mastodon-media\n", "/srv/mastodon-media"),
+        ("PAPERCLIP_ROOT_PATH=media\n", "{rails_root}/media"),  # relative: where Mastodon runs
+        ("PAPERCLIP_ROOT_PATH=:rails_root/public/other\n", "{rails_root}/public/other"),
+    ],
+)
+def test_disk_instance_gives_its_directory_as_the_source(tmp_path, extra, root):
+    settings = source_settings_from_mastodon_env(write(tmp_path, DISK_INSTANCE + extra))
+    assert settings["SOURCE_PAPERCLIP_ROOT_PATH"] == root.format(rails_root=tmp_path)
+    assert settings["DB_PASS"] == "p@ss word#1"
+    assert not any(name.startswith("SOURCE_S3_") or name.startswith("SOURCE_AWS_") for name in settings)
+
+
+def test_disk_instance_without_s3_enabled_at_all(tmp_path):
+    text = "\n".join(line for line in DISK_INSTANCE.splitlines() if not line.startswith("S3_ENABLED"))
+    settings = source_settings_from_mastodon_env(write(tmp_path, text))
+    assert settings["SOURCE_PAPERCLIP_ROOT_PATH"] == f"{tmp_path}/public/system"
+
+
+def test_disk_instance_source_is_a_directory_and_an_explicit_bucket_wins(tmp_path):
+    env_file = str(write(tmp_path, DISK_INSTANCE))
+    environ = {"MASTODON_ENV_FILE": env_file}
+    load_environment(environ)
+    source = configured({**environ, "DESTINATION_S3_BUCKET": "new"}, only=("source_s3",))["source_s3"]
+    assert source.root == tmp_path / "public" / "system"
+    environ = {"MASTODON_ENV_FILE": env_file, "SOURCE_S3_BUCKET": "old"}
+    load_environment(environ)
+    assert configured(environ, only=("source_s3",))["source_s3"].bucket == "old"
+
+
+def test_swift_instance_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="OpenStack Swift"):
+        source_settings_from_mastodon_env(write(tmp_path, DISK_INSTANCE + "SWIFT_ENABLED=true\n"))
 
 
 def test_missing_bucket_is_named(tmp_path):

@@ -139,7 +139,9 @@ def test_an_alias_host_is_where_the_anonymous_reads_go(environment, capsys, moto
         )
         fetched = [(e.method, e.path, e.status) for e in cdn.exchanges]
     host = cdn.endpoint_url.removeprefix("http://")
-    assert re.fullmatch(rf"PASS anonymous read of a public-read object: 200 at http://{host}/{PROBE}/public\.png", lines[3])
+    assert re.fullmatch(
+        rf"PASS anonymous read of a public-read object: 200 at http://{host}/{PROBE}/public\.png", lines[3]
+    )
     assert [(method, status) for method, _, status in fetched] == [("GET", 200), ("GET", 403), ("GET", 200)]
     assert f"\nS3_ALIAS_HOST={host}\n" in env_block and "\nS3_PROTOCOL=http\n" in env_block
     assert code == EXIT_CONFIG, "moto still lists the bucket through the alias"

@@ -222,3 +222,33 @@ def test_part_sizes_keep_within_the_part_count_limit():
     assert proof.server_side_part_size(8 * MiB, 6 * 1024 * MiB) == 512 * MiB
     assert proof.server_side_part_size(8 * MiB, 10_000 * 1024 * MiB) == 1024 * MiB
     assert proof.fits_single_copy(5 * 1024 * MiB) and not proof.fits_single_copy(5 * 1024 * MiB + 1)
+
+
+PART_SIZE_CANDIDATES = {
+    # Mastodon's aws-sdk uploads above 15 MB: 5 MiB parts
+    "a 20 MB video in 4 parts": (f"{A}-4", 20_000_000, None, [5_000_000, 5 * MiB]),
+    "rclone or aws-cli, 8 MiB": (f"{A}-3", 20 * MiB, None, [6_990_507, 7 * MiB, 8 * MiB]),  # 10 MiB: 2 parts
+    "an even split in whole MiB": (f"{A}-3", 60 * MiB, None, [20 * MiB]),
+    "several fit": (f"{A}-2", 30 * MiB, None, [15 * MiB, 16 * MiB]),
+    "the configured part size": (
+        f"{A}-2",
+        13 * MiB + 1,
+        7 * MiB + 3,
+        [6_815_745, 7 * MiB, 7 * MiB + 3, 8 * MiB, 10 * MiB],
+    ),
+    "one part": (
+        f"{A}-1",
+        3 * MiB,
+        None,
+        [3 * MiB, 5 * MiB, 8 * MiB, 10 * MiB, 15 * MiB, 16 * MiB, 32 * MiB, 64 * MiB],
+    ),
+    "a plain MD5": (A, 20 * MiB, None, []),
+    "no ETag": (None, 20 * MiB, None, []),
+}
+
+
+@pytest.mark.parametrize(
+    ("etag", "size", "part_size", "expected"), PART_SIZE_CANDIDATES.values(), ids=PART_SIZE_CANDIDATES
+)
+def test_part_size_candidates(etag, size, part_size, expected):
+    assert proof.part_size_candidates(etag, size, part_size) == expected

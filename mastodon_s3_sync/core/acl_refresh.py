@@ -4,7 +4,7 @@ Suspending or unsuspending an account, and a moderator deleting a status (kept
 with ``deleted_at``), change which ``media_attachments`` objects are private,
 but touch no media row, so neither a partition re-sync nor the changed-rows
 scan sees them. This module finds the media whose expected ACL may have
-changed lately and sets it with PutObjectAcl:
+changed lately and sets it with PutObjectAcl (on a directory, a chmod: ``DiskEnd.put_acl``):
 
 - accounts: the set of suspended account ids, compared with the set the last
   refresh saw (newly suspended and unsuspended accounts are the symmetric
@@ -46,11 +46,12 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 from mastodon_s3_sync.core.acl_support import probe_acl_support
-from mastodon_s3_sync.core.buckets import DestinationBucket
+from mastodon_s3_sync.core.buckets import DestinationBucket, DestinationDirectory
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject, MediaTable
 from mastodon_s3_sync.core.referenced_objects import ObjectProblem, referenced_objects
 from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.transfer.disk import DiskEnd
 from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, with_retries
 from mastodon_s3_sync.core.transfer.s3 import S3Client, S3Error
@@ -190,8 +191,8 @@ def affected_objects(
 
 
 async def put_acls(
-    client: S3Client,
-    destination: DestinationBucket,
+    client: S3Client | DiskEnd,
+    destination: DestinationBucket | DestinationDirectory,
     objects: Iterable[MediaObject],
     settings: TransferSettings,
     result: AclWrites,
@@ -230,7 +231,7 @@ async def put_acls(
 
 
 @asynccontextmanager
-async def _destination_keeping_acls(destination: DestinationBucket, settings: TransferSettings):
+async def _destination_keeping_acls(destination: DestinationBucket | DestinationDirectory, settings: TransferSettings):
     """A client for the destination, and whether it keeps ACLs (``AclProbeFailed`` when it will not say)."""
     bucket = destination.engine_bucket()
     async with open_clients(bucket, bucket, settings) as (_, client):
@@ -240,7 +241,7 @@ async def _destination_keeping_acls(destination: DestinationBucket, settings: Tr
 
 def refresh_acls(
     database: MastodonDatabase,
-    destination: DestinationBucket,
+    destination: DestinationBucket | DestinationDirectory,
     previous: AclState,
     since: datetime | None,
     settings: TransferSettings | None = None,
@@ -279,7 +280,7 @@ def refresh_acls(
 
 def fix_all_acls(
     database: MastodonDatabase,
-    destination: DestinationBucket,
+    destination: DestinationBucket | DestinationDirectory,
     tables: Sequence[MediaTable],
     settings: TransferSettings | None = None,
 ) -> dict[str, AclWrites]:

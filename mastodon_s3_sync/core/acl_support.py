@@ -5,7 +5,10 @@ the object with an empty body (rclone's server does), so nothing sends PutObject
 says the server keeps ACLs. And a server that keeps them but is read as keeping none gets no ACL
 set and none checked: media a moderator took down stays public while the run says it is done.
 
-So only a definite answer means "no ACLs":
+A directory (``DiskEnd``) keeps them as file modes, as Mastodon's filesystem storage does: no
+probe asks it.
+
+For a bucket, only a definite answer means "no ACLs":
 - the provider is one known to keep none (``providers.WITHOUT_ACLS``: R2, B2), or
 - GetBucketAcl answers a not-supported error (``providers.acl_unsupported``: 400, 404, 405,
   501, NotImplemented), or a 200 whose body is no AccessControlPolicy (rclone's server
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.errors import AclProbeDenied, AclProbeUnanswered
+from mastodon_s3_sync.core.transfer.disk import DiskEnd
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, with_retries
 from mastodon_s3_sync.core.transfer.s3 import S3Client, S3Error, access_control_policy
 
@@ -34,8 +38,10 @@ class AclSupport:
     """Why, in words for the run's log and metadata."""
 
 
-async def probe_acl_support(client: S3Client, max_attempts: int = 5, max_throttled: int = 30) -> AclSupport:
+async def probe_acl_support(client: S3Client | DiskEnd, max_attempts: int = 5, max_throttled: int = 30) -> AclSupport:
     """Ask ``client``'s bucket whether it keeps ACLs (see the module docstring for what counts)."""
+    if isinstance(client, DiskEnd):
+        return AclSupport(True, "a directory: file modes, as Mastodon's filesystem storage")
     bucket = client.bucket
     provider = providers.provider_without_acls(bucket.endpoint_url)
     if provider is not None:

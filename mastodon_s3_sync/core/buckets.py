@@ -1,19 +1,28 @@
 """The source and destination buckets as the sync sees them: where they are, the
 credentials, the key prefix (joined literally, as Mastodon joins it) and, for the
 destination, the ACL and storage class. Field names follow dagster-aws's ``S3Resource``.
+
+Either end may be a directory instead (``MediaDirectory``: Mastodon's ``PAPERCLIP_ROOT_PATH``,
+set as ``*_PAPERCLIP_ROOT_PATH``), which offers the same calls: no key prefix, no multipart
+uploads left behind, and ACLs kept as file modes, as Mastodon's filesystem storage keeps them
+(``layout.file_mode``: private media ``0600 & ~umask``, the rest ``0666 & ~umask``).
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.core.mastodon.layout import with_key_prefix
+from mastodon_s3_sync.core.public_urls import DISK, MediaHome
 from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.transfer.disk import DiskRoot
 from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS
 from mastodon_s3_sync.core.transfer.s3 import Bucket, PendingUpload, S3Error
@@ -146,6 +155,10 @@ class MediaBucket:
     def full_key(self, key: str) -> str:
         return with_key_prefix(self.key_prefix, key)
 
+    def media_home(self, alias_host: str | None, web_domain: str | None = None) -> MediaHome:
+        """Where its media is served (for ``public_urls.url_change``)."""
+        return MediaHome.of_bucket(self, alias_host)
+
     @property
     def listing_prefix(self) -> str:
         """What every key of this bucket's media starts with."""
@@ -174,11 +187,127 @@ class DestinationBucket(MediaBucket):
         return permission or None
 
 
-def check_distinct(source: SourceBucket, destination: DestinationBucket) -> None:
+@dataclass(frozen=True)
+class MediaDirectory:
+    """A directory holding Mastodon media as Paperclip's filesystem storage writes it: the key is the
+    path under the root (``PAPERCLIP_ROOT_PATH``; no key prefix on disk)."""
+
+    root_path: str
+    side: str = "SOURCE"
+    key_prefix: None = None
+
+    @property
+    def variable(self) -> str:
+        return f"{self.side}_PAPERCLIP_ROOT_PATH"
+
+    @property
+    def root(self) -> Path:
+        return Path(self.root_path).expanduser()
+
+    @property
+    def bucket(self) -> str:
+        """What names this end in messages (a bucket's name, here the directory)."""
+        return str(self.root)
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.root.absolute().as_uri()
+
+    def engine_bucket(self) -> DiskRoot:
+        return DiskRoot(str(self.root))
+
+    def explain(self, error: BaseException) -> str:
+        """One line naming the variable behind a failed file operation."""
+        return f"{self.variable}: {self.root}: {type(error).__name__}: {error}"
+
+    def check_access(self) -> None:
+        """The root is a directory this process can read (and, as a destination, write)."""
+        if not self.root.exists():
+            raise ConfigError(f"{self.variable}: {self.root} does not exist")
+        if not self.root.is_dir():
+            raise ConfigError(f"{self.variable}: {self.root} is not a directory")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise ConfigError(f"{self.variable}: {self.root} is not readable by this user")
+
+    def stale_uploads(self) -> list[PendingUpload]:
+        return []  # a directory keeps no unfinished uploads: parts are temporary files of the copy
+
+    def abort_stale_uploads(self) -> int:
+        return 0
+
+    def full_key(self, key: str) -> str:
+        return key
+
+    def media_home(self, alias_host: str | None, web_domain: str | None = None) -> MediaHome:
+        """Served by the instance itself at ``/system/...`` (``PAPERCLIP_ROOT_URL``)."""
+        return MediaHome(DISK, web_domain=web_domain)
+
+    @property
+    def listing_prefix(self) -> str:
+        return ""
+
+
+@dataclass(frozen=True)
+class SourceDirectory(MediaDirectory):
+    """Read only: the sync never writes to or deletes from it."""
+
+
+@dataclass(frozen=True)
+class DestinationDirectory(MediaDirectory):
+    side: str = "DESTINATION"
+    storage_class: None = None
+
+    def check_access(self) -> None:
+        super().check_access()
+        if not os.access(self.root, os.W_OK):
+            raise ConfigError(f"{self.variable}: {self.root} is not writable by this user")
+
+    def acl_permission(self) -> str:
+        """Public media are readable by the web server, and what Mastodon makes private
+        (``MediaTable.acl_for``) is given its private mode (``layout.file_mode``)."""
+        return providers.DEFAULT_PERMISSION
+
+
+MediaEnd = MediaBucket | MediaDirectory
+"""Either kind of end: ``SourceBucket`` or ``SourceDirectory``, ``DestinationBucket`` or ``DestinationDirectory``."""
+
+
+def check_distinct(source: MediaEnd, destination: MediaEnd) -> None:
     """Refuse a destination that is the source itself: copying onto it would overwrite source objects."""
+    if isinstance(source, MediaDirectory) or isinstance(destination, MediaDirectory):
+        if isinstance(source, MediaDirectory) and isinstance(destination, MediaDirectory):
+            if source.root.resolve() == destination.root.resolve():
+                raise ConfigError(
+                    "DESTINATION_PAPERCLIP_ROOT_PATH: the destination is the source directory; set another one"
+                )
+        return
     same_place = (source.endpoint_url or "", source.bucket) == (destination.endpoint_url or "", destination.bucket)
     if same_place and source.listing_prefix == destination.listing_prefix:
         raise ConfigError(
             "DESTINATION_S3_BUCKET: the destination is the source bucket with the same key prefix; "
             "set a different bucket or DESTINATION_S3_KEY_PREFIX"
         )
+
+
+def media_end(side: str, fields: dict[str, Any]) -> MediaEnd:
+    """The ``side``'s (``SOURCE`` or ``DESTINATION``) bucket, or its directory when
+    ``*_PAPERCLIP_ROOT_PATH`` is set, from its settings by resource field; a ``ConfigError`` when
+    both or neither are set."""
+    fields = dict(fields)
+    root = fields.pop("paperclip_root_path", None) or None
+    bucket = fields.get("bucket") or None
+    if root and bucket:
+        raise ConfigError(
+            f"{side}_S3_BUCKET and {side}_PAPERCLIP_ROOT_PATH are both set: the {side.lower()} is a bucket "
+            "or a directory, unset one"
+        )
+    if root:
+        if fields.get("key_prefix") is not None:
+            raise ConfigError(f"{side}_S3_KEY_PREFIX: there is no key prefix on disk; unset it")
+        return SourceDirectory(root) if side == "SOURCE" else DestinationDirectory(root)
+    if not bucket:
+        raise ConfigError(
+            f"{side}_S3_BUCKET is not set: it names the {side.lower()} bucket "
+            f"(or set {side}_PAPERCLIP_ROOT_PATH for a directory)"
+        )
+    return SourceBucket(**fields) if side == "SOURCE" else DestinationBucket(**fields)

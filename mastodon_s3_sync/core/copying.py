@@ -45,7 +45,7 @@ def mostly_missing_error(
     where = f" (for example {example_key})" if example_key else ""
     return (
         f"{MOSTLY_MISSING}: {missing} of {looked_up}{where}. Check SOURCE_S3_BUCKET, SOURCE_S3_ENDPOINT and "
-        "SOURCE_S3_KEY_PREFIX; if this instance really lost that media, set SYNC_ACCEPT_MISSING=true "
+        "SOURCE_S3_KEY_PREFIX (or SOURCE_PAPERCLIP_ROOT_PATH); if this instance really lost that media, set SYNC_ACCEPT_MISSING=true "
         f"(`{command} --accept-missing`)"
     )
 
@@ -126,6 +126,7 @@ def copy_items_for(
             fallback_destination_key=(
                 destination.full_key(media_object.fallback_key) if media_object.fallback_key else None
             ),
+            content_type=media_object.content_type,
         )
         for media_object, acl in zip(objects, acls)
     ]

@@ -43,6 +43,8 @@ the object itself or a 500; only GetBucketAcl's answer is definite (see ``core.a
 DEFAULT_PERMISSION = "public-read"
 PRIVATE = "private"
 """The canned ACL of what Mastodon keeps from the public (backups, suspended accounts' media)."""
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+"""The grantee of a public object's READ grant (GetObjectAcl)."""
 CANNED_ACLS = frozenset(
     {
         PRIVATE,

@@ -10,7 +10,7 @@ variable, and the README's configuration reference is rendered from it
 Values come from the process environment, a ``.env`` in the working directory
 (as ``dagster dev`` loads it) and, when ``MASTODON_ENV_FILE`` names the
 instance's ``.env.production``, its database and S3 settings (translated to the
-``SOURCE_*`` names). Explicitly set variables always win. Nothing here runs at
+``SOURCE_*`` names), or for a disk instance its directory (``SOURCE_PAPERCLIP_ROOT_PATH``). Explicitly set variables always win. Nothing here runs at
 import time.
 """
 
@@ -71,7 +71,29 @@ HOSTS = "Several hosts (Celery workers; on when CELERY_BROKER_URL is set)"
 def _bucket_variables(side: str, section: str) -> list[Variable]:
     resource = f"{side.lower()}_s3"
     return [
-        Variable(f"{side}_S3_BUCKET", section, "the bucket name (required)", resource, "bucket"),
+        Variable(
+            f"{side}_S3_BUCKET",
+            section,
+            f"the bucket name (required, unless {side}_PAPERCLIP_ROOT_PATH is set)",
+            resource,
+            "bucket",
+        ),
+        Variable(
+            f"{side}_PAPERCLIP_ROOT_PATH",
+            section,
+            "a directory instead of a bucket: Mastodon's `PAPERCLIP_ROOT_PATH` (its `public/system`), files at "
+            "`<root>/[cache/]<class>/<attachment>/<id_partition>/<style>/<filename>`, no key prefix"
+            + (
+                "; read only"
+                if side == "SOURCE"
+                else "; files are written under a temporary name and renamed, with Paperclip's modes "
+                "(0666 and directories 0777, less the umask: 0644 and 0755 under umask 022); what Mastodon keeps "
+                "private (media of suspended accounts and of deleted-but-kept statuses) is 0600 less the umask, "
+                "as Mastodon chmods it on disk, and `verify`, the ACL refresh and `--fix-acls` check and set these modes"
+            ),
+            resource,
+            "paperclip_root_path",
+        ),
         Variable(
             f"{side}_S3_ENDPOINT",
             section,
@@ -120,7 +142,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "MASTODON_ENV_FILE",
         DATABASE,
-        "the instance's `.env.production`: its `DB_*`, `DATABASE_URL`, `S3_BUCKET`, `S3_ENDPOINT`, `S3_REGION`, `S3_KEY_PREFIX`, `S3_ALIAS_HOST` (or `S3_CLOUDFRONT_HOST`), `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` become the database and `SOURCE_*` settings (explicit variables win); `S3_ENABLED` must be true",
+        "the instance's `.env.production`: its `DB_*`, `DATABASE_URL`, `S3_BUCKET`, `S3_ENDPOINT`, `S3_REGION`, `S3_KEY_PREFIX`, `S3_ALIAS_HOST` (or `S3_CLOUDFRONT_HOST`), `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` become the database and `SOURCE_*` settings (explicit variables win). Without `S3_ENABLED=true` the instance keeps its media on disk, and its `PAPERCLIP_ROOT_PATH`, by default `public/system` beside the file (Mastodon's `config/initializers/paperclip.rb`), becomes `SOURCE_PAPERCLIP_ROOT_PATH`",
     ),
     Variable(
         "DATABASE_URL",
@@ -332,18 +354,44 @@ def variables_for(resource: str) -> list[Variable]:
 
 
 def source_settings_from_mastodon_env(path: str | Path) -> dict[str, str]:
-    """The database and source-bucket variables that an instance's ``.env.production`` sets."""
+    """The database and source variables that an instance's ``.env.production`` sets: its bucket
+    with ``S3_ENABLED=true``, else its directory (``disk_root_of_instance``)."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"MASTODON_ENV_FILE: {file} is not a readable file")
     values = {name: value for name, value in dotenv_values(file).items() if value not in (None, "")}
+    mapped = {ours: values[theirs] for theirs, ours in MASTODON_TO_SOURCE.items() if theirs in values}
     if values.get("S3_ENABLED", "").lower() != "true":
-        raise ConfigError(
-            f"MASTODON_ENV_FILE: S3_ENABLED is not true in {file}; this instance keeps its media on local disk"
-        )
+        if values.get("SWIFT_ENABLED", "").lower() == "true":
+            raise ConfigError(
+                f"MASTODON_ENV_FILE: {file} keeps media in OpenStack Swift, which this tool does not read"
+            )
+        database = {ours: value for ours, value in mapped.items() if not ours.startswith("SOURCE_")}
+        return {
+            **database,
+            "SOURCE_PAPERCLIP_ROOT_PATH": disk_root_of_instance(file, values.get("PAPERCLIP_ROOT_PATH")),
+        }
     if "S3_BUCKET" not in values:
         raise ConfigError(f"MASTODON_ENV_FILE: S3_BUCKET is missing from {file}")
-    return {ours: values[theirs] for theirs, ours in MASTODON_TO_SOURCE.items() if theirs in values}
+    return mapped
+
+
+def disk_root_of_instance(env_file: Path, paperclip_root_path: str | None) -> str:
+    """Where a disk instance keeps its media: ``PAPERCLIP_ROOT_PATH``, by default ``:rails_root/public/system``
+    (``config/initializers/paperclip.rb``). The Rails root is the env file's directory; a relative path
+    is taken from there (where Mastodon's processes run)."""
+    rails_root = env_file.absolute().parent
+    configured = (paperclip_root_path or ":rails_root/public/system").replace(":rails_root", str(rails_root))
+    return str(rails_root / configured)
+
+
+def instance_web_domain(environ: Mapping[str, str] | None = None) -> str | None:
+    """The instance's host (``WEB_DOMAIN``, else ``LOCAL_DOMAIN``) as its ``MASTODON_ENV_FILE`` says, if set."""
+    env_file = (os.environ if environ is None else environ).get("MASTODON_ENV_FILE")
+    if not env_file or not Path(env_file).is_file():
+        return None
+    values = dotenv_values(env_file)
+    return values.get("WEB_DOMAIN") or values.get("LOCAL_DOMAIN") or None
 
 
 def load_environment(environ: dict[str, str] | None = None) -> None:
@@ -354,7 +402,8 @@ def load_environment(environ: dict[str, str] | None = None) -> None:
     env_file = target.get("MASTODON_ENV_FILE")
     if env_file:
         for name, value in source_settings_from_mastodon_env(env_file).items():
-            target.setdefault(name, value)
+            if not (name == "SOURCE_PAPERCLIP_ROOT_PATH" and target.get("SOURCE_S3_BUCKET")):  # a bucket set wins
+                target.setdefault(name, value)
 
 
 def is_set(variable: Variable, environ: Mapping[str, str]) -> bool:

@@ -1,5 +1,6 @@
 """Verify: every referenced object that exists at the source is at the destination,
-with the source's size and content, Content-Type and Cache-Control, and the ACL Mastodon would set.
+with the source's size and content, Content-Type and Cache-Control (on a bucket: a file stores no
+headers), and the ACL Mastodon would set (on a directory: the file's mode, ``layout.file_mode``).
 
 An object counts as right only when its content is proven: equal plain-MD5 ETags or equal
 multipart ETags (from the listings, no extra request), else the destination's stated MD5
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.acl_support import probe_acl_support
-from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
+from mastodon_s3_sync.core.buckets import DestinationBucket, DestinationDirectory, SourceBucket, SourceDirectory
 from mastodon_s3_sync.core.copying import mostly_missing_error
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.errors import SourceMostlyMissing
@@ -28,13 +29,13 @@ from mastodon_s3_sync.core.id_ranges import IdRange
 from mastodon_s3_sync.core.mastodon.tables import MediaObject, MediaTable
 from mastodon_s3_sync.core.referenced_objects import MAX_LISTED_PROBLEMS, batched, referenced_objects
 from mastodon_s3_sync.core.transfer.batch import TransferSettings
+from mastodon_s3_sync.core.transfer.disk import DiskEnd
 from mastodon_s3_sync.core.transfer.engine import open_clients, run_async
 from mastodon_s3_sync.core.transfer.listing import list_fallbacks, list_objects
 from mastodon_s3_sync.core.transfer.proof import different_content, etags_comparable
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, with_retries
 from mastodon_s3_sync.core.transfer.s3 import ListedObject, ObjectHead, S3Client, S3Error
 
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 CHECKED_HEADERS = ("Content-Type", "Cache-Control")
 VERIFY_BATCH = 2000
 PROVE_COMMAND = "mastodon-s3-sync verify --deep"
@@ -71,7 +72,8 @@ class TableVerification:
     findings: list[Finding] = field(default_factory=list)
     on_finding: Callable[[Finding], None] | None = None
     acl_checked: bool = True
-    """Whether the destination keeps ACLs (``probe_acl_support``), so that they were checked."""
+    """Whether the destination keeps ACLs (``probe_acl_support``; a directory's are file modes), so that
+    they were checked."""
     acl_unreadable: int = 0
     """Objects whose ACL could not be read (GetObjectAcl failed after its retries, or answered no policy)."""
     content_unproven: int = 0
@@ -119,7 +121,7 @@ class TableVerification:
 
 
 def acl_problem(expected_acl: str | None, grants: list[tuple[str, str]]) -> str | None:
-    public = any(who == ALL_USERS and permission in ("READ", "FULL_CONTROL") for who, permission in grants)
+    public = any(who == providers.ALL_USERS and permission in ("READ", "FULL_CONTROL") for who, permission in grants)
     if expected_acl == "public-read" and not public:
         return "expected public-read, the object is not readable by everyone"
     if expected_acl == providers.PRIVATE and public:
@@ -152,6 +154,15 @@ class _Verifier:
     async def verify(self, objects: Sequence[MediaObject], result: TableVerification) -> None:
         source_keys = [self.source_bucket.full_key(o.key) for o in objects]
         destination_keys = [self.destination_bucket.full_key(o.key) for o in objects]
+        if isinstance(self.source, DiskEnd):  # a file has no Content-Type: the rows say it
+            self.source.expect(
+                {
+                    self.source_bucket.full_key(key): o.content_type
+                    for o in objects
+                    for key in (o.key, o.fallback_key)
+                    if key
+                }
+            )
         source_listed, destination_listed = await asyncio.gather(
             _retried(lambda: list_objects(self.source, source_keys)),
             _retried(lambda: list_objects(self.destination, destination_keys)),
@@ -189,9 +200,7 @@ class _Verifier:
             )
         )
 
-    async def _check(
-        self, media_object, source_key, destination_key, source, destination, comparable, result
-    ):
+    async def _check(self, media_object, source_key, destination_key, source, destination, comparable, result):
         async with self.gate:
             if source is None and media_object.optional:
                 result.absent_optional += 1
@@ -212,22 +221,25 @@ class _Verifier:
             return found(Problem.MISSING_AT_DESTINATION)
         if destination.size != source.size:
             return found(Problem.WRONG_SIZE, f"source {source.size} bytes, destination {destination.size}")
-        heads = await self._heads(source_key, destination_key) if self.thorough else None
+        # A file stores no headers: nothing a HEAD of a directory destination could add
+        thorough = self.thorough and not isinstance(self.destination, DiskEnd)
+        heads = await self._heads(source_key, destination_key) if thorough else None
         if heads is not None and None in heads:
             return found(Problem.MISSING_AT_DESTINATION if heads[1] is None else Problem.MISSING_AT_SOURCE)
-        content = await self._content_problem(source_key, destination_key, source, destination, comparable, heads, result)
+        content = await self._content_problem(
+            source_key, destination_key, source, destination, comparable, heads, result
+        )
         if content:
             return found(Problem.WRONG_CONTENT, content)
-        if heads is None:
-            return None
-        source_head, destination_head = heads
-        differing = [
-            f"{name}: {destination_head.headers.get(name)!r} instead of {source_head.headers.get(name)!r}"
-            for name in CHECKED_HEADERS
-            if source_head.headers.get(name) != destination_head.headers.get(name)
-        ]
-        if differing:
-            return found(Problem.WRONG_HEADERS, "; ".join(differing))
+        if heads is not None:
+            source_head, destination_head = heads
+            differing = [
+                f"{name}: {destination_head.headers.get(name)!r} instead of {source_head.headers.get(name)!r}"
+                for name in CHECKED_HEADERS
+                if source_head.headers.get(name) != destination_head.headers.get(name)
+            ]
+            if differing:
+                return found(Problem.WRONG_HEADERS, "; ".join(differing))
         if self.acl_supported and media_object.acl:
             grants = await self._grants(destination_key)
             if grants is None:
@@ -258,6 +270,12 @@ class _Verifier:
         )
         if same_etag and providers.multipart_parts(source.etag) is not None:
             return None  # the same multipart ETag: the same parts
+        if (
+            isinstance(self.destination, DiskEnd)
+            and providers.multipart_parts(source.etag) is not None
+            and await _retried(lambda: self.destination.makes_etag(destination_key, source.etag))
+        ):
+            return None  # the file, hashed in the source's parts, makes the source's multipart ETag
         source_head, destination_head = heads or await self._heads(source_key, destination_key)
         if source_head is None or destination_head is None:
             result.content_unproven += 1  # gone since the listing: the next verify says so
@@ -328,8 +346,8 @@ async def _retried(operation):
 def verify_table(
     database: MastodonDatabase,
     table: MediaTable,
-    source: SourceBucket,
-    destination: DestinationBucket,
+    source: SourceBucket | SourceDirectory,
+    destination: DestinationBucket | DestinationDirectory,
     *,
     check_acl: bool = True,
     thorough: bool = True,

@@ -23,7 +23,13 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from mastodon_s3_sync.core import providers
-from mastodon_s3_sync.core.buckets import DestinationBucket, SourceBucket
+from mastodon_s3_sync.core.buckets import (
+    DestinationBucket,
+    DestinationDirectory,
+    SourceBucket,
+    SourceDirectory,
+    media_end,
+)
 from mastodon_s3_sync.core.database import MastodonDatabase
 from mastodon_s3_sync.core.settings import BY_NAME, VARIABLES, is_set, value, variables_for
 from mastodon_s3_sync.core.tuning import Tuning
@@ -91,7 +97,10 @@ class MastodonDbResource(SecretsHidden, ConfigurableResource):
 class MediaBucketResource(SecretsHidden, S3Resource):
     """A bucket of Mastodon media: dagster-aws's S3 fields plus the bucket and key prefix."""
 
-    bucket: str = Field(description="the bucket name")
+    bucket: str | None = Field(default=None, description="the bucket name")
+    paperclip_root_path: str | None = Field(
+        default=None, description="a directory instead of a bucket (Mastodon's PAPERCLIP_ROOT_PATH)"
+    )
     key_prefix: str | None = Field(default=None, description="Mastodon's S3_KEY_PREFIX, joined literally")
     verify: str | None = Field(
         default=None,
@@ -105,6 +114,7 @@ class MediaBucketResource(SecretsHidden, S3Resource):
     def _bucket_fields(self) -> dict[str, Any]:
         return {
             "bucket": self.bucket,
+            "paperclip_root_path": self.paperclip_root_path,
             "endpoint_url": self.endpoint_url,
             "region_name": self.region_name,
             "aws_access_key_id": self.aws_access_key_id,
@@ -119,8 +129,8 @@ class MediaBucketResource(SecretsHidden, S3Resource):
 class SourceS3Resource(MediaBucketResource):
     """The bucket the instance uses today; read only."""
 
-    def client(self) -> SourceBucket:
-        return SourceBucket(**self._bucket_fields())
+    def client(self) -> SourceBucket | SourceDirectory:
+        return media_end("SOURCE", self._bucket_fields())
 
 
 class DestinationS3Resource(MediaBucketResource):
@@ -129,8 +139,9 @@ class DestinationS3Resource(MediaBucketResource):
     permission: str = _described("DESTINATION_S3_PERMISSION", providers.DEFAULT_PERMISSION)
     storage_class: str | None = _described("DESTINATION_S3_STORAGE_CLASS")
 
-    def client(self) -> DestinationBucket:
-        return DestinationBucket(**self._bucket_fields(), permission=self.permission, storage_class=self.storage_class)
+    def client(self) -> DestinationBucket | DestinationDirectory:
+        fields = {**self._bucket_fields(), "permission": self.permission, "storage_class": self.storage_class}
+        return media_end("DESTINATION", fields)
 
 
 class SyncTuningResource(ConfigurableResource):
@@ -166,6 +177,12 @@ def _env_var(name: str) -> Any:
     return EnvVar.int(name) if BY_NAME[name].kind is int else EnvVar(name)
 
 
+def _bucket_needed(variable, environ: Mapping[str, str]) -> bool:
+    """A side's bucket name, unless its directory is set instead."""
+    side, _, rest = variable.name.partition("_")
+    return rest == "S3_BUCKET" and not is_set(BY_NAME[f"{side}_PAPERCLIP_ROOT_PATH"], environ)
+
+
 def build_resources(environ: Mapping[str, str]) -> dict[str, ConfigurableResource]:
     """The resources with each set variable bound as an ``EnvVar``. The bucket names are bound
     even when unset: a run then fails with Dagster's message naming the variable. Tuning is
@@ -176,8 +193,6 @@ def build_resources(environ: Mapping[str, str]) -> dict[str, ConfigurableResourc
         if key == "sync_tuning":
             fields = {v.field: value(v.name, environ) for v in variables if is_set(v, environ)}
         else:
-            fields = {
-                v.field: _env_var(v.name) for v in variables if is_set(v, environ) or v.name.endswith("_S3_BUCKET")
-            }
+            fields = {v.field: _env_var(v.name) for v in variables if is_set(v, environ) or _bucket_needed(v, environ)}
         resources[key] = resource_class(**fields)
     return resources

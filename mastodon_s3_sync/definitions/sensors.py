@@ -122,8 +122,6 @@ def build_resync_changed_rows(interval_seconds: int, rows_per_tick: int) -> Sens
                 positions[name] = {"next": MIN_ID if len(take) == len(pending) else take[-1].hi + 1}
         if scanned:
             context.log.info(f"read partitions: {', '.join(scanned)} ({ticks_per_pass} ticks per pass)")
-        return SensorResult(
-            run_requests=requests, cursor=json.dumps({"version": CURSOR_VERSION, "tables": positions})
-        )
+        return SensorResult(run_requests=requests, cursor=json.dumps({"version": CURSOR_VERSION, "tables": positions}))
 
     return resync_changed_rows

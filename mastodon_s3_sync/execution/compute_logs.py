@@ -18,7 +18,9 @@ from dagster import Field, IntSource, Noneable, StringSource
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 
 from mastodon_s3_sync.core import settings
+from mastodon_s3_sync.core.buckets import MediaDirectory
 from mastodon_s3_sync.core.configured import configured
+from mastodon_s3_sync.core.errors import ConfigError
 from mastodon_s3_sync.dagster_internals import use_s3_client
 
 
@@ -34,6 +36,11 @@ class SharedComputeLogManager(S3ComputeLogManager):
     ):
         bucket_name = settings.required("DAGSTER_COMPUTE_LOGS_BUCKET", "the bucket for the runs' compute logs")
         destination = configured(only=("destination_s3",))["destination_s3"]
+        if isinstance(destination, MediaDirectory):
+            raise ConfigError(
+                "DAGSTER_COMPUTE_LOGS_BUCKET is kept at the destination's endpoint, and the destination is a "
+                "directory (DESTINATION_PAPERCLIP_ROOT_PATH), on one host: copy to a directory without CELERY_BROKER_URL"
+            )
         engine = destination.engine_bucket()  # credentials resolved, CA bundle checked
         super().__init__(
             bucket=bucket_name,

@@ -10,7 +10,8 @@ or 429 instead of forwarding them, as rate-limited providers do.
 Faults for the integrity tests, each on a deterministic share of the keys
 (chosen by a hash of the key) and only on a key's first GET, so a retry
 succeeds: ``cut_share`` sends the headers with the full Content-Length, half
-the body, then closes the connection; ``flip_share`` flips a byte in the
+the body, then closes the connection (``cut_range``: so is the first GET asking that Range, a part
+of a large object); ``flip_share`` flips a byte in the
 middle of the body; ``rewrite_etags`` replaces every ETag (headers and XML
 bodies) with 32 hex digits that are not the MD5 of anything the server
 holds, as KMS-encrypted buckets answer (or, given a predicate, only in the
@@ -83,6 +84,7 @@ class S3Proxy:
         seed: int = 0,
         tls: ssl.SSLContext | None = None,
         cut_share: float = 0.0,
+        cut_range: str | None = None,
         flip_share: float = 0.0,
         rewrite_etags: bool | Callable[[Exchange], bool] = False,
         error_answer: tuple[int, str, str] | None = None,
@@ -99,6 +101,7 @@ class S3Proxy:
         self.exchanges: list[Exchange] = []
         self.throttled = 0
         self.cut_share = cut_share
+        self.cut_range = cut_range
         self.flip_share = flip_share
         self.rewrite_etags = rewrite_etags
         self.cut: list[str] = []
@@ -244,6 +247,9 @@ class S3Proxy:
         fault = None
         if request.method == "GET" and status == 200 and not request.query_string and len(payload) > 1:
             fault = self._fault(exchange.key)
+        if request.method == "GET" and self.cut_range is not None and request.headers.get("Range") == self.cut_range:
+            self.cut_range, fault = None, "cut"
+            self.cut.append(exchange.key)
         if fault == "flip":
             middle = len(payload) // 2
             payload = payload[:middle] + bytes([payload[middle] ^ 0xFF]) + payload[middle + 1 :]

@@ -1,4 +1,4 @@
-"""Writing a fake instance: Mastodon's schema and rows into PostgreSQL, objects into a bucket."""
+"""Writing a fake instance: Mastodon's schema and rows into PostgreSQL, objects into a bucket or a directory."""
 
 from __future__ import annotations
 
@@ -120,4 +120,23 @@ def seed(
     create_schema(database_url)
     insert_rows(database_url, instance)
     upload_objects(s3_client, bucket, key_prefix, instance)
+    return instance
+
+
+def write_files(root: Path, instance: FakeInstance) -> None:
+    """Write every expected object and orphan (never the missing ones) as Paperclip's filesystem
+    storage does: ``<root>/<key>`` (no key prefix on disk), files 0644 and directories 0755."""
+    for key, body, _ in instance.source_objects():
+        path = root.joinpath(*key.split("/"))
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        path.write_bytes(body)
+        path.chmod(0o644)
+
+
+def seed_disk(database_url: str, root: Path, *, instance: FakeInstance | None = None) -> FakeInstance:
+    """Create the schema on a fresh database, insert the rows, write the files under ``root``: a disk instance."""
+    instance = instance or build_fake_instance()
+    create_schema(database_url)
+    insert_rows(database_url, instance)
+    write_files(root, instance)
     return instance

@@ -10,7 +10,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mastodon_s3_sync.core.mastodon.layout import object_key, style_filename, toggle_cache_prefix, uses_cache_prefix
+from mastodon_s3_sync.core.mastodon.layout import (
+    object_key,
+    style_content_type,
+    style_filename,
+    toggle_cache_prefix,
+    uses_cache_prefix,
+)
 from mastodon_s3_sync.core.providers import PRIVATE
 
 Row = Mapping[str, Any]
@@ -49,6 +55,9 @@ class MediaObject:
     optional: bool = False
     """A legacy style that may or may not exist (the favicon ``ico`` before Mastodon 4.3):
     copied when present, and its absence is not "missing at the source"."""
+    content_type: str | None = None
+    """The Content-Type Mastodon stores it with on S3 (``layout.style_content_type``): what a file on
+    disk, which has none, is uploaded with."""
 
 
 @dataclass(frozen=True)
@@ -158,14 +167,8 @@ class MediaTable:
                 row[attachment.column("storage_schema_version")], self.is_remote(row)
             )
             for style, style_format in attachment.styles(row).items():
-                key = object_key(
-                    self.name,
-                    attachment.directory,
-                    row_id,
-                    style,
-                    style_filename(file_name, style, style_format),
-                    cached=cached,
-                )
+                filename = style_filename(file_name, style, style_format)
+                key = object_key(self.name, attachment.directory, row_id, style, filename, cached=cached)
                 objects.append(
                     MediaObject(
                         table=self.name,
@@ -177,6 +180,7 @@ class MediaTable:
                         acl=acl,
                         expected_size=_file_size(row[attachment.column("file_size")]) if style == "original" else None,
                         optional=style in LEGACY_STYLES,
+                        content_type=style_content_type(style, filename, row[attachment.column("content_type")]),
                     )
                 )
         if problems:

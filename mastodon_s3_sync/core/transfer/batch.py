@@ -34,6 +34,10 @@ class TransferSettings:
     part_size: int = Tuning.part_size_megabytes * MiB
     memory_budget: int = Tuning.memory_megabytes * MiB
     """Bytes of object data held at once; bounds memory however large the objects are."""
+    large_object_bandwidth: float = 125e6
+    """Bytes/s (a 1 Gbit/s link) the parts of the large objects being copied aim for together: as many
+    parts in flight as that takes at the throughput measured per connection, within the byte budget
+    (``parallel_parts.lanes``)."""
     max_attempts: int = 5
     """Tries per request when it fails (5xx, network); a 4xx other than throttling fails at once."""
     max_throttled_attempts: int = 30
@@ -72,6 +76,8 @@ class CopyItem:
     fallback_source_key: str | None = None
     """Tried when ``source_key`` is missing; then copied to ``fallback_destination_key``."""
     fallback_destination_key: str | None = None
+    content_type: str | None = None
+    """The Content-Type Mastodon gives the object, for a source that stores none (a directory)."""
 
 
 class Outcome(enum.StrEnum):

@@ -2,13 +2,16 @@
 
 The batch starts with the listings (``listing.py``), from which ``proof.decide`` says, item by item,
 whether the destination already has it. A new object costs one GET and one PUT (``_copy``), the
-headers taken from the GET (a 404 says the source is missing); larger ones stream through a
-multipart upload (``multipart.py``). When both buckets share an endpoint and credentials, the copy
-is server-side (CopyObject, or UploadPartCopy above its limit). Where the source is read: ``_copy``
-(GET) and ``_copy_server_side`` (HEAD); where the destination is written: ``_put_checked`` and
-``multipart.upload_parts`` (``ends.py`` says what each end must offer). Every copy is proven equal to its source (``proof`` says how); the
-destination's ETags are probed once per batch (``_probe_destination_etags``). An attempt whose
-bytes fail a check is tried again from its GET and counted (``ItemResult.rejected_attempts``).
+headers taken from the GET (a 404 says the source is missing); larger ones are copied as parts in
+parallel (``parallel_parts.py``: ranged GETs, a multipart upload). When both buckets share an
+endpoint and credentials, the copy is server-side (CopyObject, or UploadPartCopy above its limit).
+Where the source is read: ``_copy`` (GET, and ranged GETs in ``parallel_parts``) and
+``_copy_server_side`` (HEAD); where the destination is written: ``_put_checked``,
+``parallel_parts`` and ``multipart.upload_parts`` (``ends.py`` says what each end must offer).
+Every copy is proven equal to its source (``proof`` says how); the destination's ETags are probed
+once per batch (``_probe_destination_etags``). An attempt whose bytes fail a check is tried again
+from its GET and counted (``ItemResult.rejected_attempts``); so is a part of a large object whose
+bytes fail one, tried again alone.
 
 Items missing at the source that have a fallback key (Mastodon's other ``cache/`` variant) are
 looked up together after the first pass (``listing.list_fallbacks``) and stay unfinished until then.
@@ -16,23 +19,25 @@ looked up together after the first pass (``listing.list_fallbacks``) and stay un
 ACLs: each item carries the ACL its PUT sends. Given ``fresh_acls``, the caller's source of current
 ACLs, no copy starts with an ACL older than ``TransferSettings.acl_max_age``: past it, the ACLs of
 the batch's unfinished items are asked for again. A skipped object (already at the destination)
-whose ACL must be ``private`` gets one PutObjectAcl, where the destination keeps ACLs
-(``probe_acl_support``, once per batch, on the first such object): it may have been put there
-public by another tool, or before a change.
+whose ACL must be ``private`` gets one PutObjectAcl (a chmod on a directory), where the destination
+keeps ACLs (``probe_acl_support``, once per batch, on the first such object): it may have been put
+there public by another tool, or before a change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from typing import TypeVar
 
 from mastodon_s3_sync.core import providers
 from mastodon_s3_sync.core.acl_support import AclSupport, probe_acl_support
 from mastodon_s3_sync.core.errors import AclProbeFailed
-from mastodon_s3_sync.core.transfer import multipart, proof
+from mastodon_s3_sync.core.transfer import multipart, parallel_parts, proof
 from mastodon_s3_sync.core.transfer.batch import (
     BatchProgress,
     BatchResult,
@@ -45,6 +50,7 @@ from mastodon_s3_sync.core.transfer.batch import (
     describe_error,
 )
 from mastodon_s3_sync.core.transfer.budget import ByteBudget
+from mastodon_s3_sync.core.transfer.ends import ObjectDestination, ObjectSource
 from mastodon_s3_sync.core.transfer.http import MOST_UNREAD, Buffer, ConnectionLost
 from mastodon_s3_sync.core.transfer.listing import list_fallbacks, list_objects
 from mastodon_s3_sync.core.transfer.proof import Check, Decision
@@ -61,8 +67,8 @@ class _SourceMissing(Exception):
 class BatchCopy:
     def __init__(
         self,
-        source: S3Client,
-        destination: S3Client,
+        source: ObjectSource,
+        destination: ObjectDestination,
         settings: TransferSettings,
         on_progress,
         fresh_acls: FreshAcls | None = None,
@@ -71,7 +77,14 @@ class BatchCopy:
         self.destination = destination
         self.settings = settings
         self.budget = ByteBudget(settings.memory_budget)
-        self.server_side = settings.server_side_copy and source.bucket.same_account_as(destination.bucket)
+        self.lanes = parallel_parts.Lanes()
+        """What the large objects copied in parts share: the throughput measured per lane, their count."""
+        self.server_side = (  # S3's only: a directory offers no server-side copy
+            settings.server_side_copy
+            and isinstance(source, S3Client)
+            and isinstance(destination, S3Client)
+            and source.bucket.same_account_as(destination.bucket)
+        )
         self.on_progress = on_progress
         self.verify = settings.verify_content
         self.source_listed: dict[str, ListedObject] = {}
@@ -233,7 +246,8 @@ class BatchCopy:
 
     async def _make_private(self, result: ItemResult, item: CopyItem) -> None:
         """A skipped object that must be private is made so (one PutObjectAcl), where the destination
-        keeps ACLs: never on one that does not (rclone's server would take it for an empty PutObject)."""
+        keeps ACLs (a directory keeps them as file modes): never on one that does not (rclone's server would
+        take it for an empty PutObject)."""
         if await self._acl(item) != providers.PRIVATE:
             return
         if self._acl_support is None:
@@ -264,7 +278,11 @@ class BatchCopy:
             await self._make_private(result, item)
             return
         result.recopied_wrong_content = decision is Decision.RECOPY
-        copy = self._copy_server_side if self.server_side else self._copy
+
+        def part_rejected() -> None:
+            result.rejected_attempts += 1
+
+        copy = self._copy_server_side if self.server_side else functools.partial(self._copy, on_rejected=part_rejected)
 
         async def attempt() -> tuple[int, Check]:
             try:
@@ -312,10 +330,14 @@ class BatchCopy:
 
     # Through here: GET, then PUT or a multipart upload ------------------------------------------
 
-    async def _copy(self, source_key: str, destination_key: str, acl: str | None) -> tuple[int, Check]:
-        """GET, then PUT the body with the GET's headers, or stream it through a multipart upload. What the
-        GET's response may buffer unread is reserved before it is sent (``budget.py``)."""
-        async with self.budget.reserve(MOST_UNREAD) as held, self.source.get(source_key) as response:
+    async def _copy(
+        self, source_key: str, destination_key: str, acl: str | None, on_rejected: Callable[[], None]
+    ) -> tuple[int, Check]:
+        """GET, then PUT the body with the GET's headers, or copy it in parts (``parallel_parts``; one of
+        unknown size streams through ``multipart.upload_parts``). What the GET's response may buffer
+        unread is reserved before it is sent (``budget.py``)."""
+        async with self.budget.reserve(MOST_UNREAD) as held, AsyncExitStack() as stack:
+            response = await stack.enter_async_context(self.source.get(source_key))
             if response is None:
                 raise _SourceMissing()
             size = int(response.headers.get("content-length", -1))
@@ -323,20 +345,25 @@ class BatchCopy:
             source_etag = response.headers.get("etag")
             source_md5 = providers.stated_md5(source_etag, response.headers)
             if not 0 <= size <= self.settings.multipart_threshold:
-                part_size = proof.streamed_part_size(self.settings.part_size, size)
-                md5_etags = None
+                md5_etags = mirrored = None
                 if self.verify:
                     md5_etags = await self._destination_md5_etags(destination_key)
                     if source_md5 is None and md5_etags:
-                        part_size = await self._mirrored_part_size(source_key, size, source_etag) or part_size
+                        mirrored = await self._mirrored_part_size(source_key, size, source_etag)
                 await held.resize(0)  # its parts reserve their own (holding this too could starve them)
+                if size >= 0:
+                    return await parallel_parts.ParallelCopy(
+                        self.source, source_key, response, stack.pop_all().aclose, self.destination,
+                        destination_key, size, headers, self.settings, self.budget, self.lanes,
+                        md5_etags, source_md5, mirrored, on_rejected,
+                    ).run()  # fmt: skip
                 return await multipart.upload_parts(
                     response,
                     self.destination,
                     destination_key,
                     size,
                     headers,
-                    part_size,
+                    mirrored or proof.streamed_part_size(self.settings.part_size, size),
                     self.budget,
                     md5_etags,
                     source_etag,

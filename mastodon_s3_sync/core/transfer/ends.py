@@ -1,8 +1,9 @@
 """The two ends of a copy, as the copier reads and writes them: ``ObjectSource`` and ``ObjectDestination``.
 
-``S3Client`` is both. Another backend (a local disk, say) would implement these for the listings
-(``listing.py``), the streamed copy (``copier.BatchCopy._copy``: GET, then ``_put_checked`` or
-``multipart.upload_parts``) and the ETag probe; the server-side copy, ACLs and the ACL probe stay S3's.
+``S3Client`` is both, and so is ``disk.DiskEnd``: these serve the listings (``listing.py``), the streamed
+copy (``copier.BatchCopy._copy``: GET, then ``_put_checked``, ``parallel_parts`` with ranged GETs, or
+``multipart.upload_parts``), the ETag probe and a skipped object made private (``put_acl``: a chmod on
+disk); the server-side copy stays S3's, and ``acl_support.probe_acl_support`` answers for either end.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ class SourceBody(Protocol):
 
 
 class ObjectSource(Listable, Protocol):
-    def get(self, key: str) -> AbstractAsyncContextManager[SourceBody | None]:
-        """The object to read, or None when there is no such key."""
+    def get(
+        self, key: str, byte_range: tuple[int, int] | None = None, if_match: str | None = None
+    ) -> AbstractAsyncContextManager[SourceBody | None]:
+        """The object to read, or None when there is no such key; ``byte_range`` (first, last byte): that
+        part only (its headers say ``content-range``); ``if_match``: only while its ETag is that one."""
         ...
 
     async def head_first_part(self, key: str) -> tuple[int, int] | None:
@@ -59,3 +63,7 @@ class ObjectDestination(Listable, Protocol):
     async def complete_multipart_upload(self, key: str, upload_id: str, etags: list[str]) -> str | None: ...
 
     async def abort_multipart_upload(self, key: str, upload_id: str) -> None: ...
+
+    async def put_acl(self, key: str, acl: str) -> bool:
+        """Set the object's canned ACL, its body untouched; False when there is no such object."""
+        ...

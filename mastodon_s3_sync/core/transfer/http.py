@@ -95,20 +95,26 @@ class Response:
         return chunks
 
     async def read_up_to(self, size: int) -> bytearray:
-        """Exactly ``size`` bytes of the body, fewer only at its end, in one buffer filled once."""
-        while self._buffered < size and not self._complete:
-            await self._wait(size)
-        taken = bytearray(min(size, self._buffered))
+        """Exactly ``size`` bytes of the body, fewer only at its end, in one buffer filled as they arrive
+        (so no more than ``READ_HIGH_WATER`` is held beside it, not a second copy of it)."""
+        taken = bytearray(size)
+        filled = 0
         with memoryview(taken) as view:
-            filled = 0
-            while filled < len(taken):
+            while filled < size:
+                if not self._chunks:
+                    if self._complete:
+                        break
+                    await self._wait(min(size - filled, READ_HIGH_WATER))
+                    continue
                 chunk = memoryview(self._chunks.popleft())
-                count = min(len(chunk), len(taken) - filled)
+                count = min(len(chunk), size - filled)
                 view[filled : filled + count] = chunk[:count]
                 if count < len(chunk):
                     self._chunks.appendleft(chunk[count:])
+                self._buffered -= count
                 filled += count
-        self._buffered -= len(taken)
+        if filled < size:
+            del taken[filled:]
         return taken
 
     async def _wait(self, wanted: int) -> None:

@@ -1,7 +1,9 @@
 """Multipart uploads: an object streamed through in parts, and a server-side copy part by part.
 
-Objects above the multipart threshold stream through in fixed-size parts, each read while holding
-its bytes in the byte budget, so memory is bounded by the budget, never by object size. What the
+Objects above the multipart threshold are copied as parts in parallel (``parallel_parts.py``); one
+whose size is not known (no Content-Length) streams through here in fixed-size parts, each read
+while holding its bytes in the byte budget, so memory is bounded by the budget, never by object
+size. Both create, upload and complete through ``create``, ``upload_part`` and ``complete``. What the
 parts' and the assembled object's ETags prove is ``proof``'s to say. An upload that fails is
 aborted (quietly: one left behind is invisible and expires with the bucket's lifecycle rules;
 ``uploads.py`` finds and aborts the stale ones).
@@ -46,10 +48,8 @@ async def upload_parts(
     ``md5chksum``.
     """
     verify = destination_md5_etags is not None
-    if verify and source_md5 is not None:
-        headers[providers.MD5_METADATA] = providers.md5_metadata_value(source_md5)
     whole = hashlib.md5() if verify and source_md5 is not None else None
-    upload_id = await destination.create_multipart_upload(key, headers)
+    upload_id = await create(destination, key, headers, destination_md5_etags, source_md5)
     try:
         etags: list[str] = []
         digests: list[bytes] = []
@@ -62,36 +62,84 @@ async def upload_parts(
                     raise BodyLengthMismatch(f"GET {key}: body cut short ({error})") from error
                 if part or not etags:
                     number = len(etags) + 1
-                    part_headers = None
-                    if verify:
-                        digest = await _hash_part(part, whole)
+                    digest = await _hash_part(part, whole) if verify else None
+                    etags.append(
+                        await upload_part(destination, key, upload_id, number, part, digest, destination_md5_etags)
+                    )
+                    if digest is not None:
                         digests.append(digest)
-                        part_headers = {"Content-MD5": proof.content_md5(digest)}
-                    etag = await destination.upload_part(key, upload_id, number, part, part_headers)
-                    if verify and proof.etag_refutes(destination_md5_etags, etag, digest.hex()):
-                        raise ContentMismatch(
-                            f"PUT {key} part {number}: the destination's ETag {etag} is not the MD5 sent, {digest.hex()}"
-                        )
-                    etags.append(etag)
             total += len(part)
             if len(part) < part_size:
                 break
         if size >= 0 and total != size:
             raise BodyLengthMismatch(f"GET {key}: read {total} of {size} bytes")
-        if not verify:
-            await destination.complete_multipart_upload(key, upload_id, etags)
-            return total, Check.SIZE
         whole_md5 = whole.hexdigest() if whole is not None else None
-        expected = proof.parts_etag(digests)
-        check = proof.streamed_check(key, source_md5, whole_md5, source_etag, expected)
-        final = await destination.complete_multipart_upload(key, upload_id, etags)
+        check = await complete(
+            destination, key, upload_id, etags, digests, destination_md5_etags, source_md5, whole_md5, source_etag
+        )
     except BaseException:
         await asyncio.shield(abort_quietly(destination, key, upload_id))
         raise
+    return total, check
+
+
+async def create(
+    destination: ObjectDestination,
+    key: str,
+    headers: dict[str, str],
+    destination_md5_etags: bool | None,
+    source_md5: str | None,
+) -> str:
+    """CreateMultipartUpload; when the copy is checked, the source's MD5 goes with it as ``md5chksum``."""
+    if destination_md5_etags is not None and source_md5 is not None:
+        headers[providers.MD5_METADATA] = providers.md5_metadata_value(source_md5)
+    return await destination.create_multipart_upload(key, headers)
+
+
+async def upload_part(
+    destination: ObjectDestination,
+    key: str,
+    upload_id: str,
+    number: int,
+    part: Buffer,
+    digest: bytes | None,
+    destination_md5_etags: bool | None,
+) -> str:
+    """UploadPart, with the part's Content-MD5 (``digest``) when the copy is checked; its ETag, checked."""
+    part_headers = None if digest is None else {"Content-MD5": proof.content_md5(digest)}
+    etag = await destination.upload_part(key, upload_id, number, part, part_headers)
+    if digest is not None and proof.etag_refutes(destination_md5_etags, etag, digest.hex()):
+        raise ContentMismatch(
+            f"PUT {key} part {number}: the destination's ETag {etag} is not the MD5 sent, {digest.hex()}"
+        )
+    return etag
+
+
+async def complete(
+    destination: ObjectDestination,
+    key: str,
+    upload_id: str,
+    etags: list[str],
+    digests: list[bytes],
+    destination_md5_etags: bool | None,
+    source_md5: str | None,
+    whole_md5: str | None,
+    source_etag: str | None,
+) -> Check:
+    """Complete the upload of the parts ``etags``; what it proves. Unchecked (``destination_md5_etags``
+    None): ``Check.SIZE``. Else the whole body's MD5 (``whole_md5``, hashed here when the source states
+    one) must be the source's before the upload is completed, and the assembled object's ETag must be
+    the one the parts' MD5s (``digests``) make, after."""
+    if destination_md5_etags is None:
+        await destination.complete_multipart_upload(key, upload_id, etags)
+        return Check.SIZE
+    expected = proof.parts_etag(digests)
+    check = proof.streamed_check(key, source_md5, whole_md5, source_etag, expected)
+    final = await destination.complete_multipart_upload(key, upload_id, etags)
     problem = proof.assembled_refutes(destination_md5_etags, final, expected, whole_md5)
     if problem is not None:
         raise ContentMismatch(f"{key}: {problem}")
-    return total, check
+    return check
 
 
 async def _hash_part(part: Buffer, whole) -> bytes:

@@ -237,6 +237,24 @@ def server_side_part_size(part_size: int, size: int) -> int:
     return max(part_size, SERVER_SIDE_PART, -(-size // MAX_PARTS))
 
 
+UPLOADERS_PART_SIZES = (5 * MiB, 8 * MiB, 10 * MiB, 15 * MiB, 16 * MiB, 32 * MiB, 64 * MiB)
+"""Part sizes that common uploaders use: aws-sdk's 5 MiB (Mastodon's own uploads above 15 MB), aws-cli's
+and rclone's 8 MiB, this tool's ``SYNC_PART_SIZE_MB`` default, s3cmd's 15 MiB, and a few more."""
+
+
+def part_size_candidates(etag: str | None, size: int, part_size: int | None = None) -> list[int]:
+    """The part sizes that could have made a multipart ``etag`` for an object of ``size`` bytes (its
+    part count allows them): the uploaders' usual ones, ``part_size``, and the size split evenly in
+    whole MiB. A local file hashed in these parts proves its content when one of them makes the ETag."""
+    parts = providers.multipart_parts(etag)
+    if parts is None:
+        return []
+    candidates = {*UPLOADERS_PART_SIZES, -(-size // parts), -(-size // (parts * MiB)) * MiB}
+    if part_size:
+        candidates.add(part_size)
+    return sorted(p for p in candidates if 0 < p and (parts - 1) * p < size <= parts * p)
+
+
 def fits_single_copy(size: int) -> bool:
     return size <= MAX_SINGLE_COPY
 

@@ -39,11 +39,20 @@ async def sleep_backoff(attempt: int, base: float = 0.2, cap: float = 20.0, at_l
     await asyncio.sleep(max(at_least, random.uniform(0, min(cap, base * 2**attempt))))
 
 
-async def with_retries(operation: Callable[[], Awaitable[T]], max_attempts: int, max_throttled: int) -> T:
+async def with_retries(
+    operation: Callable[[], Awaitable[T]],
+    max_attempts: int,
+    max_throttled: int,
+    final: tuple[type[BaseException], ...] = (),
+) -> T:
+    """``operation``'s result, tried again as the module says; ``final`` errors are passed on at once
+    (for a caller above to retry, e.g. a whole copy when one of its parts cannot be)."""
     failures = throttles = 0
     while True:
         try:
             return await operation()
+        except final:
+            raise
         except S3Error as error:
             if not error.is_retryable:
                 raise

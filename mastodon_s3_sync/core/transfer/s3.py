@@ -305,12 +305,21 @@ class S3Client:
         return response, data
 
     @asynccontextmanager
-    async def get(self, key: str) -> AsyncIterator[Response | None]:
+    async def get(
+        self, key: str, byte_range: tuple[int, int] | None = None, if_match: str | None = None
+    ) -> AsyncIterator[Response | None]:
         """GetObject with the body left to stream (the caller reads what it wants); None if there is no such key.
 
-        The request's slot is free again once the whole body has arrived, read or not: a copy's PUT then
-        waits for a slot of its own, never for one its GET holds (on an endpoint that is both ends)."""
-        response, epoch, sent = await self._send("GetObject", "GET", key, None, None, None)
+        ``byte_range`` (first, last byte) asks for part of the object: 206, or 200 with a Content-Range
+        (rclone's server); ``if_match`` only while the object's ETag is that one (else 412). The request's
+        slot is free again once the whole body has arrived, read or not: a copy's PUT then waits for a slot
+        of its own, never for one its GET holds (on an endpoint that is both ends)."""
+        headers = {}
+        if byte_range is not None:
+            headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        response, epoch, sent = await self._send("GetObject", "GET", key, None, headers or None, None)
         released = False
 
         def free_slot() -> None:
@@ -321,7 +330,7 @@ class S3Client:
 
         response.when_complete(free_slot)
         try:
-            if response.status != 200:
+            if response.status not in ((200, 206) if byte_range else (200,)):
                 error = self._error(response, await response.read(), key, epoch)
                 if not error.is_not_found or error.code == "NoSuchBucket":
                     raise error
@@ -364,7 +373,9 @@ class S3Client:
         """(part 1's length, the number of parts) of an object uploaded in parts (HEAD ?partNumber=1),
         or None when the server does not say (rclone answers the whole object, without a parts count)."""
         try:
-            response, _ = await self.request("HeadObject", "HEAD", key, query={"partNumber": "1"}, ok_statuses=(200, 206))
+            response, _ = await self.request(
+                "HeadObject", "HEAD", key, query={"partNumber": "1"}, ok_statuses=(200, 206)
+            )
         except S3Error as error:
             if error.is_not_found or error.status in (400, 416):
                 return None
