@@ -61,9 +61,20 @@ from bench_common import (
 
 
 def engine_command(
-    setup: Setup, bucket: str, concurrency: int, batch_objects: int, verify_content: bool = True
+    setup: Setup,
+    bucket: str,
+    concurrency: int,
+    batch_objects: int,
+    verify_content: bool = True,
+    max_in_flight: int | None = None,
+    batches_at_once: int = 1,
 ) -> list[str]:
+    """The engine contender: ``concurrency`` requests in flight per endpoint to start with, following the
+    round trip up to ``max_in_flight`` (``TransferSettings``' default when None; ``concurrency`` for a fixed
+    limit); ``batches_at_once`` batches copied at once (threads, as ``sync`` copies tables at once)."""
     spec = {
+        "max_in_flight": max_in_flight,
+        "batches_at_once": batches_at_once,
         "verify_content": verify_content,
         "source": bucket_spec(setup.source, setup.source_bucket),
         "destination": bucket_spec(setup.destination, bucket),
@@ -262,7 +273,10 @@ def report(runs: list[Run], large: bool) -> None:
 
 
 def engine_worker(spec_text: str) -> None:
-    """One contender process: copy the keys with ``copy_batch``, batch after batch; print the copy phase's cost."""
+    """One contender process: copy the keys with ``copy_batch``, batch after batch (``batches_at_once`` at a
+    time); print the copy phase's cost and the most requests in flight per endpoint the limiters allowed."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from mastodon_s3_sync.core.transfer.batch import CopyItem, Outcome, TransferSettings
     from mastodon_s3_sync.core.transfer.engine import copy_batch
     from mastodon_s3_sync.core.transfer.s3 import Bucket
@@ -271,15 +285,26 @@ def engine_worker(spec_text: str) -> None:
     keys = Path(spec["keys_file"]).read_text().split("\n")[:-1]
     settings = TransferSettings(
         concurrency=spec["concurrency"],
-        max_in_flight_per_endpoint=spec["concurrency"],
+        max_in_flight_per_endpoint=spec.get("max_in_flight") or TransferSettings.max_in_flight_per_endpoint,
         verify_content=spec.get("verify_content", True),
     )
     source, destination = Bucket(**spec["source"]), Bucket(**spec["destination"])
     started, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
     outcomes: dict[str, int] = {}
-    for start in range(0, len(keys), spec["batch_objects"]):
-        batch = [CopyItem(key, key) for key in keys[start : start + spec["batch_objects"]]]
-        batch_result = copy_batch(source, destination, batch, settings)
+    peaks = [0, 0]
+
+    def one_batch(start: int):
+        return copy_batch(
+            source, destination, [CopyItem(key, key) for key in keys[start : start + spec["batch_objects"]]], settings
+        )
+
+    with ThreadPoolExecutor(spec.get("batches_at_once", 1)) as batches:
+        batch_results = list(batches.map(one_batch, range(0, len(keys), spec["batch_objects"])))
+    for batch_result in batch_results:
+        peaks = [
+            max(peaks[0], batch_result.source_limiter.highest_concurrency),
+            max(peaks[1], batch_result.destination_limiter.highest_concurrency),
+        ]
         for result in batch_result.results:
             outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
             if result.check is not None:
@@ -289,6 +314,8 @@ def engine_worker(spec_text: str) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_seconds = usage.ru_utime - cpu.ru_utime + usage.ru_stime - cpu.ru_stime
     summary = {"seconds": round(time.monotonic() - started, 3), "cpu_seconds": round(cpu_seconds, 3), **outcomes}
+    summary["peak_in_flight"] = peaks
+    summary["batches_at_once"] = spec.get("batches_at_once", 1)
     print("copy-phase", json.dumps(summary), flush=True)
     if outcomes.get(Outcome.COPIED.value, 0) != len(keys):
         raise SystemExit(f"not everything was copied: {outcomes}")

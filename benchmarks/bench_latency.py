@@ -9,7 +9,13 @@ one latency proxy process and measures, in the same run:
 - small objects (bench_copy's seed: Mastodon's size mix) at each ``--delays``
   value: objects/s and client CPU per object (the client's process tree, from
   wait4) of the engine (bench_copy's engine contender: ``copy_batch`` in
-  batches, 64 in flight) and of rclone with ``--transfers 64 --checkers 64``
+  batches, 64 requests in flight per endpoint to start with, following the
+  round trip up to ``--engine-max-in-flight``), of the engine with a fixed 64
+  (``engine 64``), optionally of the engine from another checkout
+  (``--baseline-tree``, e.g. a worktree of main: ``engine (baseline)``) and
+  with ``--batches-at-once`` batches copied at once (``engine, N batches at
+  once``: the lever of copying more tables or partitions at once), and of
+  rclone with ``--transfers 64 --checkers 64``
   and ``--transfers 256 --checkers 256`` (with bench_copy's flags for
   rclone's best: ``--no-check-dest -M --s3-no-head --no-traverse``), each
   beside its bound;
@@ -21,9 +27,14 @@ one latency proxy process and measures, in the same run:
   the rate / the requests per object the busier endpoint took.
 
 Bounds: round trips per object are counted by the proxy (requests, plus the
-extra round trip after each 100 Continue) on both endpoints. The engine keeps
-``in_flight`` objects each doing its requests one after the other: bound =
-in_flight / (round trips per object x delay). rclone's checkers HEAD the
+extra round trip after each 100 Continue) on both endpoints. The engine limits
+the requests in flight per endpoint (a GET's slot is free once its body has
+arrived): bound = the smaller over the endpoints of the most requests in flight
+its limiter allowed (``peak_in_flight``, from the engine's copy-phase line) /
+(round trips per object there x delay). The baseline engine (before the limit
+followed the round trip) kept ``in_flight`` objects each doing its requests
+one after the other, holding its GET's slot: in_flight / (round trips per
+object x delay). rclone's checkers HEAD the
 source objects while its transfers GET and PUT: bound = the smaller of
 checkers / (HEADs per object x delay) and transfers / (other round trips per
 object x delay). CPU cap: objects/s if the cores did nothing but this run's
@@ -59,11 +70,45 @@ BUCKET = "bench-destination"
 
 def contenders(arguments: argparse.Namespace):
     """(name, objects in flight, command factory taking the proxied setup)."""
+    ceiling, batch = arguments.engine_max_in_flight, arguments.batch_objects
     yield (
         "engine",
-        ENGINE_IN_FLIGHT,
-        lambda setup: (engine_command(setup, BUCKET, ENGINE_IN_FLIGHT, arguments.batch_objects), dict(os.environ)),
+        ceiling,
+        lambda setup: (engine_command(setup, BUCKET, ENGINE_IN_FLIGHT, batch, max_in_flight=ceiling), dict(os.environ)),
     )
+    yield (
+        f"engine {ENGINE_IN_FLIGHT}",
+        ENGINE_IN_FLIGHT,
+        lambda setup: (
+            engine_command(setup, BUCKET, ENGINE_IN_FLIGHT, batch, max_in_flight=ENGINE_IN_FLIGHT),
+            dict(os.environ),
+        ),
+    )
+    if arguments.batches_at_once > 1:
+        yield (
+            f"engine, {arguments.batches_at_once} batches at once",
+            ceiling,
+            lambda setup: (
+                engine_command(
+                    setup,
+                    BUCKET,
+                    ENGINE_IN_FLIGHT,
+                    batch,
+                    max_in_flight=ceiling,
+                    batches_at_once=arguments.batches_at_once,
+                ),
+                dict(os.environ),
+            ),
+        )
+    if arguments.baseline_tree:
+        tree = Path(arguments.baseline_tree).resolve()
+
+        def baseline(setup: Setup) -> tuple[list[str], dict[str, str]]:
+            command = engine_command(setup, BUCKET, ENGINE_IN_FLIGHT, batch)
+            command[1] = str(tree / "benchmarks" / "bench_copy.py")  # its engine worker, on its package
+            return command, dict(os.environ) | {"PYTHONPATH": str(tree)}
+
+        yield "engine (baseline)", ENGINE_IN_FLIGHT, baseline
     for transfers in arguments.rclone_transfers:
         yield (
             f"rclone {transfers}",
@@ -100,7 +145,9 @@ def measured_run(
             if timeout:
                 command = ["timeout", f"{timeout:g}", *command]
             try:
-                run = run_measured(name, setup, command, environment, BUCKET, busy, keep_last_line=name == "engine")
+                run = run_measured(
+                    name, setup, command, environment, BUCKET, busy, keep_last_line=name.startswith("engine")
+                )
             except SystemExit as failure:
                 run = Run(name, len(setup.keys), setup.expected_bytes, 0, 0, 0, 0, False, busy)
                 run.extra["failure"] = str(failure)[-800:]
@@ -119,6 +166,16 @@ def round_trips(run: Run) -> tuple[float, float]:
     return trips / run.objects, heads / run.objects
 
 
+def peak_in_flight(run: Run) -> list[int] | None:
+    """The most requests in flight the engine's limiters allowed (source, destination), from its copy-phase line:
+    one batch's, times the batches copied at once (each has limiters of its own)."""
+    if not run.note.startswith("copy-phase "):
+        return None
+    phase = json.loads(run.note.removeprefix("copy-phase "))
+    peaks = phase.get("peak_in_flight")
+    return [peak * phase.get("batches_at_once", 1) for peak in peaks] if peaks else None
+
+
 def bound(name: str, in_flight: int, run: Run, delay_ms: float) -> float:
     """Objects/s that ``in_flight`` requests allow at ``delay_ms`` per round trip (inf at 0 ms)."""
     if delay_ms == 0:
@@ -127,6 +184,11 @@ def bound(name: str, in_flight: int, run: Run, delay_ms: float) -> float:
     delay = delay_ms / 1000
     if name.startswith("rclone") and heads:
         return min(in_flight / (heads * delay), in_flight / ((trips - heads) * delay))
+    peaks = peak_in_flight(run)
+    if peaks:
+        listeners = run.extra["proxy"]["listeners"]
+        per_endpoint = [(x["requests"] + x["continues"]) / run.objects for x in listeners]
+        return min(peak / (endpoint_trips * delay) for peak, endpoint_trips in zip(peaks, per_endpoint))
     return in_flight / (trips * delay)
 
 
@@ -138,7 +200,7 @@ def describe(run: Run) -> str:
         f"{run.objects_per_second:.0f} objects/s, {run.bytes / MB / run.seconds:.1f} MB/s, "
         f"client {run.cpu_ms_per_object:.3f} ms CPU/object, servers {run.server_ms_per_object:.3f}, "
         f"proxy {proxy['cpu_ms_per_request']} ms/request, peak RSS {run.peak_rss / MiB:.0f} MB, "
-        f"round trips/object {round_trips(run)[0]:.2f}, refused {sum(x['refused'] for x in proxy['listeners'])}, "
+        f"round trips/object {round_trips(run)[0]:.2f}, peak in flight {peak_in_flight(run)}, refused {sum(x['refused'] for x in proxy['listeners'])}, "
         f"CPUs {run.busy:.0f}% busy, load {run.extra['load']:.1f}"
     )
 
@@ -268,6 +330,7 @@ def row(name: str, in_flight: int, run: Run, delay_ms: float) -> dict:
         "label": run.extra["label"],
         "contender": name,
         "in_flight": in_flight,
+        "peak_in_flight": peak_in_flight(run) if run.verified else None,
         "delay_ms": delay_ms,
         "verified": run.verified,
         "failure": run.extra.get("failure"),
@@ -292,9 +355,9 @@ def row(name: str, in_flight: int, run: Run, delay_ms: float) -> dict:
 def table(rows: list[dict]) -> None:
     print(
         "\n| case | contender | objects/s | bound/s | CPU cap/s | MB/s | client CPU ms/object | servers ms/object "
-        "| proxy ms/request | round trips/object | peak RSS MB | refused | load |"
+        "| proxy ms/request | round trips/object | in flight (source, destination) | peak RSS MB | refused | load |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         bound_text = f"{r['bound_mb_s']:.0f} MB/s" if "bound_mb_s" in r else f"{r['bound_objects_per_second']:.0f}"
         cap_text = f"{r['cpu_cap_mb_s']:.0f} MB/s" if "cpu_cap_mb_s" in r else f"{r['cpu_cap_objects_per_second']:.0f}"
@@ -305,7 +368,8 @@ def table(rows: list[dict]) -> None:
             f"| {r['label']} | {r['contender']} | {rate} | {bound_text} | {cap_text} "
             f"| {r['mb_per_second']} "
             f"| {r['client_cpu_ms_per_object']:.3f} | {r['server_cpu_ms_per_object']:.3f} "
-            f"| {r['proxy_cpu_ms_per_request']} | {r['round_trips_per_object']:.2f} | {r['peak_rss_mb']} "
+            f"| {r['proxy_cpu_ms_per_request']} | {r['round_trips_per_object']:.2f} "
+            f"| {', '.join(map(str, r['peak_in_flight'] or [r['in_flight']]))} | {r['peak_rss_mb']} "
             f"| {r['refused']} | {r['load']} |"
         )
 
@@ -318,6 +382,13 @@ def main() -> None:
     )
     parser.add_argument("--rclone-transfers", type=lambda text: [int(x) for x in text.split(",")], default=[64, 256])
     parser.add_argument("--batch-objects", type=int, default=5000, help="objects per copy_batch call of the engine")
+    parser.add_argument(
+        "--engine-max-in-flight", type=int, default=512, help="the engine's ceiling of requests in flight per endpoint"
+    )
+    parser.add_argument(
+        "--batches-at-once", type=int, default=1, help="N > 1 adds the engine copying N batches at once (threads)"
+    )
+    parser.add_argument("--baseline-tree", help="a checkout whose engine runs too, as 'engine (baseline)'")
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender and case, taking turns")
     parser.add_argument("--large-objects", type=int, default=12, help="0 to skip the large objects")
     parser.add_argument("--large-mb", type=int, default=300)

@@ -9,23 +9,15 @@ while the connection stays usable.
 from __future__ import annotations
 
 import http.client
-import importlib.util
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from mastodon_s3_sync_tests.support.latency import latency_proxy
 from mastodon_s3_sync_tests.support.migration import unique_bucket
-
-_spec = importlib.util.spec_from_file_location(
-    "latency_proxy", Path(__file__).resolve().parent.parent / "benchmarks" / "latency_proxy.py"
-)
-latency_proxy = sys.modules.setdefault("latency_proxy", importlib.util.module_from_spec(_spec))
-_spec.loader.exec_module(latency_proxy)
 
 MB = 1_000_000
 

@@ -54,6 +54,9 @@ def test_a_ranged_run_materializes_each_partition_with_its_own_figures(
         assert metadata["rows"] == sum(1 for row in rows if row["id"] in id_range), key
         assert metadata["objects_copied"] == sum(1 for obj in expected if obj.row_id in id_range), key
         assert metadata["objects_missing"] == sum(1 for _, row_id, _ in missing if row_id in id_range), key
+        # requests in flight per endpoint: from SYNC_CONCURRENCY (64) up to the ceiling at most
+        assert metadata["max_requests_in_flight"] == 512, key
+        assert 64 <= metadata["peak_requests_in_flight"] <= 512 or not metadata["objects_copied"], key
     assert dagster_instance.get_dynamic_partitions(partitions_name("media_attachments")) == keys
 
 

@@ -60,8 +60,10 @@ def test_the_knobs_defaults_are_written_once() -> None:
     assert TransferSettings.tuned(unset, None) == TransferSettings()
     assert (TransferSettings().concurrency, TransferSettings().part_size) == (64, 8 * MiB)
     assert PlanRates.tuned(unset) == PlanRates(500.0, 50.0)
-    tuned = TransferSettings.tuned(Tuning(concurrency=8, part_size_megabytes=16), "STANDARD_IA")
-    assert (tuned.concurrency, tuned.max_in_flight_per_endpoint, tuned.part_size) == (8, 8, 16 * MiB)
+    tuned = TransferSettings.tuned(
+        Tuning(concurrency=8, max_in_flight_per_endpoint=100, part_size_megabytes=16), "STANDARD_IA"
+    )
+    assert (tuned.concurrency, tuned.max_in_flight_per_endpoint, tuned.part_size) == (8, 100, 16 * MiB)
     assert tuned.storage_class == "STANDARD_IA"
 
 

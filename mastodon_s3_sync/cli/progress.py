@@ -10,11 +10,14 @@ from contextlib import contextmanager
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from mastodon_s3_sync.core.progress import in_flight_text
+
 
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         megabytes = task.fields.get("bytes", 0) / 1e6
-        return Text(f"{megabytes:,.1f} MB  {task.speed or 0:,.0f} objects/s")
+        in_flight = task.fields.get("in_flight", "")
+        return Text(f"{megabytes:,.1f} MB  {task.speed or 0:,.0f} objects/s" + (f"  {in_flight}" if in_flight else ""))
 
 
 def _bars() -> Progress:
@@ -44,14 +47,15 @@ def live_board() -> Iterator[Progress | None]:
 
 
 class TerminalProgress:
-    """A live bar (objects, bytes, rate, ETA) when attached to a terminal, else a line every 10 s.
-    With ``board`` the bar is one of that display's."""
+    """A live bar (objects, bytes, rate, requests in flight, ETA) when attached to a terminal, else a line
+    every 10 s. With ``board`` the bar is one of that display's."""
 
     def __init__(self, label: str, total: int | None = None, interval: float = 10.0, board: Progress | None = None):
         self.label = label
         self.total = total or 0
         self.done = 0
         self.bytes = 0
+        self.in_flight_words = ""
         self.interval = interval
         self.started = time.monotonic()
         self.last_line = self.started
@@ -86,6 +90,11 @@ class TerminalProgress:
         elif time.monotonic() - self.last_line >= self.interval:
             self._print_line()
 
+    def in_flight(self, requests: int, ceiling: int) -> None:
+        self.in_flight_words = in_flight_text(requests, ceiling)
+        if self._bar:
+            self._bar.update(self._task, in_flight=self.in_flight_words)
+
     def _print_line(self) -> None:
         self.last_line = time.monotonic()
         elapsed = max(1e-6, self.last_line - self.started)
@@ -96,6 +105,7 @@ class TerminalProgress:
             f"{self.label}: {self.done}{of_total} objects"
             + (f", {self.bytes / 1e6:,.1f} MB" if self.bytes else "")
             + f", {rate:,.0f} objects/s"
+            + (f", {self.in_flight_words}" if self.in_flight_words else "")
             + (f", about {remaining:,.0f} s left" if remaining else ""),
             file=sys.stderr,
             flush=True,

@@ -70,6 +70,10 @@ class BatchReport:
     """Copy attempts whose bytes failed a content check (length, MD5, ETag) and were tried again."""
     acls_fixed: int = 0
     """Skipped objects that must be private, made so with a PutObjectAcl (another tool may have put them public)."""
+    peak_in_flight: int = 0
+    """The most requests in flight an endpoint's limiter allowed (it follows the round trip)..."""
+    max_in_flight: int = 0
+    """...and the ceiling it may not pass (``SYNC_MAX_IN_FLIGHT_PER_ENDPOINT``)."""
     parts: dict[str, BatchReport] = field(default_factory=dict)
     """The same figures per partition key, when the batch spans the partitions of a ranged run."""
 
@@ -162,13 +166,21 @@ def copy_objects(
         if isinstance(unavailable.error, S3Error) and not unavailable.error.is_retryable:
             raise ConfigError(message) from None  # credentials, bucket name: a retry cannot help
         raise BucketOutage(message) from None  # unreachable or 5xx: the step's retry policy tries again
+    in_flight = {
+        "peak_in_flight": max(
+            result.source_limiter.highest_concurrency, result.destination_limiter.highest_concurrency
+        ),
+        "max_in_flight": settings.max_in_flight_per_endpoint,
+    }
     report = BatchReport(
-        requests=result.requests, throttled=result.source_limiter.throttled + result.destination_limiter.throttled
+        requests=result.requests,
+        throttled=result.source_limiter.throttled + result.destination_limiter.throttled,
+        **in_flight,
     )
     for media_object, item in zip(objects, result.results):
         report.tally(media_object, item)
         if partition_of is not None:
-            report.parts.setdefault(partition_of(media_object), BatchReport()).tally(media_object, item)
+            report.parts.setdefault(partition_of(media_object), BatchReport(**in_flight)).tally(media_object, item)
     report.seconds = time.monotonic() - started
     return report
 
@@ -191,6 +203,8 @@ class PartitionReport:
     recopied_wrong_content: int = 0
     rejected_attempts: int = 0
     acls_fixed: int = 0
+    peak_in_flight: int = 0
+    max_in_flight: int = 0
 
     @classmethod
     def combine(cls, stats: ReadStats, batches: list[BatchReport]) -> PartitionReport:
@@ -212,4 +226,6 @@ class PartitionReport:
             recopied_wrong_content=sum(batch.recopied_wrong_content for batch in batches),
             rejected_attempts=sum(batch.rejected_attempts for batch in batches),
             acls_fixed=sum(batch.acls_fixed for batch in batches),
+            peak_in_flight=max((batch.peak_in_flight for batch in batches), default=0),
+            max_in_flight=max((batch.max_in_flight for batch in batches), default=0),
         )

@@ -204,7 +204,20 @@ VARIABLES: tuple[Variable, ...] = (
     _tuning("SYNC_PARTITION_ROWS", "rows per id-range partition", "partition_rows", int),
     _tuning("SYNC_BATCH_OBJECTS", "objects per copy step", "batch_objects", int),
     _tuning("SYNC_BATCH_MB", "expected megabytes per copy step", "batch_megabytes", int),
-    _tuning("SYNC_CONCURRENCY", "objects in flight per copy step", "concurrency", int),
+    _tuning(
+        "SYNC_CONCURRENCY",
+        "requests in flight per endpoint and copy step to start with; the limit then grows while the objects/s "
+        "rise with it (a long round trip) and the provider does not throttle, up to SYNC_MAX_IN_FLIGHT_PER_ENDPOINT",
+        "concurrency",
+        int,
+    ),
+    _tuning(
+        "SYNC_MAX_IN_FLIGHT_PER_ENDPOINT",
+        "the most requests in flight per endpoint and copy step, however long the round trip (so a small provider "
+        "is not flooded); set it to SYNC_CONCURRENCY for a fixed limit",
+        "max_in_flight_per_endpoint",
+        int,
+    ),
     _tuning(
         "SYNC_REQUESTS_PER_SECOND",
         "requests per second per endpoint, for providers with hard limits (default: no limit; the limiter also backs off by itself on 503 SlowDown and 429, honouring Retry-After)",
@@ -251,7 +264,7 @@ VARIABLES: tuple[Variable, ...] = (
         "SYNC_TABLES_AT_ONCE",
         TUNING,
         "tables `sync` copies at the same time, each in its own runs: one table's planning and Dagster "
-        "bookkeeping overlap another's copying (objects in flight add up: SYNC_CONCURRENCY per copy step); "
+        "bookkeeping overlap another's copying (requests in flight add up: each copy step has its own limit per endpoint); "
         "one at a time when SYNC_REQUESTS_PER_SECOND is set, a limit per copy step",
         kind=int,
         default=2,

@@ -18,6 +18,7 @@ class Tuning:
     batch_objects: int = 5_000
     batch_megabytes: int = 4_096
     concurrency: int = 64
+    max_in_flight_per_endpoint: int = 512
     requests_per_second: float | None = None
     memory_megabytes: int = 256
     part_size_megabytes: int = 8

@@ -44,7 +44,7 @@ from mastodon_s3_sync.core.dagster_lock import DAGSTER_LOCK
 from mastodon_s3_sync.core.errors import SyncError, TransientError
 from mastodon_s3_sync.core.id_ranges import parse_partition_key
 from mastodon_s3_sync.core.mastodon.tables import TABLES, MediaObject, MediaTable
-from mastodon_s3_sync.core.progress import PROGRESS, BatchDeltas
+from mastodon_s3_sync.core.progress import PROGRESS, BatchDeltas, in_flight_text
 from mastodon_s3_sync.core.referenced_objects import PartitionedStats, batched, current_acls, referenced_objects
 from mastodon_s3_sync.core.transfer.batch import BatchProgress, TransferSettings
 from mastodon_s3_sync.core.tuning import MiB
@@ -155,7 +155,7 @@ def build_media_asset(table: MediaTable, partitions_per_run: int) -> AssetsDefin
 
         def log_progress(progress: BatchProgress) -> None:
             nonlocal last_logged
-            terminal(progress.done, progress.bytes_copied)
+            terminal(progress.done, progress.bytes_copied, progress.in_flight, progress.max_in_flight)
             if time.monotonic() - last_logged < LOG_INTERVAL and progress.done < progress.total:
                 return
             last_logged = time.monotonic()
@@ -163,7 +163,8 @@ def build_media_asset(table: MediaTable, partitions_per_run: int) -> AssetsDefin
                 context.log.info(
                     f"{progress.done}/{progress.total} objects: {progress.copied} copied, {progress.skipped} "
                     f"skipped, {progress.missing} missing, {progress.failed} failed, "
-                    f"{progress.bytes_copied / MiB:.1f} MiB, {progress.objects_per_second:.0f} objects/s"
+                    f"{progress.bytes_copied / MiB:.1f} MiB, {progress.objects_per_second:.0f} objects/s, "
+                    f"{in_flight_text(progress.in_flight, progress.max_in_flight)}"
                 )
 
         source, destination = source_s3.client(), destination_s3.client()

@@ -151,6 +151,7 @@ class SyncTuningResource(ConfigurableResource):
     batch_objects: int = _described("SYNC_BATCH_OBJECTS", Tuning.batch_objects)
     batch_megabytes: int = _described("SYNC_BATCH_MB", Tuning.batch_megabytes)
     concurrency: int = _described("SYNC_CONCURRENCY", Tuning.concurrency)
+    max_in_flight_per_endpoint: int = _described("SYNC_MAX_IN_FLIGHT_PER_ENDPOINT", Tuning.max_in_flight_per_endpoint)
     requests_per_second: float | None = _described("SYNC_REQUESTS_PER_SECOND", Tuning.requests_per_second)
     memory_megabytes: int = _described("SYNC_MEMORY_MB", Tuning.memory_megabytes)
     part_size_megabytes: int = _described("SYNC_PART_SIZE_MB", Tuning.part_size_megabytes)

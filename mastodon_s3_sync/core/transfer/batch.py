@@ -25,8 +25,9 @@ class TransferSettings:
     """The defaults of the knobs that ``SYNC_*`` variables set are ``Tuning``'s, written once there."""
 
     concurrency: int = Tuning.concurrency
-    """Objects copied at once."""
-    max_in_flight_per_endpoint: int = Tuning.concurrency
+    """Requests in flight per endpoint to start with (``limiter.py``); the limit then follows the round trip."""
+    max_in_flight_per_endpoint: int = Tuning.max_in_flight_per_endpoint
+    """The most requests in flight per endpoint, however long the round trip; also the most objects at once."""
     requests_per_second: float | None = Tuning.requests_per_second
     """Per endpoint; None for no limit beyond the in-flight cap."""
     multipart_threshold: int = Tuning.multipart_threshold_megabytes * MiB
@@ -58,7 +59,7 @@ class TransferSettings:
         """What the ``SYNC_*`` knobs ask for (the other settings keep their defaults)."""
         return cls(
             concurrency=tuning.concurrency,
-            max_in_flight_per_endpoint=tuning.concurrency,
+            max_in_flight_per_endpoint=tuning.max_in_flight_per_endpoint,
             requests_per_second=tuning.requests_per_second,
             multipart_threshold=tuning.multipart_threshold_megabytes * MiB,
             part_size=tuning.part_size_megabytes * MiB,
@@ -126,6 +127,10 @@ class BatchProgress:
     """Attempts whose bytes failed a content check (and were tried again)."""
     checks: Counter[str] = field(default_factory=Counter)
     """Copied objects by how they were proven (``Check``)."""
+    in_flight: int = 0
+    """Requests in flight the busier endpoint's limiter allows now (it follows the round trip)..."""
+    max_in_flight: int = 0
+    """...up to this ceiling (``max_in_flight_per_endpoint``)."""
     started: float = field(default_factory=time.monotonic)
 
     @property

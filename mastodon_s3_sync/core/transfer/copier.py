@@ -1,4 +1,4 @@
-"""The batch copier: one batch of items, ``concurrency`` at a time, each skipped, copied or found missing.
+"""The batch copier: one batch of items, as many at a time as the limiters allow, each skipped, copied or found missing.
 
 The batch starts with the listings (``listing.py``), from which ``proof.decide`` says, item by item,
 whether the destination already has it. A new object costs one GET and one PUT (``_copy``), the
@@ -51,7 +51,7 @@ from mastodon_s3_sync.core.transfer.batch import (
 )
 from mastodon_s3_sync.core.transfer.budget import ByteBudget
 from mastodon_s3_sync.core.transfer.ends import ObjectDestination, ObjectSource
-from mastodon_s3_sync.core.transfer.http import Buffer, ConnectionLost
+from mastodon_s3_sync.core.transfer.http import MOST_UNREAD, Buffer, ConnectionLost
 from mastodon_s3_sync.core.transfer.listing import list_fallbacks, list_objects
 from mastodon_s3_sync.core.transfer.proof import Check, Decision
 from mastodon_s3_sync.core.transfer.retries import NETWORK_ERRORS, BodyLengthMismatch, ContentMismatch, with_retries
@@ -105,7 +105,7 @@ class BatchCopy:
         self._acl_support: asyncio.Future[AclSupport] | None = None
 
     async def run(self, items: Sequence[CopyItem]) -> BatchResult:
-        """List what the destination has, then copy with ``concurrency`` workers."""
+        """List what the destination has, then copy (``_in_workers``)."""
         self.destination_listed = await self._list("destination", self.destination, [i.destination_key for i in items])
         present = [item.source_key for item in items if item.destination_key in self.destination_listed]
         self.source_listed = await self._list("source", self.source, present)
@@ -130,7 +130,7 @@ class BatchCopy:
             progress.record(result)
             if self.on_progress and time.monotonic() - last_report >= self.settings.progress_interval:
                 last_report = time.monotonic()
-                self.on_progress(progress)
+                self.on_progress(self._with_in_flight(progress))
 
         async def first_pass(position: int) -> None:
             item = items[position]
@@ -149,7 +149,7 @@ class BatchCopy:
 
             await self._in_workers(fallback_pass, list(fallbacks))
         if self.on_progress:
-            self.on_progress(progress)
+            self.on_progress(self._with_in_flight(progress))
         return BatchResult(
             results,  # type: ignore[arg-type]
             progress,
@@ -158,17 +158,45 @@ class BatchCopy:
             self.source.requests + self.destination.requests,
         )
 
+    def _with_in_flight(self, progress: BatchProgress) -> BatchProgress:
+        progress.in_flight = max(self.source.limiter.allowed_in_flight, self.destination.limiter.allowed_in_flight)
+        progress.max_in_flight = self.settings.max_in_flight_per_endpoint
+        return progress
+
     async def _in_workers(self, handle: Callable[[int], Awaitable[None]], positions: Sequence[int]) -> None:
-        """``handle`` every position, ``concurrency`` at a time."""
+        """``handle`` every position, ``_objects_at_once`` at a time: workers are added as the limiters' limits
+        grow and leave as they shrink."""
         pending = iter(positions)
+        running = 0
 
         async def worker() -> None:
-            for position in pending:
-                await handle(position)
+            nonlocal running
+            try:
+                for position in pending:
+                    await handle(position)
+                    wanted = self._objects_at_once()
+                    while running < wanted:
+                        start()
+                    if running > wanted:
+                        return
+            finally:
+                running -= 1
+
+        def start() -> None:
+            nonlocal running
+            running += 1
+            workers.create_task(worker())
 
         async with asyncio.TaskGroup() as workers:
-            for _ in range(min(self.settings.concurrency, len(positions))):
-                workers.create_task(worker())
+            for _ in range(min(self._objects_at_once(), len(positions))):
+                start()
+
+    def _objects_at_once(self) -> int:
+        """Objects enough to use the requests in flight both ends' limiters allow (an object has one request
+        in flight at a time, at one end or the other), and at least ``concurrency``."""
+        source, destination = self.source.limiter, self.destination.limiter
+        both = source.allowed_in_flight + (destination.allowed_in_flight if destination is not source else 0)
+        return max(self.settings.concurrency, both)
 
     async def _lookup_fallbacks(
         self, items: Sequence[CopyItem]
@@ -306,8 +334,9 @@ class BatchCopy:
         self, source_key: str, destination_key: str, acl: str | None, on_rejected: Callable[[], None]
     ) -> tuple[int, Check]:
         """GET, then PUT the body with the GET's headers, or copy it in parts (``parallel_parts``; one of
-        unknown size streams through ``multipart.upload_parts``)."""
-        async with AsyncExitStack() as stack:
+        unknown size streams through ``multipart.upload_parts``). What the GET's response may buffer
+        unread is reserved before it is sent (``budget.py``)."""
+        async with self.budget.reserve(MOST_UNREAD) as held, AsyncExitStack() as stack:
             response = await stack.enter_async_context(self.source.get(source_key))
             if response is None:
                 raise _SourceMissing()
@@ -321,6 +350,7 @@ class BatchCopy:
                     md5_etags = await self._destination_md5_etags(destination_key)
                     if source_md5 is None and md5_etags:
                         mirrored = await self._mirrored_part_size(source_key, size, source_etag)
+                await held.resize(0)  # its parts reserve their own (holding this too could starve them)
                 if size >= 0:
                     return await parallel_parts.ParallelCopy(
                         self.source, source_key, response, stack.pop_all().aclose, self.destination,
@@ -339,18 +369,18 @@ class BatchCopy:
                     source_etag,
                     source_md5,
                 )
-            async with self.budget.reserve(size):
-                try:
-                    chunks = await response.read_chunks()
-                except ConnectionLost as error:
-                    raise BodyLengthMismatch(f"GET {source_key}: body cut short ({error})") from error
-                received = sum(len(chunk) for chunk in chunks)
-                if received != size:
-                    raise BodyLengthMismatch(f"GET {source_key}: {received} bytes, Content-Length {size}")
-                if not self.verify:
-                    await self.destination.put(destination_key, chunks, headers)
-                    return size, Check.SIZE
-                return size, await self._put_checked(destination_key, chunks, headers, source_md5)
+            await held.resize(size)
+            try:
+                chunks = await response.read_chunks()
+            except ConnectionLost as error:
+                raise BodyLengthMismatch(f"GET {source_key}: body cut short ({error})") from error
+            received = sum(len(chunk) for chunk in chunks)
+            if received != size:
+                raise BodyLengthMismatch(f"GET {source_key}: {received} bytes, Content-Length {size}")
+            if not self.verify:
+                await self.destination.put(destination_key, chunks, headers)
+                return size, Check.SIZE
+            return size, await self._put_checked(destination_key, chunks, headers, source_md5)
 
     async def _put_checked(
         self, key: str, chunks: list[Buffer], headers: dict[str, str], source_md5: str | None

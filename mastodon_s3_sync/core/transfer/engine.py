@@ -14,7 +14,8 @@ The engine, by concern (one module each):
 - ``uploads.py``: stale unfinished multipart uploads, found and aborted;
 - ``s3.py``, ``http.py``, ``sigv4.py``, ``limiter.py``, ``retries.py``, ``budget.py``: the S3
   client, HTTP/1.1 on httptools, request signing, the per-endpoint limiter, retries and backoff,
-  the byte budget that bounds memory.
+  the byte budget that bounds memory;
+- ``in_flight.py``: the limiter's control law, how many requests in flight (pure).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ async def open_clients(source: End, destination: End, settings: TransferSettings
     """A client for each end (S3 clients share one connection pool); their limiters live as long as they do."""
 
     def new_limiter() -> EndpointLimiter:
-        return EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second)
+        return EndpointLimiter(settings.max_in_flight_per_endpoint, settings.requests_per_second, settings.concurrency)
 
     def client(end: End, limiter: EndpointLimiter) -> S3Client | DiskEnd:
         if isinstance(end, DiskRoot):

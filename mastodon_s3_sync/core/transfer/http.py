@@ -15,7 +15,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import httptools
 
@@ -25,6 +25,9 @@ WRITE_CHUNK = 1024 * 1024
 """Large bodies are written in slices of this size, waiting for the socket to drain between them."""
 READ_HIGH_WATER = 1024 * 1024
 """A streamed response stops reading from the socket while this much is buffered and unread."""
+MOST_UNREAD = READ_HIGH_WATER + 256 * 1024
+"""The most body a response nobody reads holds: the high water and the read that crossed it (asyncio and
+uvloop read at most 256 KiB at a time)."""
 SWEEP_INTERVAL = 1.0
 """How often requests are checked for a silent server (the read timeout's resolution)."""
 
@@ -54,6 +57,7 @@ class Response:
         "_error",
         "_waiter",
         "_wanted",
+        "_on_complete",
     )
 
     def __init__(self, connection: _Connection, head_only: bool):
@@ -68,6 +72,14 @@ class Response:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future | None = None
         self._wanted = 0
+        self._on_complete: Callable[[], None] | None = None
+
+    def when_complete(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the whole response has arrived (now, if it has), read or not."""
+        if self._complete:
+            callback()
+        else:
+            self._on_complete = callback
 
     async def read(self) -> bytes:
         """The whole (rest of the) body."""
@@ -138,6 +150,8 @@ class Response:
         self._complete = error is None
         self._error = error
         self._wake()
+        if self._complete and self._on_complete is not None:
+            self._on_complete()
 
     def release(self) -> None:
         """Give the connection back for reuse if the response was read to its end, else close it."""

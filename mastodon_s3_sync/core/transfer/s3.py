@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -247,19 +248,21 @@ class S3Client:
         query: dict[str, str] | None,
         headers: dict[str, str] | None,
         body: Buffer | list[Buffer] | None,
-    ) -> tuple[Response, int]:
-        """Send one signed request once the limiter allows; the caller releases response and slot."""
+    ) -> tuple[Response, int, float]:
+        """Send one signed request once the limiter allows; the caller releases response and slot.
+        Returns the response (its headers read), the limiter's window and when the request was sent."""
         path = f"{self._bucket_path}/{uri_encode(key, keep_slash=True)}" if key is not None else f"{self._bucket_path}/"
         encoded_query = canonical_query(query) if query else ""
         self.requests[operation] += 1
         epoch = await self.limiter.acquire()
+        sent = time.monotonic()
         try:
             if self._signer is not None:
                 signed = self._signer.sign(method, self._host, path, encoded_query, headers or {})
             else:
                 signed = {**(headers or {}), "Host": self._host}
             target = f"{path}?{encoded_query}" if encoded_query else path
-            return await self.pool.request(self._origin, method, target, signed, body), epoch
+            return await self.pool.request(self._origin, method, target, signed, body), epoch, sent
         except BaseException:
             self.limiter.release()
             raise
@@ -290,7 +293,7 @@ class S3Client:
         ok_statuses: tuple[int, ...] = (200,),
     ) -> tuple[Response, bytes]:
         """One request read to its end; raises ``S3Error`` unless the status is in ``ok_statuses``."""
-        response, epoch = await self._send(operation, method, key, query, headers, body)
+        response, epoch, sent = await self._send(operation, method, key, query, headers, body)
         try:
             data = await response.read()
         finally:
@@ -298,7 +301,7 @@ class S3Client:
             self.limiter.release()
         if response.status not in ok_statuses:
             raise self._error(response, data, key, epoch)
-        self.limiter.succeeded()
+        self.limiter.succeeded(time.monotonic() - sent)
         return response, data
 
     @asynccontextmanager
@@ -308,13 +311,24 @@ class S3Client:
         """GetObject with the body left to stream (the caller reads what it wants); None if there is no such key.
 
         ``byte_range`` (first, last byte) asks for part of the object: 206, or 200 with a Content-Range
-        (rclone's server); ``if_match`` only while the object's ETag is that one (else 412)."""
+        (rclone's server); ``if_match`` only while the object's ETag is that one (else 412). The request's
+        slot is free again once the whole body has arrived, read or not: a copy's PUT then waits for a slot
+        of its own, never for one its GET holds (on an endpoint that is both ends)."""
         headers = {}
         if byte_range is not None:
             headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
         if if_match is not None:
             headers["If-Match"] = if_match
-        response, epoch = await self._send("GetObject", "GET", key, None, headers or None, None)
+        response, epoch, sent = await self._send("GetObject", "GET", key, None, headers or None, None)
+        released = False
+
+        def free_slot() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.limiter.release()
+
+        response.when_complete(free_slot)
         try:
             if response.status not in ((200, 206) if byte_range else (200,)):
                 error = self._error(response, await response.read(), key, epoch)
@@ -322,11 +336,11 @@ class S3Client:
                     raise error
                 yield None
             else:
-                self.limiter.succeeded()
+                self.limiter.succeeded(time.monotonic() - sent)
                 yield response
         finally:
             response.release()
-            self.limiter.release()
+            free_slot()
 
     async def list_page(
         self, prefix: str, start_after: str | None, continuation_token: str | None, max_keys: int = 1000
