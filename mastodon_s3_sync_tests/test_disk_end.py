@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import stat
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,7 @@ from mastodon_s3_sync.core.transfer.disk import (
     DiskEnd,
     DiskRoot,
     UnsafeKey,
+    file_system_type,
     key_segments,
 )
 from mastodon_s3_sync.core.transfer.limiter import EndpointLimiter
@@ -277,6 +281,27 @@ def test_a_ranged_read_gives_its_part_and_refuses_a_changed_file(tmp_path) -> No
     with pytest.raises(S3Error) as refused:
         run(ranged(5000, 9999, md5))
     assert refused.value.status == 412
+
+
+@pytest.mark.parametrize("where", ["tmp_path", "/dev/shm"])
+def test_a_small_file_read_on_the_loop_is_the_files_bytes(where, tmp_path) -> None:
+    """Read from the page cache on the event loop (``RWF_NOWAIT``; tmpfs refuses it and is read
+    plainly), else in a thread: the bytes are the same either way."""
+    root = tmp_path if where == "tmp_path" else Path(tempfile.mkdtemp(dir=where))
+    body = os.urandom(300_000)
+    write(root, "a/b.png", body)
+    disk = end(root)
+    assert disk.never_blocks == (file_system_type(root) in ("tmpfs", "ramfs"))
+    assert file_system_type(Path("/dev/shm")) == "tmpfs"
+
+    async def read():
+        async with disk.get("a/b.png") as file:
+            return b"".join(await file.read_chunks())
+
+    assert run(read()) == body
+    assert run(read()) == body, "again, now certainly cached"
+    if where != "tmp_path":
+        shutil.rmtree(root)
 
 
 def test_several_hosts_refuse_a_directory_destination(monkeypatch, tmp_path) -> None:

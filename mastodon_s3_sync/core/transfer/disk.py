@@ -28,6 +28,7 @@ grants (readable by group or others: AllUsers READ; a backup reads as private wh
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import stat
@@ -98,6 +99,65 @@ def process_umask() -> int:
     return mask
 
 
+def real_path(path: Path) -> Path:
+    """``path`` with every symlink resolved, as ``Path.resolve()`` gives it, from the kernel: an
+    ``O_PATH`` descriptor's name in /proc/self/fd. Measured: ``Path.resolve()`` (an lstat per
+    component, in Python) took 0.31 ms of the 0.89 ms of CPU a 180 kB file cost to upload; this
+    takes two system calls. A path that does not exist (yet) is its real parent joined with its name."""
+    try:
+        descriptor = os.open(path, os.O_PATH)
+    except FileNotFoundError:
+        return path.resolve() if path.parent == path else real_path(path.parent) / path.name
+    except (NotADirectoryError, OSError):
+        return path.resolve()
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{descriptor}"))
+    except OSError:  # no /proc
+        return path.resolve()
+    finally:
+        os.close(descriptor)
+
+
+class _WouldBlock(Exception):
+    """A read the page cache cannot answer: to be done in a thread."""
+
+
+MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs"})
+
+
+def _cached_read(file, size: int, never_blocks: bool) -> bytearray:
+    """``size`` bytes from the file's position, only if the page cache holds them all (``RWF_NOWAIT``);
+    on a file system without it, a plain read when ``never_blocks``."""
+    buffer = bytearray(size)
+    offset = file.tell()
+    try:
+        count = os.preadv(file.fileno(), [buffer], offset, os.RWF_NOWAIT)
+    except BlockingIOError:
+        raise _WouldBlock from None
+    except OSError as error:
+        if error.errno != errno.EOPNOTSUPP or not never_blocks:
+            raise _WouldBlock from None
+        count = os.preadv(file.fileno(), [buffer], offset)
+    if count != size:
+        raise _WouldBlock  # partly cached (or shorter than its size said): the thread reads it whole
+    return buffer
+
+
+def file_system_type(path: Path) -> str | None:
+    """The type of the file system holding ``path`` (``/proc/self/mountinfo``), if Linux says it."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    best, found = "", None
+    for line in mounts:
+        fields = line.split(" - ", 1)
+        mount_point = fields[0].split()[4]
+        if fields[1:] and (str(path) + "/").startswith(mount_point.rstrip("/") + "/") and len(mount_point) >= len(best):
+            best, found = mount_point, fields[1].split()[0]
+    return found
+
+
 class _FileBody:
     """A file being read, as ``ends.SourceBody``."""
 
@@ -106,24 +166,42 @@ class _FileBody:
         self.headers = headers
         self.remaining = limit
         """Bytes left to read (the file's, or its requested range's)."""
+        self.ahead: bytearray | None = None
+        """What ``read_ahead`` read and ``read_*`` have not handed out yet."""
+
+    def read_ahead(self, never_blocks: bool | None = None) -> None:
+        """Read the rest now and close the file: ``read_*`` then hand it out. ``never_blocks`` (on the
+        event loop): only what the page cache holds, else ``_WouldBlock``; True: the file system
+        keeps everything in memory (tmpfs), so a plain read cannot block either."""
+        if never_blocks is None:
+            self.ahead = self._read(self.remaining)
+        else:
+            self.ahead = _cached_read(self.file, self.remaining, never_blocks)
+            self.remaining = 0
+        self.file.close()
 
     async def read_chunks(self) -> list[Buffer]:
-        return [await self.read_up_to(self.remaining)]
+        return [await self.read_up_to(len(self.ahead) if self.ahead is not None else self.remaining)]
 
     async def read_up_to(self, size: int) -> bytearray:
+        if self.ahead is None:
+            return await asyncio.to_thread(self._read, size)
+        if size >= len(self.ahead):
+            taken, self.ahead = self.ahead, bytearray()
+            return taken
+        taken, self.ahead = self.ahead[:size], self.ahead[size:]
+        return taken
+
+    def _read(self, size: int) -> bytearray:
         size = min(size, self.remaining)
-
-        def read() -> bytearray:
-            buffer = bytearray(size)
-            view, filled = memoryview(buffer), 0
-            while filled < size and (count := self.file.readinto(view[filled:])):
-                filled += count
-            del view
-            del buffer[filled:]
-            self.remaining -= filled
-            return buffer
-
-        return await asyncio.to_thread(read)
+        buffer = bytearray(size)
+        view, filled = memoryview(buffer), 0
+        while filled < size and (count := self.file.readinto(view[filled:])):
+            filled += count
+        del view
+        del buffer[filled:]
+        self.remaining -= filled
+        return buffer
 
 
 @dataclass
@@ -155,13 +233,15 @@ class DiskEnd:
         """Applied to the modes Mastodon gives files, as Paperclip applies the process's (directories:
         ``mkdir_p``'s ``0777 & ~umask``)."""
         self._uploads: dict[str, _Upload] = {}
+        self.never_blocks = file_system_type(self.root) in MEMORY_FILE_SYSTEMS
+        """Reads cannot wait for a disk (tmpfs), though the file system refuses ``RWF_NOWAIT``."""
 
     # Paths ----------------------------------------------------------------------------------------
 
     def path_of(self, key: str) -> Path:
         """The key's path, refused (``UnsafeKey``) when it would leave the root."""
         path = self.root.joinpath(*key_segments(key))
-        if not self._inside(path.resolve()):
+        if not self._inside(real_path(path)):
             raise UnsafeKey(key, f"the path resolves outside {self.root} through a symlink")
         return path
 
@@ -247,17 +327,36 @@ class DiskEnd:
         ``byte_range`` (first, last byte) reads that part only, and ``if_match`` answers 412 once the
         file's MD5 is another (read again only when its size or mtime moved)."""
         self.requests["ReadFile"] += 1
+        try:
+            body = self._open(key, byte_range, if_match, from_cache=True)
+        except _WouldBlock:
+            body = await asyncio.to_thread(self._open, key, byte_range, if_match)
+        try:
+            yield body
+        finally:
+            if body is not None and not body.file.closed:
+                await asyncio.to_thread(body.file.close)
+
+    def _open(
+        self, key: str, byte_range: tuple[int, int] | None, if_match: str | None, from_cache: bool = False
+    ) -> _FileBody | None:
+        """Everything up to the body, and a file of at most ``READ_SIZE`` (most of Mastodon's) read
+        whole. ``from_cache``: on the event loop, only from the page cache (``RWF_NOWAIT``), else
+        ``_WouldBlock``, and the caller does it again in a thread. Measured on 3,000 files of 180 kB
+        read 64 at a time: 41 us of CPU per file on the loop, 234 us through a thread each (the GIL
+        handed back and forth), which made an upload from disk cost twice the CPU of one from a bucket."""
         path = self.path_of(key)
         try:
-            file = await asyncio.to_thread(open, path, "rb")
+            file = open(path, "rb", buffering=0)  # read into our own buffers: no second copy
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            yield None
-            return
+            return None
         try:
             size = os.fstat(file.fileno()).st_size
             headers = self._headers(key, size)
             if if_match is not None or size > self.hash_above:
-                headers["etag"] = (await asyncio.to_thread(self._size_and_md5, key, path))[1]
+                if from_cache:
+                    raise _WouldBlock  # reads the whole file
+                headers["etag"] = self._size_and_md5(key, path)[1]
             if if_match is not None and providers.normalized_etag(if_match) != headers["etag"]:
                 raise S3Error(412, "PreconditionFailed", "the file changed since it was first read", key)
             limit = size
@@ -266,9 +365,15 @@ class DiskEnd:
                 file.seek(first)
                 limit = last - first + 1
                 headers |= {"content-length": str(limit), "content-range": f"bytes {first}-{last}/{size}"}
-            yield _FileBody(file, headers, limit)
-        finally:
+            body = _FileBody(file, headers, limit)
+            if limit <= READ_SIZE:
+                body.read_ahead(self.never_blocks if from_cache else None)
+            elif from_cache:
+                raise _WouldBlock
+            return body
+        except BaseException:
             file.close()
+            raise
 
     async def head(self, key: str) -> ObjectHead | None:
         """Size, the derived headers and the file's MD5 (read here), or None when there is no file."""
