@@ -122,24 +122,27 @@ def test_a_suspension_after_the_plan_reaches_the_copy(live):
 
 @pytest.mark.parametrize("max_age, stays_public", [(0.0, False), (300.0, True)])
 def test_no_put_starts_with_an_acl_older_than_the_bound(live, max_age, stays_public):
-    """One object at a time: an earlier object's PUT is held while the next one's account is
-    suspended. Past ``acl_max_age`` the next PUT reads its ACL again; within it, it may not."""
+    """One request in flight at each end, so two objects at once (one reading, one writing): the
+    first object's PUT is held, the second's waits for the destination behind it, and the third
+    starts only once they are done, after its account was suspended meanwhile. Past
+    ``acl_max_age`` it reads its ACL again; within it, it may not."""
     migration, resources, proxy = live
     database, source, destination = resources["mastodon_db"], resources["source_s3"], resources["destination_s3"]
     objects = list(referenced_objects(database, TABLE, "public-read"))
     position = next(
         index
-        for index, o in enumerate(objects[1:], start=1)
+        for index, o in enumerate(objects[2:], start=2)
         if o.acl == "public-read"
-        and account_of(migration, o.row_id) != account_of(migration, objects[index - 1].row_id)
+        and account_of(migration, o.row_id)
+        not in {account_of(migration, objects[index - 1].row_id), account_of(migration, objects[index - 2].row_id)}
     )
-    later, earlier = objects[position], objects[position - 1]
+    later, earlier = objects[position], objects[position - 2]
     account = account_of(migration, later.row_id)
     proxy.hold = hold = HeldPut(earlier.key)
-    settings = TransferSettings(concurrency=1, acl_max_age=max_age)
+    settings = TransferSettings(concurrency=1, max_in_flight_per_endpoint=1, acl_max_age=max_age)
     copy = threading.Thread(
         target=copy_objects,
-        args=(objects, source, destination, settings),
+        args=(objects[position - 2 :], source, destination, settings),
         kwargs={"acls_now": partial(current_acls, database, TABLE, "public-read")},
     )
     copy.start()
