@@ -288,20 +288,22 @@ def test_a_small_file_read_on_the_loop_is_the_files_bytes(where, tmp_path) -> No
     """Read from the page cache on the event loop (``RWF_NOWAIT``; tmpfs refuses it and is read
     plainly), else in a thread: the bytes are the same either way."""
     root = tmp_path if where == "tmp_path" else Path(tempfile.mkdtemp(dir=where))
-    body = os.urandom(300_000)
-    write(root, "a/b.png", body)
-    disk = end(root)
-    assert disk.never_blocks == (file_system_type(root) in ("tmpfs", "ramfs"))
-    assert file_system_type(Path("/dev/shm")) == "tmpfs"
+    try:
+        body = os.urandom(300_000)
+        write(root, "a/b.png", body)
+        disk = end(root)
+        assert disk.never_blocks == (file_system_type(root) in ("tmpfs", "ramfs"))
+        assert file_system_type(Path("/dev/shm")) == "tmpfs"
 
-    async def read():
-        async with disk.get("a/b.png") as file:
-            return b"".join(await file.read_chunks())
+        async def read():
+            async with disk.get("a/b.png") as file:
+                return b"".join(await file.read_chunks())
 
-    assert run(read()) == body
-    assert run(read()) == body, "again, now certainly cached"
-    if where != "tmp_path":
-        shutil.rmtree(root)
+        assert run(read()) == body
+        assert run(read()) == body, "again, now certainly cached"
+    finally:
+        if root != tmp_path:  # /dev/shm is memory: never leave it behind
+            shutil.rmtree(root)
 
 
 def test_several_hosts_refuse_a_directory_destination(monkeypatch, tmp_path) -> None:

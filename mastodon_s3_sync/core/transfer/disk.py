@@ -108,7 +108,7 @@ def real_path(path: Path) -> Path:
         descriptor = os.open(path, os.O_PATH)
     except FileNotFoundError:
         return path.resolve() if path.parent == path else real_path(path.parent) / path.name
-    except (NotADirectoryError, OSError):
+    except OSError:
         return path.resolve()
     try:
         return Path(os.readlink(f"/proc/self/fd/{descriptor}"))
