@@ -42,6 +42,21 @@ def md5s(server, bucket: Bucket) -> dict[str, str]:
     return {key: hashlib.md5(client.get_object(Bucket=bucket.name, Key=key)["Body"].read()).hexdigest() for key in keys}
 
 
+def stored_md5s(server, bucket: Bucket) -> dict[str, str]:
+    """MD5 of every object's body as the server stored it. rclone's from its directory: in rclone
+    v1.75.2 a PUT that fails (BadDigest) drops the VFS's cached listing of its directory while other
+    PUTs into it are in flight, and an object so written can then answer GETs with 500 InternalError
+    for the cache's lifetime, although its file is whole (a bug of the test server, not of the copy)."""
+    if server.root_dir is None:
+        return md5s(server, bucket)
+    root = server.root_dir / bucket.name
+    return {
+        path.relative_to(root).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
+        for path in root.rglob("*")
+        if path.is_file()
+    }
+
+
 def seed_objects(server, bucket: Bucket, count: int, large: dict[str, int] | None = None) -> list[str]:
     keys = [f"media/{index:03d}.png" for index in range(count)]
     for key in keys:
@@ -123,7 +138,7 @@ def test_flipped_bytes_are_caught_retried_and_never_counted_copied(
     assert result.progress.copied == len(keys) and result.progress.checks["etag"] + result.progress.checks[
         "md5"
     ] == len(keys)
-    assert md5s(destination_s3, destination) == md5s(rclone_source, source)
+    assert stored_md5s(destination_s3, destination) == md5s(rclone_source, source)
 
     # the same faults with the checks off: corrupt objects counted as copied (what the checks prevent)
     unchecked = new_bucket(destination_s3, "off")
@@ -135,7 +150,8 @@ def test_flipped_bytes_are_caught_retried_and_never_counted_copied(
         S3Proxy(rclone_source.endpoint_url, flip_share=0.25),
     )
     assert off.progress.copied == len(keys) and off.progress.rejected_attempts == 0
-    damaged = {key for key, md5 in md5s(destination_s3, unchecked).items() if md5 != md5s(rclone_source, source)[key]}
+    source_md5s = md5s(rclone_source, source)
+    damaged = {key for key, md5 in stored_md5s(destination_s3, unchecked).items() if md5 != source_md5s[key]}
     assert damaged == flipped
 
 

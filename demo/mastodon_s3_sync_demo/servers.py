@@ -45,6 +45,8 @@ class S3Server:
     access_key: str
     secret_key: str
     region: str = "us-east-1"
+    root_dir: Path | None = None
+    """Where `rclone serve s3` keeps its buckets (one directory each); None for a server that keeps them elsewhere."""
 
     def client(self, config: botocore.config.Config | None = None):
         """A boto3 S3 client with path-style addressing; `config` is merged on top."""
@@ -166,6 +168,7 @@ def rclone_s3_server(
         endpoint_url=f"http://127.0.0.1:{free_port()}",
         access_key=access_key or secrets.token_hex(10).upper(),
         secret_key=secret_key or secrets.token_urlsafe(30),
+        root_dir=root_dir,
     )
     with tempfile.TemporaryDirectory(prefix="rclone-s3-") as tmp:
         config = Path(tmp) / "rclone.conf"
