@@ -5,16 +5,19 @@ Over a network, objects/s are bounded by requests in flight / (round trips per o
 growing it pays, and only then. ``EndpointLimiter`` counts the endpoint's completions and their
 round trips (sending to the answer's headers) in windows (``window_size`` completions, after a
 warm-up of ``warm_up`` that lets the requests sent under the old limit drain) and hands each
-window to ``InFlightControl.decide``. A step pays when the completions per second rise with it
-(by ``GAIN`` of the step, at least ``LEAST_GAIN``) while the round trip stays within ``QUEUEING``
-times the least seen: requests that wait in a queue (the CPU's, the server's) say the bottleneck
-is not the latency, and a throughput that rises by chance (the machine's other load) does not
-count then.
+window to ``InFlightControl.decide``. A step is tried only while the round trip stays within
+``QUEUEING`` times the least seen: requests that wait in a queue (the CPU's, the server's) say the
+bottleneck is not the latency, and a throughput that rises by chance (the machine's other load)
+must not start a step then. A step pays, and stays, when the completions per second rise with it
+(by ``GAIN`` of the step, at least ``LEAST_GAIN``), even if the round trip grew meanwhile (more
+requests at once queue a little somewhere; a rate that rose by half is no chance): it is then
+the last one while requests queue.
 
 - **Startup**: the limit doubles while that pays. The first doubling that does not is undone.
 - **Hold**, then **probe**: after ``HOLD_WINDOWS`` windows at the limit found, a step of
-  ``PROBE_STEP`` is tried (the latency or the load may have changed); one that pays resumes the
-  doubling.
+  ``PROBE_STEP`` is tried (the latency or the load may have changed), measured against the mean
+  rate of the windows held (one window's rate is noisy: on two cores, from one 0.3 s window to
+  the next by a third); one that pays resumes the doubling.
 - **Throttled** (503 SlowDown, 429): the limit halves, then grows back by one per window of
   ``limit`` completions (AIMD, as TCP does) up to where it was, then holds and probes as above,
   in steps of ``PROBE_STEP`` only from then on (the provider's limit is near).
@@ -79,6 +82,8 @@ class InFlightControl:
         """(limit, completions/s) before the step being tried."""
         self.held = 0
         """Saturated windows still to wait before the next probe."""
+        self.held_rates: list[float] = []
+        """The completions/s of the saturated windows held at the limit: a probe's base."""
         self.recover_to = 0.0
         """Where the limit grows back to after a throttle; 0 until the first."""
         self.least_round_trip = math.inf
@@ -106,16 +111,20 @@ class InFlightControl:
             if self.limit >= self.recover_to:
                 self._hold()
         elif self.phase is Phase.HOLD:
-            self.held -= window.saturated
+            if window.saturated:
+                self.held -= 1
+                self.held_rates.append(window.rate)
             if self.held <= 0 and self.limit < self.ceiling and unqueued:
-                self._step(window.rate, PROBE_STEP, Phase.PROBE)
+                self._step(sum(self.held_rates) / len(self.held_rates), PROBE_STEP, Phase.PROBE)
         elif self.base is None:  # no step being tried (the first window)
             if unqueued:
                 self._step(window.rate, 2.0, self.phase)
             elif window.saturated:
                 self._hold()
-        elif unqueued and window.rate >= self.base[1] * (1 + max(LEAST_GAIN, GAIN * (self.limit / self.base[0] - 1))):
-            if self.limit >= self.ceiling:
+        elif window.saturated and window.rate >= self.base[1] * (
+            1 + max(LEAST_GAIN, GAIN * (self.limit / self.base[0] - 1))
+        ):
+            if self.limit >= self.ceiling or not unqueued:
                 self._hold()
             elif self.recover_to:  # once throttled, steps stay small (the provider has a limit near)
                 self._step(window.rate, PROBE_STEP, Phase.PROBE)
@@ -139,4 +148,4 @@ class InFlightControl:
         self.phase = phase
 
     def _hold(self) -> None:
-        self.phase, self.base, self.held = Phase.HOLD, None, HOLD_WINDOWS
+        self.phase, self.base, self.held, self.held_rates = Phase.HOLD, None, HOLD_WINDOWS, []
