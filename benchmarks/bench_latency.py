@@ -390,9 +390,7 @@ def main() -> None:
     )
     parser.add_argument("--baseline-tree", help="a checkout whose engine runs too, as 'engine (baseline)'")
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender and case, taking turns")
-    parser.add_argument(
-        "--only", type=lambda text: set(text.split(",")), help="run only these contenders (names, comma-separated)"
-    )
+    parser.add_argument("--only", action="append", help="run only this contender (its name; repeatable)")
     parser.add_argument("--large-objects", type=int, default=12, help="0 to skip the large objects")
     parser.add_argument("--large-mb", type=int, default=300)
     parser.add_argument("--cap-mb-s", type=float, default=20.0, help="per-connection cap for the large objects")
