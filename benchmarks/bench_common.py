@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +109,60 @@ class Setup:
         return [process for process in psutil.Process().children(recursive=True) if process.name() == "rclone"]
 
 
+def work_directory(stack: ExitStack, prefix: str, parent: str | None) -> Path:
+    """A temporary directory for a benchmark's servers and files, removed when ``stack`` closes (on SIGTERM
+    too). What benchmarks killed outright (SIGKILL, the OOM killer) left is removed first: their
+    directories, the servers still running on them and their orphaned helpers (the latency proxy).
+    /dev/shm is memory, and a few such leftovers (1-6 GB per killed run) once had the OOM killer stop a
+    test run on this machine."""
+    parent_path = Path(parent or tempfile.gettempdir())
+    stale = [
+        path
+        for path in parent_path.glob("bench-*-pid*-*")
+        if (found := re.fullmatch(r"bench-.*-pid(\d+)-.*", path.name)) and not _alive(int(found.group(1)))
+    ]
+    _kill_leftovers(stale)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
+    created = tempfile.TemporaryDirectory(prefix=f"{prefix}pid{os.getpid()}-", dir=parent)
+    return Path(stack.enter_context(created))
+
+
+class Terminated(BaseException):
+    """SIGTERM: unwinds the with-blocks (servers stopped, directories removed); not a ``SystemExit``, which
+    the benchmarks take for one contender's failure."""
+
+
+def _terminated(*_) -> None:
+    raise Terminated("SIGTERM")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_leftovers(stale: list[Path]) -> None:
+    """SIGKILL the processes whose command line names a ``stale`` directory (servers), and the orphans
+    (adopted by init) running a script of this directory (the latency proxy names no directory)."""
+    scripts = str(Path(__file__).resolve().parent) + "/"
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (process / "cmdline").read_bytes().decode(errors="replace")
+            orphan = (process / "stat").read_text().rsplit(")", 1)[1].split()[1] == "1"
+            if any(str(path) in command for path in stale) or (orphan and scripts in command):
+                os.kill(int(process.name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
 def server_cpu(servers: list) -> float:
     return sum(sum(process.cpu_times()[:2]) for process in servers)
 
@@ -149,8 +206,6 @@ def measure(output: str, command: list[str], subreaper: bool = False) -> None:
     orphaned on the way are adopted and waited for too, so their CPU counts.
     SIGTERM is passed on to the command's process group.
     """
-    import signal
-
     if subreaper:
         import ctypes
 

@@ -36,7 +36,6 @@ import os
 import random
 import resource
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -55,6 +54,7 @@ from bench_common import (
     rclone_environment,
     run_measured,
     settle,
+    work_directory,
 )
 
 # Contenders ------------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ def main() -> None:
 
     runs: list[Run] = []
     with ExitStack() as stack:
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-copy-", dir=arguments.work_dir)))
+        work = work_directory(stack, "bench-copy-", arguments.work_dir)
         setup = seed(stack, arguments, work)
         factories = list(contenders(setup, arguments))
         for repeat in range(arguments.repeat):

@@ -71,6 +71,7 @@ from bench_common import (
     settle,
     tree_cpu_seconds,
     verified,
+    work_directory,
 )
 from mastodon_s3_sync_demo.ui import LAUNCH_BACKFILL
 
@@ -925,7 +926,7 @@ def main() -> None:
     began = time.monotonic()
     runs: list[Run] = []
     with ExitStack() as stack:
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-e2e-", dir=arguments.work_dir)))
+        work = work_directory(stack, "bench-e2e-", arguments.work_dir)
         setup = seed(stack, arguments, work)
         setup.from_disk = arguments.from_disk
         if arguments.backfill_partitions:

@@ -54,14 +54,24 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
 import latency_proxy
-from bench_common import MB, MiB, Run, Setup, fresh_servers, rclone_command, rclone_environment, run_measured, settle
+from bench_common import (
+    MB,
+    MiB,
+    Run,
+    Setup,
+    fresh_servers,
+    rclone_command,
+    rclone_environment,
+    run_measured,
+    settle,
+    work_directory,
+)
 from bench_copy import engine_command, seed
 
 ENGINE_IN_FLIGHT = 64
@@ -256,7 +266,7 @@ def run_rounds(
 
 
 def small(arguments, stack: ExitStack) -> list[dict]:
-    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-latency-", dir=arguments.work_dir)))
+    work = work_directory(stack, "bench-latency-", arguments.work_dir)
     setup = seed(stack, argparse.Namespace(large=False, objects=arguments.objects, size_scale=1.0), work)
     rows = []
     for delay_ms in arguments.delays:
@@ -285,7 +295,7 @@ def small(arguments, stack: ExitStack) -> list[dict]:
 
 
 def large(arguments, stack: ExitStack) -> list[dict]:
-    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-latency-", dir=arguments.work_dir)))
+    work = work_directory(stack, "bench-latency-", arguments.work_dir)
     namespace = argparse.Namespace(large=True, large_objects=arguments.large_objects, large_mb=arguments.large_mb)
     setup = seed(stack, namespace, work)
     options = {"delay_ms": arguments.large_delay_ms, "rate_mb_s": arguments.cap_mb_s}

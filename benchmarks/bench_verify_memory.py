@@ -44,7 +44,7 @@ from pathlib import Path
 import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import Setup, measured, server_cpu  # noqa: E402
+from bench_common import Setup, measured, server_cpu, work_directory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_SQL = ROOT / "demo" / "mastodon_s3_sync_demo" / "schema" / "mastodon_schema.sql"
@@ -235,7 +235,7 @@ def main() -> None:
     from mastodon_s3_sync_demo.servers import fresh_database, postgres_server, rclone_s3_server
 
     with ExitStack() as stack:
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-verify-", dir="/dev/shm")))
+        work = work_directory(stack, "bench-verify-", "/dev/shm")
         database_url = stack.enter_context(fresh_database(stack.enter_context(postgres_server()), "bench_verify"))
         with closing(psycopg2.connect(database_url)) as connection, connection, connection.cursor() as cursor:
             cursor.execute(SCHEMA_SQL.read_text())

@@ -1,0 +1,48 @@
+"""The benchmarks' work directories (benchmarks/bench_common.py ``work_directory``): /dev/shm is memory, so
+what a benchmark killed outright (SIGKILL, the OOM killer) left there, and the servers still running on it,
+are removed by the next benchmark; a directory whose benchmark still runs is left alone."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location(
+    "bench_common", Path(__file__).resolve().parent.parent / "benchmarks" / "bench_common.py"
+)
+bench_common = sys.modules.setdefault("bench_common", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(bench_common)
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_leftovers_of_killed_benchmarks_and_their_servers_are_removed_a_running_ones_kept(tmp_path):
+    stale = tmp_path / f"bench-latency-pid{dead_pid()}-abc"
+    (stale / "source" / "bucket").mkdir(parents=True)
+    (stale / "source" / "bucket" / "object").write_bytes(b"x" * 1000)
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(stale / "source")])
+    running = tmp_path / f"bench-copy-pid{os.getpid()}-def"
+    running.mkdir()
+    other = tmp_path / "not-a-benchmark"
+    other.mkdir()
+    handler = signal.getsignal(signal.SIGTERM)  # work_directory sets one that cleans up; not pytest's to keep
+    try:
+        with ExitStack() as stack:
+            work = bench_common.work_directory(stack, "bench-e2e-", str(tmp_path))
+            assert work.is_dir() and work.name.startswith(f"bench-e2e-pid{os.getpid()}-")
+            assert server.wait(10) == -9, "the killed benchmark's server is stopped"
+            assert sorted(path.name for path in tmp_path.iterdir()) == sorted([work.name, running.name, other.name])
+        assert not work.exists()
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        server.kill()
+        server.wait()
