@@ -42,7 +42,7 @@ PROBE_STEP = 1.25
 HOLD_WINDOWS = 5
 QUEUEING = 1.5
 """Round trips longer than this many times the least seen mean requests wait in a queue (the CPU's, the
-server's): more of them in flight would only wait longer. No step is tried then, nor kept."""
+server's): more of them in flight would only wait longer. No step is tried then (one that paid stays, the last)."""
 WINDOW_SECONDS = 0.2
 """A window lasts at least this long, so that timer noise does not decide."""
 
