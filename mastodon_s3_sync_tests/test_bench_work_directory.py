@@ -1,4 +1,4 @@
-"""The benchmarks' work directories (benchmarks/bench_common.py ``work_directory``): /dev/shm is memory, so
+"""The benchmarks' work directories (benchmarks/bench_common.py ``work_directory``): removed on SIGTERM; and /dev/shm is memory, so
 what a benchmark killed outright (SIGKILL, the OOM killer) left there, and the servers still running on it,
 are removed by the next benchmark; a directory whose benchmark still runs is left alone."""
 
@@ -46,3 +46,26 @@ def test_leftovers_of_killed_benchmarks_and_their_servers_are_removed_a_running_
         signal.signal(signal.SIGTERM, handler)
         server.kill()
         server.wait()
+
+
+def test_sigterm_unwinds_and_removes_the_directory(tmp_path):
+    script = f"""
+import sys, time
+from contextlib import ExitStack
+sys.path.insert(0, {str(Path(bench_common.__file__).parent)!r})
+import bench_common
+with ExitStack() as stack:
+    work = bench_common.work_directory(stack, "bench-test-", {str(tmp_path)!r})
+    (work / "file").write_bytes(b"x" * 1000)
+    print(work, flush=True)
+    time.sleep(60)
+"""
+    benchmark = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    work = Path(benchmark.stdout.readline().strip())
+    assert (work / "file").is_file()
+    benchmark.send_signal(signal.SIGTERM)
+    assert benchmark.wait(30) != 0
+    assert "Terminated: SIGTERM" in benchmark.stderr.read()
+    assert list(tmp_path.iterdir()) == []
