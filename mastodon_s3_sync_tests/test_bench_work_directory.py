@@ -49,9 +49,12 @@ def test_leftovers_of_killed_benchmarks_and_their_servers_are_removed_a_running_
 
 
 def test_sigterm_unwinds_and_removes_the_directory(tmp_path):
+    # as from a shell: an ignored or blocked SIGTERM is inherited, and a test before may have left pytest's so
     script = f"""
-import sys, time
+import signal, sys, time
 from contextlib import ExitStack
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGTERM}})
 sys.path.insert(0, {str(Path(bench_common.__file__).parent)!r})
 import bench_common
 with ExitStack() as stack:
