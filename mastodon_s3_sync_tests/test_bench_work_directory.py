@@ -68,6 +68,8 @@ with ExitStack() as stack:
     )
     work = Path(benchmark.stdout.readline().strip())
     assert (work / "file").is_file()
+    status = dict(line.split(":\t", 1) for line in Path(f"/proc/{benchmark.pid}/status").read_text().splitlines())
+    assert int(status["SigCgt"], 16) & 1 << (signal.SIGTERM - 1), f"no SIGTERM handler: {status}"
     benchmark.send_signal(signal.SIGTERM)
     assert benchmark.wait(30) != 0
     assert "Terminated: SIGTERM" in benchmark.stderr.read()
