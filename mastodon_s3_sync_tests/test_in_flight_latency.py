@@ -54,7 +54,7 @@ def copy_behind_proxy(
 def test_where_the_round_trip_bounds_the_copy_the_limit_grows_and_the_copy_passes_the_fixed_bound(
     rclone_source, rclone_destination
 ):
-    source, keys = seeded(rclone_source, "rtt", 600, 2000)
+    source, keys = seeded(rclone_source, "rtt", 1500, 2000)
     destination = new_bucket(rclone_destination, "rtt")
     start, delay = 8, 0.2
     settings = TransferSettings(concurrency=start, max_in_flight_per_endpoint=256)
